@@ -1,0 +1,221 @@
+//! `strata mount`: mount a union of layers, in the background once it is ready.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fuser::{MountOption, Session, SessionACL};
+
+use super::options::{MountSpec, split_layers, split_options};
+use crate::fs::fuse::StrataFuse;
+use crate::fs::layers::Stack;
+use crate::fs::{Config, Overlay};
+use crate::sys::daemon::{self, Forked};
+use crate::sys::{self};
+
+/// Arguments of `strata mount`.
+#[derive(clap::Args, Debug)]
+pub struct MountArgs {
+    /// Lower dirs, top first, separated by ':' ('\:' escapes a colon).
+    #[arg(long, value_name = "DIR[:DIR...]")]
+    lower: Option<String>,
+    /// The writable upper dir (none: a read-only mount).
+    #[arg(long, value_name = "DIR")]
+    upper: Option<PathBuf>,
+    /// The work dir: on the same filesystem as the upper dir, not inside it.
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
+    /// Mount options, comma-separated: lowerdir=,upperdir=,workdir=,userxattr,volatile,ro,suid,dev,timeout=,...
+    #[arg(short = 'o', value_name = "OPTS", action = clap::ArgAction::Append)]
+    options: Vec<String>,
+    /// Stay in the foreground and log to stderr.
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    /// Debug logging (implies -f).
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Print one line per copy-up, whiteout and opaque directory as they happen (implies -f).
+    #[arg(long)]
+    trace: bool,
+    /// Worker threads serving the mount.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Where to mount.
+    mountpoint: PathBuf,
+}
+
+impl MountArgs {
+    fn spec(&self) -> anyhow::Result<MountSpec> {
+        let mut spec = MountSpec::default();
+        for o in &self.options {
+            for opt in split_options(o) {
+                spec.apply(&opt)?;
+            }
+        }
+        if let Some(l) = &self.lower {
+            spec.stack.lowers = split_layers(l);
+        }
+        if let Some(u) = &self.upper {
+            spec.stack.upper = Some(u.clone());
+        }
+        if let Some(w) = &self.work {
+            spec.stack.work = Some(w.clone());
+        }
+        if let Some(t) = self.threads {
+            spec.threads = Some(t.max(1));
+        }
+        if spec.read_only {
+            spec.stack.upper = None;
+            spec.stack.work = None;
+        }
+        Ok(spec)
+    }
+}
+
+/// Mounts; returns once the mount is ready (or, in the foreground, once it is unmounted).
+pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
+    let spec = a.spec()?;
+    let foreground = a.foreground || a.debug || a.trace;
+    let level = if a.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    super::init_logging(if foreground {
+        level
+    } else {
+        log::LevelFilter::Warn
+    });
+    let mnt = a.mountpoint.clone();
+    if foreground {
+        let session = prepare(&spec, &mnt, a.trace)?;
+        log::info!("mounted {}", mnt.display());
+        serve(session)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match daemon::fork_with_report().context("forking the mount daemon")? {
+        Forked::Parent(report) => match daemon::wait_report(report) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(msg) => {
+                eprintln!("strata: {msg}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Forked::Child(ready) => match prepare(&spec, &mnt, false) {
+            Ok(session) => {
+                ready.ok();
+                let _ = serve(session);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                ready.fail(&super::one_line(&e));
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+/// Checks the setup, opens the layers and mounts; the kernel is ready to send requests after it.
+fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<StrataFuse>> {
+    check_mountpoint(mnt)?;
+    let stack = Stack::open(&spec.stack)?;
+    for note in &stack.notes {
+        log::warn!("{note}");
+    }
+    let config = Config {
+        ttl: spec.timeout.unwrap_or(Duration::from_secs(1)),
+        trace,
+    };
+    let ov = Overlay::new(stack, config).context("reading the layer roots")?;
+    let root = rustix::process::geteuid().is_root();
+    let mut fc = fuser::Config::default();
+    fc.mount_options = vec![
+        MountOption::FSName(spec.fsname.clone().unwrap_or_else(|| "strata".into())),
+        MountOption::Subtype("strata".into()),
+        MountOption::DefaultPermissions,
+    ];
+    fc.mount_options.extend(spec.flags.iter().cloned());
+    if spec.stack.upper.is_none() {
+        fc.mount_options.push(MountOption::RO);
+    }
+    fc.acl = if root || spec.allow_other == Some(true) {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fc.n_threads = Some(spec.threads.unwrap_or_else(default_threads));
+    fc.clone_fd = true;
+    let session =
+        Session::new(StrataFuse::new(Arc::new(ov)), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
+    Ok(session)
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().clamp(2, 8))
+        .unwrap_or(4)
+}
+
+/// Serves requests until the mount goes (umount, or SIGTERM/SIGINT/SIGHUP, which unmount).
+fn serve(mut session: Session<StrataFuse>) -> anyhow::Result<()> {
+    let mut unmounter = session.unmount_callable();
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+            .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("strata-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                if let Err(e) = unmounter.unmount() {
+                    log::warn!("unmounting on signal: {e}");
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    session.run().context("serving the mount")
+}
+
+fn check_mountpoint(mnt: &Path) -> anyhow::Result<()> {
+    let md = std::fs::metadata(mnt).with_context(|| format!("mount point {}", mnt.display()))?;
+    if !md.is_dir() {
+        bail!("mount point {}: not a directory", mnt.display());
+    }
+    if sys::mount::is_mount_point(mnt) {
+        bail!(
+            "mount point {} is busy: something is already mounted there",
+            mnt.display()
+        );
+    }
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "/dev/fuse not found: load the fuse module (modprobe fuse) or give the container the device"
+            )
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                && !rustix::process::geteuid().is_root() =>
+        {
+            // fusermount3 (setuid) opens it for unprivileged users.
+            Ok(())
+        }
+        Err(e) => Err(e).context("/dev/fuse"),
+    }
+}
+
+fn mount_error(e: std::io::Error, mnt: &Path) -> anyhow::Error {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            anyhow::anyhow!("mounting on {}: permission denied", mnt.display())
+        }
+        Some(libc::EBUSY) => anyhow::anyhow!("mounting on {}: mount point is busy", mnt.display()),
+        _ => anyhow::Error::new(e).context(format!("mounting on {}", mnt.display())),
+    }
+}

@@ -1,0 +1,47 @@
+//! `strata umount MNT`: unmount a Strata mount (as root directly, otherwise via fusermount3).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::sys::{self, Errno};
+
+/// Arguments of `strata umount`.
+#[derive(clap::Args, Debug)]
+pub struct UmountArgs {
+    /// Detach now even if the mount is busy; it goes once no longer used.
+    #[arg(short = 'l', long)]
+    lazy: bool,
+    /// The mount point.
+    mountpoint: PathBuf,
+}
+
+/// Unmounts.
+pub fn run(a: UmountArgs) -> anyhow::Result<ExitCode> {
+    let mnt = &a.mountpoint;
+    if !sys::mount::is_mount_point(mnt) {
+        bail!("{} is not a mount point", mnt.display());
+    }
+    match sys::mount::unmount(mnt, a.lazy) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(Errno::PERM) => {
+            let mut cmd = std::process::Command::new("fusermount3");
+            cmd.arg("-u");
+            if a.lazy {
+                cmd.arg("-z");
+            }
+            let st = cmd.arg(mnt).status().context("running fusermount3")?;
+            if !st.success() {
+                bail!("unmounting {}: fusermount3 failed", mnt.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Errno::BUSY) => bail!(
+            "unmounting {}: mount point is busy (in use); try --lazy",
+            mnt.display()
+        ),
+        Err(e) => Err(anyhow::Error::new(std::io::Error::from(e)))
+            .with_context(|| format!("unmounting {}", mnt.display())),
+    }
+}

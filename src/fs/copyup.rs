@@ -1,0 +1,437 @@
+//! Copy-up (SEMANTICS.md "Copy-up"): an object of a lower layer becomes an upper object.
+//!
+//! The copy is built in the work dir under a temp name (data by reflink, `copy_file_range` or a
+//! hole-aware loop; then owner, mode, xattrs, times; fsync unless `volatile`) and renamed into
+//! the upper dir, so a crash leaves the old view or the new one. Parents are copied first,
+//! top-down; the parent's times are restored afterwards. Every name of a multiply-linked lower
+//! file that the view still shows becomes a hardlink of the one upper copy.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{FileType, Mode, OFlags, RenameFlags, Stat, XattrFlags};
+
+use super::inode::{DirLayer, Node, Src};
+use super::layers::{self, LayerIdx};
+use super::lookup::{At, Found, INO_XATTR};
+use super::whiteout::is_private_xattr;
+use super::{Errno, FaultPoint, Overlay, Result};
+use crate::sys::copy::{Strategy, copy_data};
+use crate::sys::fd::{self, SetTime};
+use crate::sys::xattr;
+
+impl Overlay {
+    /// Whether `src` is shown from the upper layer.
+    pub(crate) fn in_upper(&self, src: &Src) -> bool {
+        self.stack.upper.is_some() && src.top() == 0
+    }
+
+    /// Makes sure `node` exists in the upper layer, copying it (and its parents) up if needed.
+    ///
+    /// `with_data: false` copies a regular file's metadata only (it is about to be truncated).
+    pub(crate) fn copy_up(&self, node: &Arc<Node>, with_data: bool) -> Result<()> {
+        self.stack.upper()?;
+        if self.in_upper(&node.src()) {
+            return Ok(());
+        }
+        let path = self.inodes.path_of(node)?;
+        if node.is_dir() {
+            self.ensure_upper_dir(&path)?;
+            return Ok(());
+        }
+        let _one_at_a_time = node.copy_lock.lock();
+        if self.in_upper(&node.src()) {
+            return Ok(());
+        }
+        let found = self.resolve_path(&path)?.ok_or(Errno::NOENT)?;
+        if found.ino != node.ino {
+            return Err(Errno::STALE);
+        }
+        self.copy_up_file(&path, &found, with_data)?;
+        node.set_src(Src::File(0));
+        Ok(())
+    }
+
+    /// The upper instance of the merged directory at `path`, copied up (with its parents) if
+    /// it is not there yet. Returns an `O_PATH` fd of it.
+    pub(crate) fn ensure_upper_dir(&self, path: &Path) -> Result<OwnedFd> {
+        let root = self.stack.upper_root()?;
+        match fd::open_dir(root, path) {
+            Ok(f) => return Ok(f),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let _dirs = self.dir_copy.lock();
+        let Src::Dir(mut layers) = self.inodes.get(super::inode::ROOT)?.src() else {
+            return Err(Errno::NOTDIR);
+        };
+        let mut cur = fd::dup(root)?;
+        let mut cur_path = PathBuf::new();
+        for comp in path.iter() {
+            let found = self
+                .find_child(&cur_path, &layers, comp)?
+                .ok_or(Errno::NOENT)?;
+            let Src::Dir(found_layers) = &found.src else {
+                return Err(Errno::NOTDIR);
+            };
+            cur_path.push(comp);
+            let next = if self.in_upper(&found.src) {
+                layers = found_layers.clone();
+                fd::open_dir(cur.as_fd(), Path::new(comp))?
+            } else {
+                let fd = self.copy_up_dir(cur.as_fd(), &cur_path, &found)?;
+                layers = std::iter::once(DirLayer { idx: 0, xwh: false })
+                    .chain(found_layers.iter().copied())
+                    .collect();
+                if let Some(node) = self.inodes.find(found.ino) {
+                    node.set_src(Src::Dir(layers.clone()));
+                }
+                fd
+            };
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    /// Copies one directory (not its content) into the upper dir `parent` under its name.
+    fn copy_up_dir(&self, parent: BorrowedFd<'_>, path: &Path, found: &Found) -> Result<OwnedFd> {
+        let upper = self.stack.upper()?;
+        let name = path.file_name().ok_or(Errno::INVAL)?;
+        let from = self.at_in_layer(found.src.top(), path)?;
+        let tmp = self.tmp_name();
+        let work = upper.work.as_fd();
+        fd::mkdir_at(work, &tmp, 0o700)?;
+        let built = self.finish_copy(&from, work, &tmp, &found.st, found.ino, None);
+        let placed = built.and_then(|()| self.place(work, &tmp, parent, name));
+        if let Err(e) = placed {
+            let _ = layers::remove_tree(work, &tmp);
+            return Err(e);
+        }
+        self.trace(format_args!(
+            "copy-up dir /{} (from layer {})",
+            path.display(),
+            found.src.top()
+        ));
+        fd::open_dir(parent, Path::new(name))
+    }
+
+    /// Copies the non-directory `found` at `path` up, then links its other visible names.
+    fn copy_up_file(&self, path: &Path, found: &Found, with_data: bool) -> Result<()> {
+        let upper = self.stack.upper()?;
+        let layer = found.src.top();
+        let name = path.file_name().ok_or(Errno::INVAL)?;
+        let parent_path = path.parent().unwrap_or(Path::new(""));
+        let parent = self.ensure_upper_dir(parent_path)?;
+        let from = self.at_in_layer(layer, path)?;
+        let aliases = if found.st.st_nlink > 1 {
+            self.hardlink_aliases(layer, found.st.st_ino, path)
+        } else {
+            Vec::new()
+        };
+        let tmp = self.tmp_name();
+        let work = upper.work.as_fd();
+        let built = self.build_copy(&from, work, &tmp, found, with_data);
+        let placed = built
+            .and_then(|()| self.take_fault(FaultPoint::BeforeRename))
+            .and_then(|()| self.place(work, &tmp, parent.as_fd(), name));
+        if let Err(e) = placed {
+            let _ = layers::remove_tree(work, &tmp);
+            return Err(e);
+        }
+        self.trace(format_args!(
+            "copy-up /{} (from layer {layer})",
+            path.display()
+        ));
+        for alias in aliases {
+            if let Err(e) = self.link_alias(path, &alias, found) {
+                log::warn!(
+                    "hardlink /{} of /{} not linked after copy-up: {e}",
+                    alias.display(),
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the copy of `from` in the work dir as `tmp`.
+    fn build_copy(
+        &self,
+        from: &At,
+        work: BorrowedFd<'_>,
+        tmp: &OsStr,
+        found: &Found,
+        with_data: bool,
+    ) -> Result<()> {
+        let st = &found.st;
+        let name = from.name().ok_or(Errno::INVAL)?;
+        match fd::kind_of(st) {
+            FileType::RegularFile => {
+                let src = File::from(fd::open_at(
+                    from.dir(),
+                    name,
+                    OFlags::RDONLY,
+                    Mode::empty(),
+                )?);
+                let dst = File::from(fd::open_at(
+                    work,
+                    tmp,
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY,
+                    Mode::from_raw_mode(0o600),
+                )?);
+                if with_data {
+                    copy_data(
+                        &src,
+                        &dst,
+                        st.st_size as u64,
+                        Strategy::Reflink,
+                        &mut || self.take_fault(FaultPoint::MidData),
+                    )?;
+                }
+                self.finish_copy(from, work, tmp, st, found.ino, Some(&dst))
+            }
+            FileType::Symlink => {
+                fd::symlink_at(&fd::readlink_at(from.dir(), name)?, work, tmp)?;
+                self.finish_copy(from, work, tmp, st, found.ino, None)
+            }
+            FileType::Directory => Err(Errno::ISDIR),
+            _ => {
+                fd::mknod_at(work, tmp, st.st_mode, st.st_rdev)?;
+                self.finish_copy(from, work, tmp, st, found.ino, None)
+            }
+        }
+    }
+
+    /// Gives the temp copy `tmp` the owner, mode, xattrs and times of the original; fsyncs.
+    fn finish_copy(
+        &self,
+        from: &At,
+        work: BorrowedFd<'_>,
+        tmp: &OsStr,
+        st: &Stat,
+        ino: u64,
+        file: Option<&File>,
+    ) -> Result<()> {
+        let kind = fd::kind_of(st);
+        self.give_owner(work, tmp, st.st_uid, st.st_gid)?;
+        if kind != FileType::Symlink {
+            fd::chmod_at(work, tmp, st.st_mode)?;
+        }
+        copy_xattrs(from.dir(), from.name(), work, tmp)?;
+        let upper = self.stack.upper()?;
+        let key = upper.ns.name(INO_XATTR);
+        match xattr::set(
+            work,
+            Some(tmp),
+            OsStr::new(&key),
+            &ino.to_le_bytes(),
+            XattrFlags::empty(),
+        ) {
+            Ok(()) => {}
+            // user.* xattrs cannot go on symlinks and device nodes: such a copy gets a new number.
+            Err(Errno::PERM) | Err(Errno::OPNOTSUPP)
+                if kind != FileType::RegularFile && kind != FileType::Directory => {}
+            Err(e) => return Err(e),
+        }
+        let (atime, mtime) = fd::times_of(st);
+        fd::utimes_at(work, Some(tmp), atime, mtime)?;
+        if let Some(f) = file {
+            if !upper.volatile {
+                fd::sync_fd(f.as_fd(), false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets owner `uid:gid` on `name` in `dir`; an unprivileged daemon keeps its own ids.
+    pub(crate) fn give_owner(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
+        match fd::chown_at(dir, name, Some(uid), Some(gid)) {
+            Err(Errno::PERM) | Err(Errno::INVAL) if !self.privileged => Ok(()),
+            // In a user namespace, ids the namespace does not map cannot be set: keep the mapped ones.
+            Err(Errno::INVAL) | Err(Errno::OVERFLOW) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Renames `tmp` from the work dir into `parent` as `name`, keeping the parent's times.
+    pub(crate) fn place(
+        &self,
+        work: BorrowedFd<'_>,
+        tmp: &OsStr,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+    ) -> Result<()> {
+        let pst = fd::stat_fd(parent)?;
+        fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
+        self.restore_times(parent, &pst);
+        self.mark_impure(parent);
+        Ok(())
+    }
+
+    /// Puts back a directory's times after Strata changed an entry the user did not.
+    pub(crate) fn restore_times(&self, dir: BorrowedFd<'_>, st: &Stat) {
+        let (atime, mtime) = fd::times_of(st);
+        if let Err(e) = fd::utimes_at(dir, None, atime, mtime) {
+            log::debug!("restoring directory times: {e}");
+        }
+    }
+
+    /// Marks an upper directory as holding entries that keep a pre-copy-up inode number.
+    pub(crate) fn mark_impure(&self, dir: BorrowedFd<'_>) {
+        let Some(upper) = &self.stack.upper else {
+            return;
+        };
+        if self.is_impure(dir) {
+            return;
+        }
+        let key = upper.ns.name("impure");
+        if let Err(e) = xattr::set(dir, None, OsStr::new(&key), b"y", XattrFlags::empty()) {
+            log::debug!("marking directory impure: {e}");
+        }
+    }
+
+    /// Links name `alias` to the upper copy at `copied`, if the view still shows the same file.
+    fn link_alias(&self, copied: &Path, alias: &Path, original: &Found) -> Result<()> {
+        let Some(found) = self.resolve_path(alias)? else {
+            return Ok(());
+        };
+        if found.ino != original.ino || self.in_upper(&found.src) {
+            return Ok(());
+        }
+        let name = alias.file_name().ok_or(Errno::INVAL)?;
+        let parent = self.ensure_upper_dir(alias.parent().unwrap_or(Path::new("")))?;
+        let from = self.at_in_layer(0, copied)?;
+        let pst = fd::stat_fd(parent.as_fd())?;
+        fd::link_at(
+            from.dir(),
+            from.name().ok_or(Errno::INVAL)?,
+            parent.as_fd(),
+            name,
+        )?;
+        self.restore_times(parent.as_fd(), &pst);
+        self.mark_impure(parent.as_fd());
+        Ok(())
+    }
+
+    /// Other names of inode `ino` in layer `idx` (the layer is scanned once, on first need).
+    fn hardlink_aliases(&self, idx: LayerIdx, ino: u64, except: &Path) -> Vec<PathBuf> {
+        let layer = self.stack.layer(idx);
+        let map = layer.hardlinks.get_or_init(|| scan_hardlinks(layer.fd()));
+        map.get(&ino)
+            .map(|v| {
+                v.iter()
+                    .filter(|p| p.as_path() != except)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Copies up the whole merged subtree at `path` (for renaming a directory that has lower parts).
+    ///
+    /// Returns the inode numbers of the directories copied, whose nodes must forget their lower layers.
+    pub(crate) fn copy_up_tree(&self, path: &Path) -> Result<Vec<u64>> {
+        let mut dirs = Vec::new();
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            self.ensure_upper_dir(&dir)?;
+            let found = self.resolve_path(&dir)?.ok_or(Errno::NOENT)?;
+            let Src::Dir(layers) = &found.src else {
+                return Err(Errno::NOTDIR);
+            };
+            dirs.push(found.ino);
+            for e in self.merged_entries(&dir, layers)? {
+                let child = dir.join(&e.name);
+                if e.kind == FileType::Directory {
+                    stack.push(child);
+                    continue;
+                }
+                let Some(f) = self.find_child(&dir, layers, &e.name)? else {
+                    continue;
+                };
+                if self.in_upper(&f.src) {
+                    continue;
+                }
+                match self.inodes.find(f.ino) {
+                    Some(node) => self.copy_up(&node, true)?,
+                    None => self.copy_up_file(&child, &f, true)?,
+                }
+            }
+        }
+        Ok(dirs)
+    }
+}
+
+/// Copies every non-private xattr of `from_dir/from_name` to `to_dir/to_name`.
+pub(crate) fn copy_xattrs(
+    from_dir: BorrowedFd<'_>,
+    from_name: Option<&OsStr>,
+    to_dir: BorrowedFd<'_>,
+    to_name: &OsStr,
+) -> Result<()> {
+    let keys = match xattr::list(from_dir, from_name) {
+        Ok(k) => k,
+        Err(Errno::OPNOTSUPP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for key in keys.iter().filter(|k| !is_private_xattr(k)) {
+        let Some(value) = xattr::get(from_dir, from_name, key)? else {
+            continue;
+        };
+        match xattr::set(to_dir, Some(to_name), key, &value, XattrFlags::empty()) {
+            Ok(()) => {}
+            // Namespaces the upper filesystem or our privileges do not allow are skipped, as the kernel does.
+            Err(Errno::OPNOTSUPP) | Err(Errno::PERM) | Err(Errno::ACCESS) => {
+                log::debug!("xattr {} not copied up", key.to_string_lossy());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Finds every multiply-linked non-directory of a layer, by inode number.
+fn scan_hardlinks(root: BorrowedFd<'_>) -> HashMap<u64, Vec<PathBuf>> {
+    let mut map: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rfd) = fd::open_dir_read(root, &dir) else {
+            continue;
+        };
+        let Ok(dfd) = fd::dup(rfd.as_fd()) else {
+            continue;
+        };
+        let Ok(entries) = fd::read_dir(rfd) else {
+            continue;
+        };
+        for e in entries {
+            let path = dir.join(&e.name);
+            if e.kind == FileType::Directory {
+                stack.push(path);
+                continue;
+            }
+            let Ok(st) = fd::stat_at(dfd.as_fd(), &e.name) else {
+                continue;
+            };
+            if fd::kind_of(&st) == FileType::Directory {
+                stack.push(path);
+            } else if st.st_nlink > 1 && !fd::is_whiteout_dev(&st) {
+                map.entry(st.st_ino).or_default().push(path);
+            }
+        }
+    }
+    map
+}
+
+/// A time value that leaves the timestamp alone.
+pub const KEEP: SetTime = SetTime::Omit;

@@ -1,0 +1,242 @@
+//! Open files and directories: the handle tables and the I/O on them.
+//!
+//! Opening for writing (or with `O_TRUNC`) copies the object up first, so a write never reaches
+//! a lower layer. A file opened read-only before a copy-up keeps reading the lower data, as with
+//! kernel overlayfs. A directory handle holds the snapshot its offsets index.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use rustix::fs::{Mode, OFlags};
+
+use super::inode::Node;
+use super::layers::LayerIdx;
+use super::readdir::DirEntry;
+use super::{Errno, Overlay, Result};
+use crate::sys::{errno_of, fd};
+
+/// An open regular file.
+#[derive(Debug)]
+pub struct FileHandle {
+    /// The node it was opened on.
+    pub node: Arc<Node>,
+    /// The real file in its layer.
+    pub file: File,
+    /// The layer the real file is in.
+    pub layer: LayerIdx,
+    /// Whether it was opened for writing.
+    pub writable: bool,
+}
+
+/// An open directory.
+#[derive(Debug)]
+pub struct DirHandle {
+    /// The directory's node.
+    pub node: Arc<Node>,
+    /// The listing offsets refer to (taken at the first read from offset 0).
+    pub entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+}
+
+/// Open handles by number.
+#[derive(Debug, Default)]
+pub struct HandleTable {
+    files: RwLock<HashMap<u64, Arc<FileHandle>>>,
+    dirs: RwLock<HashMap<u64, Arc<DirHandle>>>,
+    next: AtomicU64,
+}
+
+impl HandleTable {
+    fn insert_file(&self, h: FileHandle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.files.write().insert(fh, Arc::new(h));
+        fh
+    }
+
+    /// The open file `fh`, or `EBADF`.
+    pub fn file(&self, fh: u64) -> Result<Arc<FileHandle>> {
+        self.files.read().get(&fh).cloned().ok_or(Errno::BADF)
+    }
+
+    /// The open directory `fh`, or `EBADF`.
+    pub fn dir(&self, fh: u64) -> Result<Arc<DirHandle>> {
+        self.dirs.read().get(&fh).cloned().ok_or(Errno::BADF)
+    }
+}
+
+/// Open flags passed on to the real file (creation and terminal flags are the kernel's business).
+fn real_flags(flags: i32) -> OFlags {
+    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC | libc::O_TRUNC;
+    OFlags::from_bits_retain((flags & keep) as u32)
+}
+
+impl Overlay {
+    /// `open`: copies up first when the file is opened for writing or truncated.
+    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        let _tree = self.tree.read();
+        let node = self.inodes.get(ino)?;
+        if node.is_dir() {
+            return Err(Errno::ISDIR);
+        }
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let trunc = flags & libc::O_TRUNC != 0;
+        if writable || trunc {
+            self.stack.upper()?;
+            self.copy_up(&node, !trunc)?;
+        }
+        let at = self.locate(&node)?;
+        let name = at.name().ok_or(Errno::INVAL)?;
+        let file = File::from(fd::open_at(
+            at.dir(),
+            name,
+            real_flags(flags),
+            Mode::empty(),
+        )?);
+        Ok(self.add_file(node, file, writable))
+    }
+
+    /// Registers an open file (for `open` and `create`).
+    pub fn add_file(&self, node: Arc<Node>, file: File, writable: bool) -> u64 {
+        node.opened();
+        let layer = node.src().top();
+        self.handles.insert_file(FileHandle {
+            node,
+            file,
+            layer,
+            writable,
+        })
+    }
+
+    /// `read`.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handles.file(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match h.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(errno_of(&e)),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// `write`.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let h = self.handles.file(fh)?;
+        if !h.writable || !self.in_upper(&super::inode::Src::File(h.layer)) {
+            return Err(Errno::BADF);
+        }
+        h.file
+            .write_all_at(data, offset)
+            .map_err(|e| errno_of(&e))?;
+        Ok(data.len() as u32)
+    }
+
+    /// `fsync` (skipped on a `volatile` mount).
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
+        let h = self.handles.file(fh)?;
+        if self.stack.upper.as_ref().is_some_and(|u| u.volatile) {
+            return Ok(());
+        }
+        fd::sync_fd(h.file.as_fd(), datasync)
+    }
+
+    /// `fallocate`.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let h = self.handles.file(fh)?;
+        if !h.writable {
+            return Err(Errno::BADF);
+        }
+        let flags = rustix::fs::FallocateFlags::from_bits_retain(mode as u32);
+        rustix::fs::fallocate(&h.file, flags, offset, length)
+    }
+
+    /// `lseek` for `SEEK_DATA`/`SEEK_HOLE`.
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        let h = self.handles.file(fh)?;
+        let pos = match whence {
+            libc::SEEK_DATA => rustix::fs::SeekFrom::Data(offset.max(0) as u64),
+            libc::SEEK_HOLE => rustix::fs::SeekFrom::Hole(offset.max(0) as u64),
+            libc::SEEK_SET => rustix::fs::SeekFrom::Start(offset as u64),
+            libc::SEEK_END => rustix::fs::SeekFrom::End(offset),
+            _ => return Err(Errno::INVAL),
+        };
+        Ok(rustix::fs::seek(&h.file, pos)? as i64)
+    }
+
+    /// `copy_file_range` between two open files of the mount.
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u32> {
+        let (i, o) = (self.handles.file(fh_in)?, self.handles.file(fh_out)?);
+        if !o.writable {
+            return Err(Errno::BADF);
+        }
+        let (mut a, mut b) = (off_in, off_out);
+        let n = rustix::fs::copy_file_range(
+            &i.file,
+            Some(&mut a),
+            &o.file,
+            Some(&mut b),
+            len.min(1 << 30) as usize,
+        )?;
+        Ok(n as u32)
+    }
+
+    /// `release`.
+    pub fn release(&self, fh: u64) {
+        let h = self.handles.files.write().remove(&fh);
+        if let Some(h) = h {
+            self.inodes.closed(&h.node);
+        }
+    }
+
+    /// `opendir`.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let node = self.inodes.get(ino)?;
+        if !node.is_dir() {
+            return Err(Errno::NOTDIR);
+        }
+        node.opened();
+        let fh = self.handles.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.handles.dirs.write().insert(
+            fh,
+            Arc::new(DirHandle {
+                node,
+                entries: Mutex::new(None),
+            }),
+        );
+        Ok(fh)
+    }
+
+    /// The entries of an open directory from `offset` on (offset `n` resumes after entry `n`).
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let h = self.handles.dir(fh)?;
+        let mut entries = h.entries.lock();
+        if offset == 0 || entries.is_none() {
+            *entries = Some(Arc::new(self.list_dir(h.node.ino)?));
+        }
+        entries.clone().ok_or(Errno::IO)
+    }
+
+    /// `releasedir`.
+    pub fn releasedir(&self, fh: u64) {
+        let h = self.handles.dirs.write().remove(&fh);
+        if let Some(h) = h {
+            self.inodes.closed(&h.node);
+        }
+    }
+}

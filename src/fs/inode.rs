@@ -1,0 +1,276 @@
+//! The inode table: one node per object of the merged view, keyed by its stable inode number.
+//!
+//! A node's number is also its FUSE node id (fuser sends `attr.ino` as both). Names of one real
+//! inode (hardlinks) share a node. Nodes live while the kernel holds lookups on them or a handle
+//! is open; `forget` drops them.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use rustix::fs::FileType;
+
+use super::layers::LayerIdx;
+use crate::sys::{Errno, Result};
+
+/// FUSE's root node id.
+pub const ROOT: u64 = 1;
+
+/// One layer's instance of a merged directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirLayer {
+    /// The layer.
+    pub idx: LayerIdx,
+    /// Whether empty files in this instance may be xattr whiteouts.
+    pub xwh: bool,
+}
+
+/// Where an object of the merged view comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Src {
+    /// A non-directory, shown from this layer.
+    File(LayerIdx),
+    /// A directory merged from these instances, top first.
+    Dir(Vec<DirLayer>),
+}
+
+impl Src {
+    /// The layer whose instance is shown (the top one).
+    pub fn top(&self) -> LayerIdx {
+        match self {
+            Src::File(l) => *l,
+            Src::Dir(ls) => ls.first().map(|d| d.idx).unwrap_or(0),
+        }
+    }
+}
+
+/// Mutable facts about a node.
+#[derive(Debug)]
+pub struct NodeState {
+    /// (parent node, name) of each known name; empty once the object is unlinked.
+    pub names: Vec<(u64, OsString)>,
+    /// Where the object is shown from.
+    pub src: Src,
+    /// An `O_PATH` fd kept when the last name went while handles were open.
+    pub pinned: Option<Arc<OwnedFd>>,
+}
+
+/// One object of the merged view.
+#[derive(Debug)]
+pub struct Node {
+    /// Stable inode number, also the FUSE node id.
+    pub ino: u64,
+    /// File type (never changes for a node).
+    pub kind: FileType,
+    /// Names, source layers.
+    pub state: Mutex<NodeState>,
+    /// Held while this object is copied up (copy-ups of one object are serialised).
+    pub copy_lock: Mutex<()>,
+    lookups: AtomicU64,
+    opens: AtomicU64,
+}
+
+impl Node {
+    fn new(ino: u64, kind: FileType, names: Vec<(u64, OsString)>, src: Src) -> Node {
+        Node {
+            ino,
+            kind,
+            state: Mutex::new(NodeState {
+                names,
+                src,
+                pinned: None,
+            }),
+            copy_lock: Mutex::new(()),
+            lookups: AtomicU64::new(0),
+            opens: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the node is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileType::Directory
+    }
+
+    /// A copy of the source description.
+    pub fn src(&self) -> Src {
+        self.state.lock().src.clone()
+    }
+
+    /// Replaces the source description.
+    pub fn set_src(&self, src: Src) {
+        self.state.lock().src = src;
+    }
+
+    /// Number of open handles.
+    pub fn open_count(&self) -> u64 {
+        self.opens.load(Ordering::Acquire)
+    }
+
+    /// Counts a new open handle.
+    pub fn opened(&self) {
+        self.opens.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// All nodes the kernel knows, by inode number.
+#[derive(Debug)]
+pub struct InodeTable {
+    map: RwLock<HashMap<u64, Arc<Node>>>,
+}
+
+impl InodeTable {
+    /// A table holding only the root directory.
+    pub fn new(root_src: Src) -> InodeTable {
+        let root = Arc::new(Node::new(ROOT, FileType::Directory, Vec::new(), root_src));
+        root.lookups.store(1, Ordering::Relaxed);
+        InodeTable {
+            map: RwLock::new(HashMap::from([(ROOT, root)])),
+        }
+    }
+
+    /// The node `ino`, or `ESTALE`.
+    pub fn get(&self, ino: u64) -> Result<Arc<Node>> {
+        self.map.read().get(&ino).cloned().ok_or(Errno::STALE)
+    }
+
+    /// The node `ino` if the kernel still knows it.
+    pub fn find(&self, ino: u64) -> Option<Arc<Node>> {
+        self.map.read().get(&ino).cloned()
+    }
+
+    /// Records a lookup of `name` in `parent` that found object `ino`, and counts it.
+    ///
+    /// A known node gets the fresh source and the name; a node of another type under the same
+    /// number (the number was reused after a deletion) is replaced.
+    pub fn remember(
+        &self,
+        ino: u64,
+        kind: FileType,
+        parent: u64,
+        name: &OsStr,
+        src: Src,
+    ) -> Arc<Node> {
+        let mut map = self.map.write();
+        if let Some(node) = map.get(&ino) {
+            if node.kind == kind {
+                {
+                    let mut st = node.state.lock();
+                    st.src = src;
+                    add_name(&mut st.names, kind, parent, name);
+                }
+                node.lookups.fetch_add(1, Ordering::AcqRel);
+                return node.clone();
+            }
+        }
+        let node = Arc::new(Node::new(ino, kind, vec![(parent, name.to_owned())], src));
+        if let Some(old) = map.get(&ino) {
+            node.lookups
+                .store(old.lookups.load(Ordering::Acquire), Ordering::Release);
+        }
+        node.lookups.fetch_add(1, Ordering::AcqRel);
+        map.insert(ino, node.clone());
+        node
+    }
+
+    /// Drops `n` lookups of `ino`; the node goes when none are left and nothing is open.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let mut map = self.map.write();
+        if let Some(node) = map.get(&ino) {
+            let left = node.lookups.load(Ordering::Acquire).saturating_sub(n);
+            node.lookups.store(left, Ordering::Release);
+            if left == 0 && node.open_count() == 0 {
+                map.remove(&ino);
+            }
+        }
+    }
+
+    /// Counts a handle closed on `node`; drops the node if the kernel forgot it already.
+    pub fn closed(&self, node: &Arc<Node>) {
+        let mut map = self.map.write();
+        let left = node.opens.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        if left == 0 && node.lookups.load(Ordering::Acquire) == 0 {
+            if let Some(cur) = map.get(&node.ino) {
+                if Arc::ptr_eq(cur, node) {
+                    map.remove(&node.ino);
+                }
+            }
+        }
+    }
+
+    /// Every node (for walks that update many nodes after a directory rename).
+    pub fn all(&self) -> Vec<Arc<Node>> {
+        self.map.read().values().cloned().collect()
+    }
+
+    /// Number of nodes (for tests and memory figures).
+    pub fn len(&self) -> usize {
+        self.map.read().len()
+    }
+
+    /// Whether only the root is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+
+    /// The path of `node` relative to the mount root, through any of its names.
+    pub fn path_of(&self, node: &Node) -> Result<PathBuf> {
+        if node.ino == ROOT {
+            return Ok(PathBuf::new());
+        }
+        let names = node.state.lock().names.clone();
+        let mut last = Errno::NOENT;
+        for (parent, name) in names {
+            match self.path_from(parent, &name, 0) {
+                Ok(p) => return Ok(p),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn path_from(&self, parent: u64, name: &OsStr, depth: usize) -> Result<PathBuf> {
+        if depth > 4096 {
+            return Err(Errno::LOOP);
+        }
+        if parent == ROOT {
+            return Ok(PathBuf::from(name));
+        }
+        let pnode = self.find(parent).ok_or(Errno::NOENT)?;
+        let (pp, pname) = pnode
+            .state
+            .lock()
+            .names
+            .first()
+            .cloned()
+            .ok_or(Errno::NOENT)?;
+        let mut p = self.path_from(pp, &pname, depth + 1)?;
+        p.push(name);
+        Ok(p)
+    }
+}
+
+/// Adds a name to a node's list: a directory has one name, a file one per hardlink.
+pub fn add_name(names: &mut Vec<(u64, OsString)>, kind: FileType, parent: u64, name: &OsStr) {
+    if kind == FileType::Directory {
+        names.clear();
+    }
+    if let Some(pos) = names.iter().position(|(p, n)| *p == parent && n == name) {
+        // Most recently confirmed name first: it is the likeliest to still be valid.
+        let e = names.remove(pos);
+        names.insert(0, e);
+    } else {
+        names.insert(0, (parent, name.to_owned()));
+    }
+}
+
+/// Removes one name from a node's list.
+pub fn remove_name(names: &mut Vec<(u64, OsString)>, parent: u64, name: &OsStr) {
+    names.retain(|(p, n)| !(*p == parent && n == name));
+}

@@ -1,0 +1,281 @@
+//! Resolving a name in a merged directory (SEMANTICS.md "Lookup of NAME in a merged directory").
+//!
+//! The layers of the directory are walked top-down; the first layer that has the name decides:
+//! a whiteout hides it, a non-directory is the object, a directory starts a merge that goes on
+//! through same-named directories below until one is opaque or a layer has a non-directory or a
+//! whiteout there.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustix::fs::{FileType, Stat};
+
+use super::inode::{DirLayer, Node, Src};
+use super::layers::LayerIdx;
+use super::whiteout::{self, DirMarks};
+use super::{Errno, Overlay, Result};
+use crate::sys::{fd, xattr};
+
+/// An object found by a lookup.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// Where it is shown from.
+    pub src: Src,
+    /// Stat of the shown instance.
+    pub st: Stat,
+    /// Its inode number in the mount.
+    pub ino: u64,
+}
+
+impl Found {
+    /// The object's type.
+    pub fn kind(&self) -> FileType {
+        fd::kind_of(&self.st)
+    }
+}
+
+/// An object addressed by its parent directory fd and its name (`None`: `dir` is the object).
+#[derive(Debug)]
+pub struct At {
+    /// The parent directory (or the object itself when `name` is `None`).
+    pub dir: OwnedFd,
+    /// The object's name in `dir`.
+    pub name: Option<OsString>,
+}
+
+impl At {
+    /// The parent fd.
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// The name as a borrowed `OsStr`, if any.
+    pub fn name(&self) -> Option<&OsStr> {
+        self.name.as_deref()
+    }
+
+    /// Stat of the object (never following a symlink).
+    pub fn stat(&self) -> Result<Stat> {
+        match &self.name {
+            Some(n) => fd::stat_at(self.dir(), n),
+            None => fd::stat_fd(self.dir()),
+        }
+    }
+}
+
+/// Name of the xattr in which Strata keeps the inode number an object had before copy-up.
+pub const INO_XATTR: &str = "strata.ino";
+
+impl Overlay {
+    /// Opens the instance of the directory at `path` in layer `idx` (an `O_PATH` fd).
+    pub(crate) fn open_layer_dir(&self, idx: LayerIdx, path: &Path) -> Result<OwnedFd> {
+        fd::open_dir(self.stack.layer(idx).fd(), path)
+    }
+
+    /// Addresses the object at `path` in layer `idx` by its parent fd and name.
+    pub(crate) fn at_in_layer(&self, idx: LayerIdx, path: &Path) -> Result<At> {
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => Ok(At {
+                dir: self.open_layer_dir(idx, parent)?,
+                name: Some(name.to_owned()),
+            }),
+            _ => Ok(At {
+                dir: fd::dup(self.stack.layer(idx).fd())?,
+                name: None,
+            }),
+        }
+    }
+
+    /// Resolves `name` in the merged directory at `dir_path` made of `layers`.
+    pub(crate) fn find_child(
+        &self,
+        dir_path: &Path,
+        layers: &[DirLayer],
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        fd::check_name(name)?;
+        if whiteout::is_wh_name(name) {
+            return Ok(None);
+        }
+        let mut dirs: Vec<DirLayer> = Vec::new();
+        let mut top: Option<(Stat, u64)> = None;
+        for dl in layers {
+            let dfd = match self.open_layer_dir(dl.idx, dir_path) {
+                Ok(f) => f,
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) => continue,
+                Err(e) => return Err(e),
+            };
+            let dfd = dfd.as_fd();
+            let Some(st) = fd::try_stat_at(dfd, name)? else {
+                if whiteout::has_wh_file(dfd, name)? {
+                    break;
+                }
+                continue;
+            };
+            if whiteout::is_whiteout(dfd, name, &st, dl.xwh) {
+                break;
+            }
+            if fd::kind_of(&st) != FileType::Directory {
+                if dirs.is_empty() {
+                    let ino = self.ino_of(dl.idx, dfd, Some(name), &st);
+                    return Ok(Some(Found {
+                        src: Src::File(dl.idx),
+                        st,
+                        ino,
+                    }));
+                }
+                break;
+            }
+            let sub = fd::open_dir(dfd, Path::new(name))?;
+            let marks = whiteout::dir_marks(sub.as_fd())?;
+            // `.wh.NAME` beside NAME hides the layers below, as an opaque mark would.
+            let opaque = marks.opaque || whiteout::has_wh_file(dfd, name)?;
+            if top.is_none() {
+                top = Some((st, self.ino_of(dl.idx, dfd, Some(name), &st)));
+            }
+            dirs.push(DirLayer {
+                idx: dl.idx,
+                xwh: marks.xwhiteouts,
+            });
+            if opaque {
+                break;
+            }
+        }
+        Ok(top.map(|(st, ino)| Found {
+            src: Src::Dir(dirs),
+            st,
+            ino,
+        }))
+    }
+
+    /// Whether a layer below the upper one shows `name` in the directory at `dir_path`.
+    pub(crate) fn lower_shows(
+        &self,
+        dir_path: &Path,
+        layers: &[DirLayer],
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        let lowers: Vec<DirLayer> = layers
+            .iter()
+            .copied()
+            .filter(|d| !self.stack.is_upper(d.idx))
+            .collect();
+        if lowers.is_empty() {
+            return Ok(None);
+        }
+        self.find_child(dir_path, &lowers, name)
+    }
+
+    /// Resolves a whole path from the root (used for hardlink aliases and directory trees).
+    pub(crate) fn resolve_path(&self, path: &Path) -> Result<Option<Found>> {
+        let root = self.inodes.get(super::inode::ROOT)?;
+        let Src::Dir(mut layers) = root.src() else {
+            return Err(Errno::NOTDIR);
+        };
+        let mut cur = std::path::PathBuf::new();
+        let mut found = None;
+        for comp in path.iter() {
+            if found.is_some()
+                && !matches!(
+                    found,
+                    Some(Found {
+                        src: Src::Dir(_),
+                        ..
+                    })
+                )
+            {
+                return Ok(None);
+            }
+            let Some(f) = self.find_child(&cur, &layers, comp)? else {
+                return Ok(None);
+            };
+            if let Src::Dir(ls) = &f.src {
+                layers = ls.clone();
+            }
+            cur.push(comp);
+            found = Some(f);
+        }
+        Ok(found)
+    }
+
+    /// The mount-wide inode number of an object found in layer `idx`.
+    ///
+    /// An upper object copied up from a lower layer keeps the number it had there.
+    pub(crate) fn ino_of(
+        &self,
+        idx: LayerIdx,
+        dir: BorrowedFd<'_>,
+        name: Option<&OsStr>,
+        st: &Stat,
+    ) -> u64 {
+        if self.stack.is_upper(idx) {
+            if let Some(ino) = self.saved_ino(dir, name) {
+                return ino;
+            }
+        }
+        self.stack.compose_ino(idx, st.st_ino)
+    }
+
+    /// The inode number kept in an upper object's `strata.ino` xattr.
+    pub(crate) fn saved_ino(&self, dir: BorrowedFd<'_>, name: Option<&OsStr>) -> Option<u64> {
+        let ns = self.stack.upper.as_ref()?.ns;
+        match xattr::get(dir, name, OsStr::new(&ns.name(INO_XATTR))) {
+            Ok(Some(v)) if v.len() == 8 => Some(u64::from_le_bytes(v.try_into().ok()?)),
+            _ => None,
+        }
+    }
+
+    /// The directory node `ino` with its layers and path.
+    pub(crate) fn dir_node(
+        &self,
+        ino: u64,
+    ) -> Result<(Arc<Node>, Vec<DirLayer>, std::path::PathBuf)> {
+        let node = self.inodes.get(ino)?;
+        let Src::Dir(layers) = node.src() else {
+            return Err(Errno::NOTDIR);
+        };
+        let path = self.inodes.path_of(&node)?;
+        Ok((node, layers, path))
+    }
+
+    /// Addresses the shown instance of `node` (the pinned fd if it has no name left).
+    pub(crate) fn locate(&self, node: &Node) -> Result<At> {
+        match self.inodes.path_of(node) {
+            Ok(path) => self.at_in_layer(node.src().top(), &path),
+            Err(e) => match node.state.lock().pinned.clone() {
+                Some(fdp) => Ok(At {
+                    dir: fd::dup(fdp.as_fd())?,
+                    name: None,
+                }),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Resolves `name` in directory `parent` and records the result in the inode table.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<(Arc<Node>, Stat)> {
+        let _tree = self.tree.read();
+        self.lookup_locked(parent, name)
+    }
+
+    pub(crate) fn lookup_locked(&self, parent: u64, name: &OsStr) -> Result<(Arc<Node>, Stat)> {
+        let (_, layers, path) = self.dir_node(parent)?;
+        let found = self.find_child(&path, &layers, name)?.ok_or(Errno::NOENT)?;
+        let node = self
+            .inodes
+            .remember(found.ino, found.kind(), parent, name, found.src.clone());
+        Ok((node, found.st))
+    }
+
+    /// Drops `n` kernel lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+}
+
+/// Marks of a directory instance, for callers that hold its fd.
+pub fn marks_of(dir: BorrowedFd<'_>) -> Result<DirMarks> {
+    whiteout::dir_marks(dir)
+}

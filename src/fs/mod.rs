@@ -1,0 +1,149 @@
+//! The union filesystem: a merged view of ordered layers with kernel-overlayfs semantics.
+//!
+//! [`Overlay`] holds the core; every operation is a plain method returning
+//! `Result<T, Errno>`, called by the thin FUSE adapter in [`fuse`] and directly by unit tests.
+//! The methods are spread over files by concern: [`lookup`] (resolving names through layers),
+//! [`readdir`] (merged listings), [`copyup`] (atomic copy-up), [`ops`] (create/remove/rename),
+//! [`attr`] (getattr/setattr), [`xattrs`], [`handles`] (open files and their I/O).
+
+pub mod attr;
+pub mod copyup;
+pub mod fuse;
+pub mod handles;
+pub mod inode;
+pub mod layers;
+pub mod lookup;
+pub mod ops;
+pub mod readdir;
+pub mod whiteout;
+pub mod xattrs;
+
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+pub use crate::sys::{Errno, Result};
+use handles::HandleTable;
+use inode::{DirLayer, InodeTable, Src};
+use layers::Stack;
+
+/// Who asks: the caller's credentials from the FUSE request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ctx {
+    /// Caller's uid.
+    pub uid: u32,
+    /// Caller's gid.
+    pub gid: u32,
+    /// Caller's pid.
+    pub pid: u32,
+}
+
+impl Ctx {
+    /// Root (for tests and internal work).
+    pub const ROOT: Ctx = Ctx {
+        uid: 0,
+        gid: 0,
+        pid: 0,
+    };
+}
+
+/// Tunables of a mount.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long the kernel may cache names and attributes.
+    pub ttl: Duration,
+    /// Print one line per copy-up, whiteout and opaque-dir event.
+    pub trace: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ttl: Duration::from_secs(1),
+            trace: false,
+        }
+    }
+}
+
+/// A place where a test makes copy-up fail on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// After the first chunk of data is written to the temp file.
+    MidData,
+    /// After the temp file is complete, before it is renamed into the upper dir.
+    BeforeRename,
+}
+
+/// The merged filesystem.
+pub struct Overlay {
+    /// The layers.
+    pub stack: Stack,
+    /// Nodes the kernel knows.
+    pub inodes: InodeTable,
+    /// Open files and directories.
+    pub handles: HandleTable,
+    /// Read for operations that resolve names, write for those that change names.
+    tree: RwLock<()>,
+    /// Serialises directory copy-ups (short: mkdir, attributes, rename).
+    dir_copy: parking_lot::Mutex<()>,
+    tmp_seq: AtomicU64,
+    /// Tunables.
+    pub config: Config,
+    fault: parking_lot::Mutex<Option<FaultPoint>>,
+    /// Whether the daemon may give objects to other owners (root, or root in a user namespace).
+    privileged: bool,
+}
+
+impl Overlay {
+    /// Builds the merged view over a prepared stack.
+    pub fn new(stack: Stack, config: Config) -> Result<Overlay> {
+        let mut root_layers = Vec::new();
+        for (i, layer) in stack.layers.iter().enumerate() {
+            let marks = whiteout::dir_marks(layer.fd())?;
+            root_layers.push(DirLayer {
+                idx: i as layers::LayerIdx,
+                xwh: marks.xwhiteouts,
+            });
+        }
+        Ok(Overlay {
+            stack,
+            inodes: InodeTable::new(Src::Dir(root_layers)),
+            handles: HandleTable::default(),
+            tree: RwLock::new(()),
+            dir_copy: parking_lot::Mutex::new(()),
+            tmp_seq: AtomicU64::new(0),
+            config,
+            fault: parking_lot::Mutex::new(None),
+            privileged: rustix::process::geteuid().is_root(),
+        })
+    }
+
+    /// Makes the next copy-up fail at `point` (for tests of atomicity).
+    pub fn inject_fault(&self, point: FaultPoint) {
+        *self.fault.lock() = Some(point);
+    }
+
+    fn take_fault(&self, point: FaultPoint) -> Result<()> {
+        let mut f = self.fault.lock();
+        if *f == Some(point) {
+            *f = None;
+            return Err(Errno::IO);
+        }
+        Ok(())
+    }
+
+    /// A fresh name for a temp object in the work dir.
+    fn tmp_name(&self) -> OsString {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        OsString::from(format!("#strata-{}-{n}", std::process::id()))
+    }
+
+    /// Prints a trace line when `--trace` is on.
+    fn trace(&self, what: std::fmt::Arguments<'_>) {
+        if self.config.trace {
+            eprintln!("strata: {what}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Extended attributes through the mount (SEMANTICS.md "Private xattrs").
+//!
+//! Union-filesystem xattrs of the layers (`trusted.overlay.*`, `user.overlay.*`,
+//! `user.fuseoverlayfs.*`, `user.strata.*`) are never shown and never copied up. As kernel
+//! overlayfs does, a user's own `trusted.overlay.X` (or `user.overlay.X`) is stored escaped as
+//! `trusted.overlay.overlay.X`, so nested overlays work. Setting or removing copies up first.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use rustix::fs::XattrFlags;
+
+use super::whiteout::is_private_xattr;
+use super::{Errno, Overlay, Result};
+use crate::sys::xattr;
+
+/// Prefixes under which a user's names are escaped rather than refused.
+const ESCAPABLE: [&str; 2] = ["trusted.overlay.", "user.overlay."];
+
+/// The on-disk name of a user-visible xattr name, or `None` if the name is reserved.
+fn to_disk(key: &OsStr) -> Option<OsString> {
+    let b = key.as_bytes();
+    for p in ESCAPABLE {
+        if let Some(rest) = b.strip_prefix(p.as_bytes()) {
+            let mut v = p.as_bytes().to_vec();
+            v.extend_from_slice(b"overlay.");
+            v.extend_from_slice(rest);
+            return Some(OsString::from_vec(v));
+        }
+    }
+    if is_private_xattr(key) {
+        None
+    } else {
+        Some(key.to_owned())
+    }
+}
+
+/// The user-visible name of an on-disk xattr name, or `None` if it is private.
+fn from_disk(key: &OsStr) -> Option<OsString> {
+    let b = key.as_bytes();
+    for p in ESCAPABLE {
+        if let Some(rest) = b.strip_prefix(p.as_bytes()) {
+            let inner = rest.strip_prefix(b"overlay.")?;
+            let mut v = p.as_bytes().to_vec();
+            v.extend_from_slice(inner);
+            return Some(OsString::from_vec(v));
+        }
+    }
+    if is_private_xattr(key) {
+        None
+    } else {
+        Some(key.to_owned())
+    }
+}
+
+impl Overlay {
+    /// `getxattr`.
+    pub fn getxattr(&self, ino: u64, key: &OsStr) -> Result<Vec<u8>> {
+        let _tree = self.tree.read();
+        let disk = to_disk(key).ok_or(Errno::NODATA)?;
+        let node = self.inodes.get(ino)?;
+        let at = self.locate(&node)?;
+        xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)
+    }
+
+    /// `listxattr`: names separated by NUL bytes.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+        let _tree = self.tree.read();
+        let node = self.inodes.get(ino)?;
+        let at = self.locate(&node)?;
+        let mut out = Vec::new();
+        for key in xattr::list(at.dir(), at.name())? {
+            if let Some(shown) = from_disk(&key) {
+                out.extend_from_slice(shown.as_bytes());
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `setxattr` (copies up first).
+    pub fn setxattr(&self, ino: u64, key: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        let _tree = self.tree.read();
+        let disk = to_disk(key).ok_or(Errno::PERM)?;
+        let node = self.inodes.get(ino)?;
+        self.copy_up(&node, true)?;
+        let at = self.locate(&node)?;
+        xattr::set(
+            at.dir(),
+            at.name(),
+            &disk,
+            value,
+            XattrFlags::from_bits_retain(flags as u32),
+        )
+    }
+
+    /// `removexattr` (copies up first, unless the attribute is not there at all).
+    pub fn removexattr(&self, ino: u64, key: &OsStr) -> Result<()> {
+        let _tree = self.tree.read();
+        let disk = to_disk(key).ok_or(Errno::NODATA)?;
+        let node = self.inodes.get(ino)?;
+        if !self.in_upper(&node.src()) {
+            let at = self.locate(&node)?;
+            xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)?;
+            self.copy_up(&node, true)?;
+        }
+        let at = self.locate(&node)?;
+        xattr::remove(at.dir(), at.name(), &disk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_round_trips_and_hides_private_names() {
+        let k = OsStr::new("trusted.overlay.opaque");
+        let disk = to_disk(k).unwrap();
+        assert_eq!(disk, "trusted.overlay.overlay.opaque");
+        assert_eq!(from_disk(&disk).unwrap(), k);
+        assert_eq!(from_disk(OsStr::new("trusted.overlay.opaque")), None);
+        assert_eq!(from_disk(OsStr::new("user.fuseoverlayfs.opaque")), None);
+        assert_eq!(to_disk(OsStr::new("user.strata.layer")), None);
+        assert_eq!(from_disk(OsStr::new("user.mime")).unwrap(), "user.mime");
+    }
+}
