@@ -41,11 +41,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
 /// - as a fuse-overlayfs stand-in, `strata -o lowerdir=... MNT` (podman's `mount_program`).
 fn normalize_args(mut args: Vec<OsString>) -> Vec<OsString> {
     let argv0 = args.first().cloned().unwrap_or_default();
-    let base = std::path::Path::new(&argv0)
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+    let base = std::path::Path::new(&argv0).file_name().unwrap_or_default().to_string_lossy().into_owned();
     if base.starts_with("mount.fuse") || base.starts_with("mount.strata") {
         // mount(8) passes: SOURCE MOUNTPOINT [-o OPTS] [-n] [-s] [-f] [-v]
         let mut out = vec![OsString::from("strata"), OsString::from("mount")];
@@ -66,8 +62,7 @@ fn normalize_args(mut args: Vec<OsString>) -> Vec<OsString> {
         return out;
     }
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
-    if first.starts_with("-o")
-        || (first.starts_with('-') && !first.starts_with("--") && first != "-h" && first != "-V")
+    if first.starts_with("-o") || (first.starts_with('-') && !first.starts_with("--") && first != "-h" && first != "-V")
     {
         args.insert(1, OsString::from("mount"));
     }
@@ -94,14 +89,8 @@ impl log::Log for StderrLogger {
         m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata())
-            && (r.target().starts_with("strata") || r.level() <= log::Level::Warn)
-        {
-            eprintln!(
-                "strata[{}]: {}",
-                r.level().as_str().to_lowercase(),
-                r.args()
-            );
+        if self.enabled(r.metadata()) && (r.target().starts_with("strata") || r.level() <= log::Level::Warn) {
+            eprintln!("strata[{}]: {}", r.level().as_str().to_lowercase(), r.args());
         }
     }
     fn flush(&self) {}
@@ -129,22 +118,13 @@ mod tests {
             normalize_args(v(&["strata", "-o", "lowerdir=a", "m"])),
             v(&["strata", "mount", "-o", "lowerdir=a", "m"])
         );
-        assert_eq!(
-            normalize_args(v(&["strata", "mount", "m"])),
-            v(&["strata", "mount", "m"])
-        );
+        assert_eq!(normalize_args(v(&["strata", "mount", "m"])), v(&["strata", "mount", "m"]));
     }
 
     #[test]
     fn mount_helper_form_becomes_mount() {
         assert_eq!(
-            normalize_args(v(&[
-                "/sbin/mount.fuse.strata",
-                "none",
-                "/mnt",
-                "-o",
-                "rw,lowerdir=a"
-            ])),
+            normalize_args(v(&["/sbin/mount.fuse.strata", "none", "/mnt", "-o", "rw,lowerdir=a"])),
             v(&["strata", "mount", "-o", "rw,lowerdir=a", "/mnt"])
         );
     }

@@ -78,16 +78,8 @@ impl MountArgs {
 pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
     let spec = a.spec()?;
     let foreground = a.foreground || a.debug || a.trace;
-    let level = if a.debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    };
-    super::init_logging(if foreground {
-        level
-    } else {
-        log::LevelFilter::Warn
-    });
+    let level = if a.debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
+    super::init_logging(if foreground { level } else { log::LevelFilter::Warn });
     let mnt = a.mountpoint.clone();
     if foreground {
         let session = prepare(&spec, &mnt, a.trace)?;
@@ -124,10 +116,7 @@ fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<
     for note in &stack.notes {
         log::warn!("{note}");
     }
-    let config = Config {
-        ttl: spec.timeout.unwrap_or(Duration::from_secs(1)),
-        trace,
-    };
+    let config = Config { ttl: spec.timeout.unwrap_or(Duration::from_secs(1)), trace };
     let ov = Overlay::new(stack, config).context("reading the layer roots")?;
     let root = rustix::process::geteuid().is_root();
     let mut fc = fuser::Config::default();
@@ -140,37 +129,29 @@ fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<
     if spec.stack.upper.is_none() {
         fc.mount_options.push(MountOption::RO);
     }
-    fc.acl = if root || spec.allow_other == Some(true) {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
+    fc.acl = if root || spec.allow_other == Some(true) { SessionACL::All } else { SessionACL::Owner };
     fc.n_threads = Some(spec.threads.unwrap_or_else(default_threads));
     fc.clone_fd = true;
-    let session =
-        Session::new(StrataFuse::new(Arc::new(ov)), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
+    let session = Session::new(StrataFuse::new(Arc::new(ov)), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
     Ok(session)
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().clamp(2, 8))
-        .unwrap_or(4)
+    std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4)
 }
 
 /// Serves requests until the mount goes (umount, or SIGTERM/SIGINT/SIGHUP, which unmount).
 fn serve(mut session: Session<StrataFuse>) -> anyhow::Result<()> {
     let mut unmounter = session.unmount_callable();
-    let mut signals =
-        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-            .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("strata-signals".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
-                if let Err(e) = unmounter.unmount() {
-                    log::warn!("unmounting on signal: {e}");
-                }
+            if signals.forever().next().is_some()
+                && let Err(e) = unmounter.unmount()
+            {
+                log::warn!("unmounting on signal: {e}");
             }
         })
         .context("starting the signal thread")?;
@@ -183,26 +164,14 @@ fn check_mountpoint(mnt: &Path) -> anyhow::Result<()> {
         bail!("mount point {}: not a directory", mnt.display());
     }
     if sys::mount::is_mount_point(mnt) {
-        bail!(
-            "mount point {} is busy: something is already mounted there",
-            mnt.display()
-        );
+        bail!("mount point {} is busy: something is already mounted there", mnt.display());
     }
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-    {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "/dev/fuse not found: load the fuse module (modprobe fuse) or give the container the device"
-            )
+            bail!("/dev/fuse not found: load the fuse module (modprobe fuse) or give the container the device")
         }
-        Err(e)
-            if e.kind() == std::io::ErrorKind::PermissionDenied
-                && !rustix::process::geteuid().is_root() =>
-        {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !rustix::process::geteuid().is_root() => {
             // fusermount3 (setuid) opens it for unprivileged users.
             Ok(())
         }

@@ -78,23 +78,14 @@ const ACCEPTED: &[&str] = &[
 
 /// Options Strata refuses, with the reason.
 const REFUSED: &[(&str, &str)] = &[
-    (
-        "uidmapping",
-        "id mapping is not implemented; use a user namespace",
-    ),
-    (
-        "gidmapping",
-        "id mapping is not implemented; use a user namespace",
-    ),
+    ("uidmapping", "id mapping is not implemented; use a user namespace"),
+    ("gidmapping", "id mapping is not implemented; use a user namespace"),
     ("squash_to_root", "ownership squashing is not implemented"),
     ("squash_to_uid", "ownership squashing is not implemented"),
     ("squash_to_gid", "ownership squashing is not implemented"),
     ("plugins", "fuse-overlayfs plugins are not supported"),
     ("metacopy=on", "metadata-only copy-up is not implemented"),
-    (
-        "xattr_permissions",
-        "xattr permission modes are not implemented",
-    ),
+    ("xattr_permissions", "xattr permission modes are not implemented"),
     ("datadir", "data-only layers are not implemented"),
 ];
 
@@ -140,9 +131,7 @@ pub fn split_layers(s: &str) -> Vec<PathBuf> {
         }
     }
     out.push(PathBuf::from(cur));
-    out.into_iter()
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect()
+    out.into_iter().filter(|p| !p.as_os_str().is_empty()).collect()
 }
 
 impl MountSpec {
@@ -162,15 +151,12 @@ impl MountSpec {
             "volatile" => self.stack.volatile = true,
             "fsync" => self.stack.volatile = need()? == "0",
             "timeout" => {
-                let secs: f64 = need()?
-                    .parse()
-                    .with_context(|| format!("timeout={}: not a number", need().unwrap_or("")))?;
+                let secs: f64 =
+                    need()?.parse().with_context(|| format!("timeout={}: not a number", need().unwrap_or("")))?;
                 self.timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
             }
             "threaded" | "threads" => {
-                let n: usize = need()?
-                    .parse()
-                    .with_context(|| format!("{key}: not a number"))?;
+                let n: usize = need()?.parse().with_context(|| format!("{key}: not a number"))?;
                 self.threads = Some(n.max(1));
             }
             "fsname" => self.fsname = Some(need()?.to_string()),
@@ -214,8 +200,7 @@ impl MountSpec {
             MountOption::NoAtime => Some(MountOption::Atime),
             _ => None,
         };
-        self.flags
-            .retain(|x| Some(x) != opposite.as_ref() && *x != f);
+        self.flags.retain(|x| Some(x) != opposite.as_ref() && *x != f);
         self.flags.push(f);
     }
 }
@@ -226,14 +211,8 @@ mod tests {
 
     #[test]
     fn splits_options_and_layers_with_escapes() {
-        assert_eq!(
-            split_options("lowerdir=a\\:b:c,upperdir=u\\,x,ro"),
-            vec!["lowerdir=a\\:b:c", "upperdir=u,x", "ro"]
-        );
-        assert_eq!(
-            split_layers("a\\:b:c"),
-            vec![PathBuf::from("a:b"), PathBuf::from("c")]
-        );
+        assert_eq!(split_options("lowerdir=a\\:b:c,upperdir=u\\,x,ro"), vec!["lowerdir=a\\:b:c", "upperdir=u,x", "ro"]);
+        assert_eq!(split_layers("a\\:b:c"), vec![PathBuf::from("a:b"), PathBuf::from("c")]);
     }
 
     #[test]
@@ -241,12 +220,7 @@ mod tests {
         let mut s = MountSpec::default();
         let e = s.apply("uidmapping=0:1000:1").unwrap_err().to_string();
         assert!(e.contains("uidmapping"), "{e}");
-        assert!(
-            s.apply("bogus")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown mount option bogus")
-        );
+        assert!(s.apply("bogus").unwrap_err().to_string().contains("unknown mount option bogus"));
         s.apply("lowerdir=/a:/b").unwrap();
         s.apply("fsync=0").unwrap();
         assert!(s.stack.volatile);

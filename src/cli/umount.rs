@@ -37,11 +37,9 @@ pub fn run(a: UmountArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(Errno::BUSY) => bail!(
-            "unmounting {}: mount point is busy (in use); try --lazy",
-            mnt.display()
-        ),
-        Err(e) => Err(anyhow::Error::new(std::io::Error::from(e)))
-            .with_context(|| format!("unmounting {}", mnt.display())),
+        Err(Errno::BUSY) => bail!("unmounting {}: mount point is busy (in use); try --lazy", mnt.display()),
+        Err(e) => {
+            Err(anyhow::Error::new(std::io::Error::from(e))).with_context(|| format!("unmounting {}", mnt.display()))
+        }
     }
 }

@@ -154,21 +154,14 @@ impl Overlay {
             }
         }
         if set.changes_times() {
-            let (a, m) = (
-                set.atime.unwrap_or(SetTime::Omit),
-                set.mtime.unwrap_or(SetTime::Omit),
-            );
+            let (a, m) = (set.atime.unwrap_or(SetTime::Omit), set.mtime.unwrap_or(SetTime::Omit));
             fd::utimes_at(at.dir(), at.name(), a, m)?;
         }
         Ok(super::attr::attr_of(node.ino, &node.src(), &at.stat()?))
     }
 
     /// Opens the object at `at` with `flags` (never following a symlink).
-    pub(crate) fn open_obj(
-        &self,
-        at: &super::lookup::At,
-        flags: OFlags,
-    ) -> Result<std::os::fd::OwnedFd> {
+    pub(crate) fn open_obj(&self, at: &super::lookup::At, flags: OFlags) -> Result<std::os::fd::OwnedFd> {
         match at.name() {
             Some(n) => fd::open_at(at.dir(), n, flags, Mode::empty()),
             None => fd::open_beneath(at.dir(), std::path::Path::new(""), flags, Mode::empty()),
@@ -191,6 +184,5 @@ impl Overlay {
 
 /// Name of a node's object for messages.
 pub fn display_name(name: Option<&OsStr>) -> String {
-    name.map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "/".into())
+    name.map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into())
 }

@@ -72,9 +72,7 @@ impl Overlay {
         let mut cur = fd::dup(root)?;
         let mut cur_path = PathBuf::new();
         for comp in path.iter() {
-            let found = self
-                .find_child(&cur_path, &layers, comp)?
-                .ok_or(Errno::NOENT)?;
+            let found = self.find_child(&cur_path, &layers, comp)?.ok_or(Errno::NOENT)?;
             let Src::Dir(found_layers) = &found.src else {
                 return Err(Errno::NOTDIR);
             };
@@ -84,9 +82,7 @@ impl Overlay {
                 fd::open_dir(cur.as_fd(), Path::new(comp))?
             } else {
                 let fd = self.copy_up_dir(cur.as_fd(), &cur_path, &found)?;
-                layers = std::iter::once(DirLayer { idx: 0, xwh: false })
-                    .chain(found_layers.iter().copied())
-                    .collect();
+                layers = std::iter::once(DirLayer { idx: 0, xwh: false }).chain(found_layers.iter().copied()).collect();
                 if let Some(node) = self.inodes.find(found.ino) {
                     node.set_src(Src::Dir(layers.clone()));
                 }
@@ -111,11 +107,7 @@ impl Overlay {
             let _ = layers::remove_tree(work, &tmp);
             return Err(e);
         }
-        self.trace(format_args!(
-            "copy-up dir /{} (from layer {})",
-            path.display(),
-            found.src.top()
-        ));
+        self.trace(format_args!("copy-up dir /{} (from layer {})", path.display(), found.src.top()));
         fd::open_dir(parent, Path::new(name))
     }
 
@@ -127,11 +119,8 @@ impl Overlay {
         let parent_path = path.parent().unwrap_or(Path::new(""));
         let parent = self.ensure_upper_dir(parent_path)?;
         let from = self.at_in_layer(layer, path)?;
-        let aliases = if found.st.st_nlink > 1 {
-            self.hardlink_aliases(layer, found.st.st_ino, path)
-        } else {
-            Vec::new()
-        };
+        let aliases =
+            if found.st.st_nlink > 1 { self.hardlink_aliases(layer, found.st.st_ino, path) } else { Vec::new() };
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         let built = self.build_copy(&from, work, &tmp, found, with_data);
@@ -142,41 +131,22 @@ impl Overlay {
             let _ = layers::remove_tree(work, &tmp);
             return Err(e);
         }
-        self.trace(format_args!(
-            "copy-up /{} (from layer {layer})",
-            path.display()
-        ));
+        self.trace(format_args!("copy-up /{} (from layer {layer})", path.display()));
         for alias in aliases {
             if let Err(e) = self.link_alias(path, &alias, found) {
-                log::warn!(
-                    "hardlink /{} of /{} not linked after copy-up: {e}",
-                    alias.display(),
-                    path.display()
-                );
+                log::warn!("hardlink /{} of /{} not linked after copy-up: {e}", alias.display(), path.display());
             }
         }
         Ok(())
     }
 
     /// Builds the copy of `from` in the work dir as `tmp`.
-    fn build_copy(
-        &self,
-        from: &At,
-        work: BorrowedFd<'_>,
-        tmp: &OsStr,
-        found: &Found,
-        with_data: bool,
-    ) -> Result<()> {
+    fn build_copy(&self, from: &At, work: BorrowedFd<'_>, tmp: &OsStr, found: &Found, with_data: bool) -> Result<()> {
         let st = &found.st;
         let name = from.name().ok_or(Errno::INVAL)?;
         match fd::kind_of(st) {
             FileType::RegularFile => {
-                let src = File::from(fd::open_at(
-                    from.dir(),
-                    name,
-                    OFlags::RDONLY,
-                    Mode::empty(),
-                )?);
+                let src = File::from(fd::open_at(from.dir(), name, OFlags::RDONLY, Mode::empty())?);
                 let dst = File::from(fd::open_at(
                     work,
                     tmp,
@@ -184,13 +154,9 @@ impl Overlay {
                     Mode::from_raw_mode(0o600),
                 )?);
                 if with_data {
-                    copy_data(
-                        &src,
-                        &dst,
-                        st.st_size as u64,
-                        Strategy::Reflink,
-                        &mut || self.take_fault(FaultPoint::MidData),
-                    )?;
+                    copy_data(&src, &dst, st.st_size as u64, Strategy::Reflink, &mut || {
+                        self.take_fault(FaultPoint::MidData)
+                    })?;
                 }
                 self.finish_copy(from, work, tmp, st, found.ino, Some(&dst))
             }
@@ -224,13 +190,7 @@ impl Overlay {
         copy_xattrs(from.dir(), from.name(), work, tmp)?;
         let upper = self.stack.upper()?;
         let key = upper.ns.name(INO_XATTR);
-        match xattr::set(
-            work,
-            Some(tmp),
-            OsStr::new(&key),
-            &ino.to_le_bytes(),
-            XattrFlags::empty(),
-        ) {
+        match xattr::set(work, Some(tmp), OsStr::new(&key), &ino.to_le_bytes(), XattrFlags::empty()) {
             Ok(()) => {}
             // user.* xattrs cannot go on symlinks and device nodes: such a copy gets a new number.
             Err(Errno::PERM) | Err(Errno::OPNOTSUPP)
@@ -239,22 +199,16 @@ impl Overlay {
         }
         let (atime, mtime) = fd::times_of(st);
         fd::utimes_at(work, Some(tmp), atime, mtime)?;
-        if let Some(f) = file {
-            if !upper.volatile {
-                fd::sync_fd(f.as_fd(), false)?;
-            }
+        if let Some(f) = file
+            && !upper.volatile
+        {
+            fd::sync_fd(f.as_fd(), false)?;
         }
         Ok(())
     }
 
     /// Sets owner `uid:gid` on `name` in `dir`; an unprivileged daemon keeps its own ids.
-    pub(crate) fn give_owner(
-        &self,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-        uid: u32,
-        gid: u32,
-    ) -> Result<()> {
+    pub(crate) fn give_owner(&self, dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32) -> Result<()> {
         match fd::chown_at(dir, name, Some(uid), Some(gid)) {
             Err(Errno::PERM) | Err(Errno::INVAL) if !self.privileged => Ok(()),
             // In a user namespace, ids the namespace does not map cannot be set: keep the mapped ones.
@@ -264,13 +218,7 @@ impl Overlay {
     }
 
     /// Renames `tmp` from the work dir into `parent` as `name`, keeping the parent's times.
-    pub(crate) fn place(
-        &self,
-        work: BorrowedFd<'_>,
-        tmp: &OsStr,
-        parent: BorrowedFd<'_>,
-        name: &OsStr,
-    ) -> Result<()> {
+    pub(crate) fn place(&self, work: BorrowedFd<'_>, tmp: &OsStr, parent: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
         let pst = fd::stat_fd(parent)?;
         fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
         self.restore_times(parent, &pst);
@@ -312,12 +260,7 @@ impl Overlay {
         let parent = self.ensure_upper_dir(alias.parent().unwrap_or(Path::new("")))?;
         let from = self.at_in_layer(0, copied)?;
         let pst = fd::stat_fd(parent.as_fd())?;
-        fd::link_at(
-            from.dir(),
-            from.name().ok_or(Errno::INVAL)?,
-            parent.as_fd(),
-            name,
-        )?;
+        fd::link_at(from.dir(), from.name().ok_or(Errno::INVAL)?, parent.as_fd(), name)?;
         self.restore_times(parent.as_fd(), &pst);
         self.mark_impure(parent.as_fd());
         Ok(())
@@ -327,14 +270,7 @@ impl Overlay {
     fn hardlink_aliases(&self, idx: LayerIdx, ino: u64, except: &Path) -> Vec<PathBuf> {
         let layer = self.stack.layer(idx);
         let map = layer.hardlinks.get_or_init(|| scan_hardlinks(layer.fd()));
-        map.get(&ino)
-            .map(|v| {
-                v.iter()
-                    .filter(|p| p.as_path() != except)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        map.get(&ino).map(|v| v.iter().filter(|p| p.as_path() != except).cloned().collect()).unwrap_or_default()
     }
 
     /// Copies up the whole merged subtree at `path` (for renaming a directory that has lower parts).

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rustix::fs::{FileType as RxType, Stat};
 
@@ -46,11 +45,7 @@ fn errno(e: Errno) -> fuser::Errno {
 }
 
 fn ctx(req: &Request) -> Ctx {
-    Ctx {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
+    Ctx { uid: req.uid(), gid: req.gid(), pid: req.pid() }
 }
 
 fn kind(k: RxType) -> fuser::FileType {
@@ -90,10 +85,7 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
         TimeOrNow::Now => SetTime::Now,
         TimeOrNow::SpecificTime(t) => {
             let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-            SetTime::At(rustix::fs::Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as _,
-            })
+            SetTime::At(rustix::fs::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as _ })
         }
     })
 }
@@ -155,14 +147,7 @@ impl Filesystem for StrataFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let set = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: set_time(atime),
-            mtime: set_time(mtime),
-        };
+        let set = SetAttr { mode, uid, gid, size, atime: set_time(atime), mtime: set_time(mtime) };
         match self.ov.setattr(ino.0, fh.map(|f| f.0), &set) {
             Ok(a) => reply.attr(&self.ttl(), &fuse_attr(&a)),
             Err(e) => reply.error(errno(e)),
@@ -176,43 +161,16 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        let what = NewObject::Node {
-            mode: mode & !umask,
-            rdev: rdev as u64,
-        };
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let what = NewObject::Node { mode: mode & !umask, rdev: rdev as u64 };
         match self.ov.create(&ctx(req), parent.0, name, what) {
             Ok(c) => self.entry(reply, &c.node, &c.st),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry,
-    ) {
-        match self.ov.create(
-            &ctx(req),
-            parent.0,
-            name,
-            NewObject::Dir {
-                mode: mode & !umask,
-            },
-        ) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        match self.ov.create(&ctx(req), parent.0, name, NewObject::Dir { mode: mode & !umask }) {
             Ok(c) => self.entry(reply, &c.node, &c.st),
             Err(e) => reply.error(errno(e)),
         }
@@ -232,22 +190,8 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
-        match self.ov.create(
-            &ctx(req),
-            parent.0,
-            link_name,
-            NewObject::Symlink {
-                target: target.as_os_str(),
-            },
-        ) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        match self.ov.create(&ctx(req), parent.0, link_name, NewObject::Symlink { target: target.as_os_str() }) {
             Ok(c) => self.entry(reply, &c.node, &c.st),
             Err(e) => reply.error(errno(e)),
         }
@@ -270,14 +214,7 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn link(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         match self.ov.link(ino.0, newparent.0, newname) {
             Ok((node, st)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(errno(e)),
@@ -326,14 +263,7 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         reply.ok();
     }
 
@@ -351,14 +281,7 @@ impl Filesystem for StrataFuse {
         reply.ok();
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         match self.ov.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -372,14 +295,7 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let entries = match self.ov.readdir(fh.0, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(e)),
@@ -392,26 +308,12 @@ impl Filesystem for StrataFuse {
         reply.ok();
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         self.ov.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         reply.ok();
     }
 
@@ -478,10 +380,7 @@ impl Filesystem for StrataFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let what = NewObject::File {
-            mode: mode & !umask,
-            flags,
-        };
+        let what = NewObject::File { mode: mode & !umask, flags };
         match self.ov.create(&ctx(req), parent.0, name, what) {
             Ok(c) => {
                 let attr = fuse_attr(&attr_of(c.node.ino, &c.node.src(), &c.st));
@@ -490,13 +389,7 @@ impl Filesystem for StrataFuse {
                 };
                 let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
                 let fh = self.ov.add_file(c.node, file, writable);
-                reply.created(
-                    &self.ttl(),
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                );
+                reply.created(&self.ttl(), &attr, Generation(0), FileHandle(fh), FopenFlags::empty());
             }
             Err(e) => reply.error(errno(e)),
         }
@@ -518,15 +411,7 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn lseek(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: i64,
-        whence: i32,
-        reply: ReplyLseek,
-    ) {
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         match self.ov.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno(e)),
@@ -546,10 +431,7 @@ impl Filesystem for StrataFuse {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match self
-            .ov
-            .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-        {
+        match self.ov.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         }

@@ -90,12 +90,7 @@ impl Overlay {
         }
         let at = self.locate(&node)?;
         let name = at.name().ok_or(Errno::INVAL)?;
-        let file = File::from(fd::open_at(
-            at.dir(),
-            name,
-            real_flags(flags),
-            Mode::empty(),
-        )?);
+        let file = File::from(fd::open_at(at.dir(), name, real_flags(flags), Mode::empty())?);
         Ok(self.add_file(node, file, writable))
     }
 
@@ -103,12 +98,7 @@ impl Overlay {
     pub fn add_file(&self, node: Arc<Node>, file: File, writable: bool) -> u64 {
         node.opened();
         let layer = node.src().top();
-        self.handles.insert_file(FileHandle {
-            node,
-            file,
-            layer,
-            writable,
-        })
+        self.handles.insert_file(FileHandle { node, file, layer, writable })
     }
 
     /// `read`.
@@ -134,9 +124,7 @@ impl Overlay {
         if !h.writable || !self.in_upper(&super::inode::Src::File(h.layer)) {
             return Err(Errno::BADF);
         }
-        h.file
-            .write_all_at(data, offset)
-            .map_err(|e| errno_of(&e))?;
+        h.file.write_all_at(data, offset).map_err(|e| errno_of(&e))?;
         Ok(data.len() as u32)
     }
 
@@ -173,26 +161,13 @@ impl Overlay {
     }
 
     /// `copy_file_range` between two open files of the mount.
-    pub fn copy_file_range(
-        &self,
-        fh_in: u64,
-        off_in: u64,
-        fh_out: u64,
-        off_out: u64,
-        len: u64,
-    ) -> Result<u32> {
+    pub fn copy_file_range(&self, fh_in: u64, off_in: u64, fh_out: u64, off_out: u64, len: u64) -> Result<u32> {
         let (i, o) = (self.handles.file(fh_in)?, self.handles.file(fh_out)?);
         if !o.writable {
             return Err(Errno::BADF);
         }
         let (mut a, mut b) = (off_in, off_out);
-        let n = rustix::fs::copy_file_range(
-            &i.file,
-            Some(&mut a),
-            &o.file,
-            Some(&mut b),
-            len.min(1 << 30) as usize,
-        )?;
+        let n = rustix::fs::copy_file_range(&i.file, Some(&mut a), &o.file, Some(&mut b), len.min(1 << 30) as usize)?;
         Ok(n as u32)
     }
 
@@ -212,13 +187,7 @@ impl Overlay {
         }
         node.opened();
         let fh = self.handles.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.handles.dirs.write().insert(
-            fh,
-            Arc::new(DirHandle {
-                node,
-                entries: Mutex::new(None),
-            }),
-        );
+        self.handles.dirs.write().insert(fh, Arc::new(DirHandle { node, entries: Mutex::new(None) }));
         Ok(fh)
     }
 

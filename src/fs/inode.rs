@@ -79,11 +79,7 @@ impl Node {
         Node {
             ino,
             kind,
-            state: Mutex::new(NodeState {
-                names,
-                src,
-                pinned: None,
-            }),
+            state: Mutex::new(NodeState { names, src, pinned: None }),
             copy_lock: Mutex::new(()),
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
@@ -127,9 +123,7 @@ impl InodeTable {
     pub fn new(root_src: Src) -> InodeTable {
         let root = Arc::new(Node::new(ROOT, FileType::Directory, Vec::new(), root_src));
         root.lookups.store(1, Ordering::Relaxed);
-        InodeTable {
-            map: RwLock::new(HashMap::from([(ROOT, root)])),
-        }
+        InodeTable { map: RwLock::new(HashMap::from([(ROOT, root)])) }
     }
 
     /// The node `ino`, or `ESTALE`.
@@ -146,30 +140,22 @@ impl InodeTable {
     ///
     /// A known node gets the fresh source and the name; a node of another type under the same
     /// number (the number was reused after a deletion) is replaced.
-    pub fn remember(
-        &self,
-        ino: u64,
-        kind: FileType,
-        parent: u64,
-        name: &OsStr,
-        src: Src,
-    ) -> Arc<Node> {
+    pub fn remember(&self, ino: u64, kind: FileType, parent: u64, name: &OsStr, src: Src) -> Arc<Node> {
         let mut map = self.map.write();
-        if let Some(node) = map.get(&ino) {
-            if node.kind == kind {
-                {
-                    let mut st = node.state.lock();
-                    st.src = src;
-                    add_name(&mut st.names, kind, parent, name);
-                }
-                node.lookups.fetch_add(1, Ordering::AcqRel);
-                return node.clone();
+        if let Some(node) = map.get(&ino)
+            && node.kind == kind
+        {
+            {
+                let mut st = node.state.lock();
+                st.src = src;
+                add_name(&mut st.names, kind, parent, name);
             }
+            node.lookups.fetch_add(1, Ordering::AcqRel);
+            return node.clone();
         }
         let node = Arc::new(Node::new(ino, kind, vec![(parent, name.to_owned())], src));
         if let Some(old) = map.get(&ino) {
-            node.lookups
-                .store(old.lookups.load(Ordering::Acquire), Ordering::Release);
+            node.lookups.store(old.lookups.load(Ordering::Acquire), Ordering::Release);
         }
         node.lookups.fetch_add(1, Ordering::AcqRel);
         map.insert(ino, node.clone());
@@ -195,12 +181,12 @@ impl InodeTable {
     pub fn closed(&self, node: &Arc<Node>) {
         let mut map = self.map.write();
         let left = node.opens.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-        if left == 0 && node.lookups.load(Ordering::Acquire) == 0 {
-            if let Some(cur) = map.get(&node.ino) {
-                if Arc::ptr_eq(cur, node) {
-                    map.remove(&node.ino);
-                }
-            }
+        if left == 0
+            && node.lookups.load(Ordering::Acquire) == 0
+            && let Some(cur) = map.get(&node.ino)
+            && Arc::ptr_eq(cur, node)
+        {
+            map.remove(&node.ino);
         }
     }
 
@@ -243,13 +229,7 @@ impl InodeTable {
             return Ok(PathBuf::from(name));
         }
         let pnode = self.find(parent).ok_or(Errno::NOENT)?;
-        let (pp, pname) = pnode
-            .state
-            .lock()
-            .names
-            .first()
-            .cloned()
-            .ok_or(Errno::NOENT)?;
+        let (pp, pname) = pnode.state.lock().names.first().cloned().ok_or(Errno::NOENT)?;
         let mut p = self.path_from(pp, &pname, depth + 1)?;
         p.push(name);
         Ok(p)

@@ -108,11 +108,7 @@ pub enum SetupError {
     NoLayers,
     /// A layer path cannot be opened as a directory.
     #[error("{role} {path}: {reason}")]
-    BadDir {
-        role: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
+    BadDir { role: &'static str, path: PathBuf, reason: String },
     /// Upper without work dir, or work without upper.
     #[error("{0}")]
     Incomplete(&'static str),
@@ -145,11 +141,7 @@ fn bad_dir(role: &'static str, path: &Path, e: Errno) -> SetupError {
         Errno::ACCESS | Errno::PERM => "permission denied".to_string(),
         e => e.to_string(),
     };
-    SetupError::BadDir {
-        role,
-        path: path.to_owned(),
-        reason,
-    }
+    SetupError::BadDir { role, path: path.to_owned(), reason }
 }
 
 impl Stack {
@@ -170,14 +162,10 @@ impl Stack {
                 roots.push((u.clone(), ufd));
             }
             (Some(_), None) => {
-                return Err(SetupError::Incomplete(
-                    "upper dir given without a work dir (workdir=...)",
-                ));
+                return Err(SetupError::Incomplete("upper dir given without a work dir (workdir=...)"));
             }
             (None, Some(_)) => {
-                return Err(SetupError::Incomplete(
-                    "work dir given without an upper dir (upperdir=...)",
-                ));
+                return Err(SetupError::Incomplete("work dir given without an upper dir (upperdir=...)"));
             }
             (None, None) => {}
         }
@@ -186,11 +174,7 @@ impl Stack {
             roots.push((l.clone(), lfd));
         }
         let layers = assign_ino_prefixes(roots).map_err(|(p, e)| bad_dir("layer", &p, e))?;
-        Ok(Stack {
-            layers,
-            upper,
-            notes,
-        })
+        Ok(Stack { layers, upper, notes })
     }
 
     /// The layer at `idx`.
@@ -227,11 +211,7 @@ impl Stack {
 
 /// Makes a mount-wide inode number from a layer filesystem's prefix and a real inode number.
 pub fn compose(prefix: u64, ino: u64) -> u64 {
-    let n = if prefix == 0 {
-        ino
-    } else {
-        prefix | (ino & ((1 << 56) - 1)) ^ ((ino >> 56) << 48)
-    };
+    let n = if prefix == 0 { ino } else { prefix | (ino & ((1 << 56) - 1)) ^ ((ino >> 56) << 48) };
     // 1 is the FUSE root id; no other object may use it.
     if n == 1 { u64::MAX - 1 } else { n }
 }
@@ -245,13 +225,7 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
             devs.push(dev);
             devs.len() - 1
         });
-        out.push(Layer {
-            root,
-            path,
-            dev,
-            ino_prefix: (idx as u64) << 56,
-            hardlinks: OnceLock::new(),
-        });
+        out.push(Layer { root, path, dev, ino_prefix: (idx as u64) << 56, hardlinks: OnceLock::new() });
     }
     Ok(out)
 }
@@ -264,16 +238,10 @@ fn check_work(ufd: &OwnedFd, u: &Path, wfd: &OwnedFd, w: &Path) -> Result<(), Se
         (_, Err(e)) => return Err(bad_dir("work dir", w, e)),
     };
     if ust.st_dev != wst.st_dev {
-        return Err(SetupError::CrossDevice {
-            work: w.to_owned(),
-            upper: u.to_owned(),
-        });
+        return Err(SetupError::CrossDevice { work: w.to_owned(), upper: u.to_owned() });
     }
     if is_ancestor(ufd, wfd) || is_ancestor(wfd, ufd) {
-        return Err(SetupError::Nested {
-            work: w.to_owned(),
-            upper: u.to_owned(),
-        });
+        return Err(SetupError::Nested { work: w.to_owned(), upper: u.to_owned() });
     }
     Ok(())
 }
@@ -313,47 +281,24 @@ fn is_ancestor(a: &OwnedFd, b: &OwnedFd) -> bool {
 }
 
 /// Creates (or empties) `WORKDIR/work` and probes what the upper filesystem allows.
-fn prepare_upper(
-    wfd: &OwnedFd,
-    w: &Path,
-    spec: &StackSpec,
-    notes: &mut Vec<String>,
-) -> Result<Upper, SetupError> {
-    let werr = |e: Errno| SetupError::Work {
-        path: w.to_owned(),
-        reason: e.to_string(),
-    };
+fn prepare_upper(wfd: &OwnedFd, w: &Path, spec: &StackSpec, notes: &mut Vec<String>) -> Result<Upper, SetupError> {
+    let werr = |e: Errno| SetupError::Work { path: w.to_owned(), reason: e.to_string() };
     let name = OsStr::new("work");
     match fd::mkdir_at(wfd.as_fd(), name, 0o700) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(Errno::ACCESS) | Err(Errno::PERM) => {
-            return Err(SetupError::Work {
-                path: w.to_owned(),
-                reason: "permission denied".into(),
-            });
+            return Err(SetupError::Work { path: w.to_owned(), reason: "permission denied".into() });
         }
         Err(e) => return Err(werr(e)),
     }
     let work = fd::open_dir(wfd.as_fd(), Path::new("work")).map_err(werr)?;
     clean_dir(work.as_fd()).map_err(werr)?;
-    let ns = if spec.userxattr {
-        XattrNs::User
-    } else {
-        probe_ns(work.as_fd())
-    };
+    let ns = if spec.userxattr { XattrNs::User } else { probe_ns(work.as_fd()) };
     let whiteouts = probe_whiteouts(work.as_fd()).map_err(werr)?;
     if whiteouts == WhiteoutMode::WhFile {
-        notes.push(
-            "the upper filesystem refuses whiteout devices: deletions are written as .wh. files"
-                .into(),
-        );
+        notes.push("the upper filesystem refuses whiteout devices: deletions are written as .wh. files".into());
     }
-    Ok(Upper {
-        work,
-        ns,
-        whiteouts,
-        volatile: spec.volatile,
-    })
+    Ok(Upper { work, ns, whiteouts, volatile: spec.volatile })
 }
 
 fn probe_ns(work: BorrowedFd<'_>) -> XattrNs {

@@ -77,24 +77,15 @@ impl Overlay {
     /// Addresses the object at `path` in layer `idx` by its parent fd and name.
     pub(crate) fn at_in_layer(&self, idx: LayerIdx, path: &Path) -> Result<At> {
         match (path.parent(), path.file_name()) {
-            (Some(parent), Some(name)) => Ok(At {
-                dir: self.open_layer_dir(idx, parent)?,
-                name: Some(name.to_owned()),
-            }),
-            _ => Ok(At {
-                dir: fd::dup(self.stack.layer(idx).fd())?,
-                name: None,
-            }),
+            (Some(parent), Some(name)) => {
+                Ok(At { dir: self.open_layer_dir(idx, parent)?, name: Some(name.to_owned()) })
+            }
+            _ => Ok(At { dir: fd::dup(self.stack.layer(idx).fd())?, name: None }),
         }
     }
 
     /// Resolves `name` in the merged directory at `dir_path` made of `layers`.
-    pub(crate) fn find_child(
-        &self,
-        dir_path: &Path,
-        layers: &[DirLayer],
-        name: &OsStr,
-    ) -> Result<Option<Found>> {
+    pub(crate) fn find_child(&self, dir_path: &Path, layers: &[DirLayer], name: &OsStr) -> Result<Option<Found>> {
         fd::check_name(name)?;
         if whiteout::is_wh_name(name) {
             return Ok(None);
@@ -120,11 +111,7 @@ impl Overlay {
             if fd::kind_of(&st) != FileType::Directory {
                 if dirs.is_empty() {
                     let ino = self.ino_of(dl.idx, dfd, Some(name), &st);
-                    return Ok(Some(Found {
-                        src: Src::File(dl.idx),
-                        st,
-                        ino,
-                    }));
+                    return Ok(Some(Found { src: Src::File(dl.idx), st, ino }));
                 }
                 break;
             }
@@ -135,33 +122,17 @@ impl Overlay {
             if top.is_none() {
                 top = Some((st, self.ino_of(dl.idx, dfd, Some(name), &st)));
             }
-            dirs.push(DirLayer {
-                idx: dl.idx,
-                xwh: marks.xwhiteouts,
-            });
+            dirs.push(DirLayer { idx: dl.idx, xwh: marks.xwhiteouts });
             if opaque {
                 break;
             }
         }
-        Ok(top.map(|(st, ino)| Found {
-            src: Src::Dir(dirs),
-            st,
-            ino,
-        }))
+        Ok(top.map(|(st, ino)| Found { src: Src::Dir(dirs), st, ino }))
     }
 
     /// Whether a layer below the upper one shows `name` in the directory at `dir_path`.
-    pub(crate) fn lower_shows(
-        &self,
-        dir_path: &Path,
-        layers: &[DirLayer],
-        name: &OsStr,
-    ) -> Result<Option<Found>> {
-        let lowers: Vec<DirLayer> = layers
-            .iter()
-            .copied()
-            .filter(|d| !self.stack.is_upper(d.idx))
-            .collect();
+    pub(crate) fn lower_shows(&self, dir_path: &Path, layers: &[DirLayer], name: &OsStr) -> Result<Option<Found>> {
+        let lowers: Vec<DirLayer> = layers.iter().copied().filter(|d| !self.stack.is_upper(d.idx)).collect();
         if lowers.is_empty() {
             return Ok(None);
         }
@@ -177,15 +148,7 @@ impl Overlay {
         let mut cur = std::path::PathBuf::new();
         let mut found = None;
         for comp in path.iter() {
-            if found.is_some()
-                && !matches!(
-                    found,
-                    Some(Found {
-                        src: Src::Dir(_),
-                        ..
-                    })
-                )
-            {
+            if found.is_some() && !matches!(found, Some(Found { src: Src::Dir(_), .. })) {
                 return Ok(None);
             }
             let Some(f) = self.find_child(&cur, &layers, comp)? else {
@@ -203,17 +166,11 @@ impl Overlay {
     /// The mount-wide inode number of an object found in layer `idx`.
     ///
     /// An upper object copied up from a lower layer keeps the number it had there.
-    pub(crate) fn ino_of(
-        &self,
-        idx: LayerIdx,
-        dir: BorrowedFd<'_>,
-        name: Option<&OsStr>,
-        st: &Stat,
-    ) -> u64 {
-        if self.stack.is_upper(idx) {
-            if let Some(ino) = self.saved_ino(dir, name) {
-                return ino;
-            }
+    pub(crate) fn ino_of(&self, idx: LayerIdx, dir: BorrowedFd<'_>, name: Option<&OsStr>, st: &Stat) -> u64 {
+        if self.stack.is_upper(idx)
+            && let Some(ino) = self.saved_ino(dir, name)
+        {
+            return ino;
         }
         self.stack.compose_ino(idx, st.st_ino)
     }
@@ -228,10 +185,7 @@ impl Overlay {
     }
 
     /// The directory node `ino` with its layers and path.
-    pub(crate) fn dir_node(
-        &self,
-        ino: u64,
-    ) -> Result<(Arc<Node>, Vec<DirLayer>, std::path::PathBuf)> {
+    pub(crate) fn dir_node(&self, ino: u64) -> Result<(Arc<Node>, Vec<DirLayer>, std::path::PathBuf)> {
         let node = self.inodes.get(ino)?;
         let Src::Dir(layers) = node.src() else {
             return Err(Errno::NOTDIR);
@@ -245,10 +199,7 @@ impl Overlay {
         match self.inodes.path_of(node) {
             Ok(path) => self.at_in_layer(node.src().top(), &path),
             Err(e) => match node.state.lock().pinned.clone() {
-                Some(fdp) => Ok(At {
-                    dir: fd::dup(fdp.as_fd())?,
-                    name: None,
-                }),
+                Some(fdp) => Ok(At { dir: fd::dup(fdp.as_fd())?, name: None }),
                 None => Err(e),
             },
         }
@@ -263,9 +214,7 @@ impl Overlay {
     pub(crate) fn lookup_locked(&self, parent: u64, name: &OsStr) -> Result<(Arc<Node>, Stat)> {
         let (_, layers, path) = self.dir_node(parent)?;
         let found = self.find_child(&path, &layers, name)?.ok_or(Errno::NOENT)?;
-        let node = self
-            .inodes
-            .remember(found.ino, found.kind(), parent, name, found.src.clone());
+        let node = self.inodes.remember(found.ino, found.kind(), parent, name, found.src.clone());
         Ok((node, found.st))
     }
 

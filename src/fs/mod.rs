@@ -42,11 +42,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// Root (for tests and internal work).
-    pub const ROOT: Ctx = Ctx {
-        uid: 0,
-        gid: 0,
-        pid: 0,
-    };
+    pub const ROOT: Ctx = Ctx { uid: 0, gid: 0, pid: 0 };
 }
 
 /// Tunables of a mount.
@@ -60,10 +56,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            ttl: Duration::from_secs(1),
-            trace: false,
-        }
+        Config { ttl: Duration::from_secs(1), trace: false }
     }
 }
 
@@ -102,10 +95,7 @@ impl Overlay {
         let mut root_layers = Vec::new();
         for (i, layer) in stack.layers.iter().enumerate() {
             let marks = whiteout::dir_marks(layer.fd())?;
-            root_layers.push(DirLayer {
-                idx: i as layers::LayerIdx,
-                xwh: marks.xwhiteouts,
-            });
+            root_layers.push(DirLayer { idx: i as layers::LayerIdx, xwh: marks.xwhiteouts });
         }
         Ok(Overlay {
             stack,

@@ -55,13 +55,7 @@ struct Slot {
 
 impl Overlay {
     /// Creates `name` in directory `parent`.
-    pub fn create(
-        &self,
-        ctx: &Ctx,
-        parent: u64,
-        name: &OsStr,
-        what: NewObject<'_>,
-    ) -> Result<Created> {
+    pub fn create(&self, ctx: &Ctx, parent: u64, name: &OsStr, what: NewObject<'_>) -> Result<Created> {
         let _tree = self.tree.write();
         if whiteout::is_wh_name(name) {
             return Err(Errno::INVAL);
@@ -84,11 +78,8 @@ impl Overlay {
         }
         let st = fd::stat_at(slot.parent.as_fd(), name)?;
         let ino = self.stack.compose_ino(0, st.st_ino);
-        let src = if kind == FileType::Directory {
-            Src::Dir(vec![DirLayer { idx: 0, xwh: false }])
-        } else {
-            Src::File(0)
-        };
+        let src =
+            if kind == FileType::Directory { Src::Dir(vec![DirLayer { idx: 0, xwh: false }]) } else { Src::File(0) };
         let node = self.inodes.remember(ino, kind, parent, name, src);
         Ok(Created { node, st, file })
     }
@@ -99,21 +90,13 @@ impl Overlay {
         let path = self.inodes.path_of(parent)?;
         let ufd = self.stack.upper_root()?;
         let dir = fd::open_dir(ufd, &path)?;
-        let xwh = layers
-            .first()
-            .filter(|d| self.stack.is_upper(d.idx))
-            .map(|d| d.xwh)
-            .unwrap_or(false);
+        let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).map(|d| d.xwh).unwrap_or(false);
         let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
             Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
             None => false,
         };
         let wh_file = whiteout::has_wh_file(dir.as_fd(), name)?;
-        Ok(Slot {
-            parent: dir,
-            whiteout,
-            wh_file,
-        })
+        Ok(Slot { parent: dir, whiteout, wh_file })
     }
 
     /// Builds the object in the work dir and swaps it with the whiteout at `name`.
@@ -154,12 +137,8 @@ impl Overlay {
         match *what {
             NewObject::File { mode, flags } => {
                 let acc = OFlags::from_bits_retain((flags & libc::O_ACCMODE) as u32);
-                let fd = fd::open_at(
-                    dir,
-                    name,
-                    OFlags::CREATE | OFlags::EXCL | acc,
-                    Mode::from_raw_mode(mode & 0o7777),
-                )?;
+                let fd =
+                    fd::open_at(dir, name, OFlags::CREATE | OFlags::EXCL | acc, Mode::from_raw_mode(mode & 0o7777))?;
                 let done = self.own_new(dir, name, uid, gid, mode);
                 if let Err(e) = done {
                     let _ = fd::unlink_at(dir, name);
@@ -204,14 +183,7 @@ impl Overlay {
                     let _ = fd::unlink_at(dir, name);
                     return Err(e);
                 }
-                Ok((
-                    if mode & libc::S_IFMT == 0 {
-                        FileType::RegularFile
-                    } else {
-                        kind
-                    },
-                    None,
-                ))
+                Ok((if mode & libc::S_IFMT == 0 { FileType::RegularFile } else { kind }, None))
             }
             NewObject::Symlink { target } => {
                 fd::symlink_at(target, dir, name)?;
@@ -225,14 +197,7 @@ impl Overlay {
     }
 
     /// Gives a new object its caller's owner; set-id bits are applied after the chown (which clears them).
-    fn own_new(
-        &self,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-        uid: u32,
-        gid: u32,
-        mode: u32,
-    ) -> Result<()> {
+    fn own_new(&self, dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32, mode: u32) -> Result<()> {
         self.give_owner(dir, name, uid, gid)?;
         if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
             fd::chmod_at(dir, name, mode)?;
@@ -262,13 +227,7 @@ impl Overlay {
             let work = self.stack.upper()?.work.as_fd();
             let tmp = self.tmp_name();
             fd::link_at(from.dir(), from_name, work, &tmp)?;
-            let r = fd::rename_at(
-                work,
-                &tmp,
-                slot.parent.as_fd(),
-                newname,
-                RenameFlags::empty(),
-            );
+            let r = fd::rename_at(work, &tmp, slot.parent.as_fd(), newname, RenameFlags::empty());
             if r.is_err() {
                 let _ = fd::unlink_at(work, &tmp);
             }
@@ -277,14 +236,11 @@ impl Overlay {
             fd::link_at(from.dir(), from_name, slot.parent.as_fd(), newname)?;
         }
         if slot.wh_file {
-            fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(newname))
-                .or_else(ignore_noent)?;
+            fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(newname)).or_else(ignore_noent)?;
         }
         self.mark_impure(slot.parent.as_fd());
         let st = fd::stat_at(slot.parent.as_fd(), newname)?;
-        let node = self
-            .inodes
-            .remember(node.ino, node.kind, newparent, newname, Src::File(0));
+        let node = self.inodes.remember(node.ino, node.kind, newparent, newname, Src::File(0));
         Ok((node, st))
     }
 
@@ -292,9 +248,7 @@ impl Overlay {
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
         let (pnode, layers, ppath) = self.dir_node(parent)?;
-        let found = self
-            .find_child(&ppath, &layers, name)?
-            .ok_or(Errno::NOENT)?;
+        let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         if found.kind() == FileType::Directory {
             return Err(Errno::ISDIR);
         }
@@ -305,9 +259,7 @@ impl Overlay {
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
         let (pnode, layers, ppath) = self.dir_node(parent)?;
-        let found = self
-            .find_child(&ppath, &layers, name)?
-            .ok_or(Errno::NOENT)?;
+        let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         let Src::Dir(child_layers) = &found.src else {
             return Err(Errno::NOTDIR);
         };
@@ -318,14 +270,7 @@ impl Overlay {
     }
 
     /// Takes `name` out of the view: the upper entry goes, a whiteout stays if a lower layer shows it.
-    fn remove(
-        &self,
-        pnode: &Arc<Node>,
-        layers: &[DirLayer],
-        ppath: &Path,
-        name: &OsStr,
-        found: &Found,
-    ) -> Result<()> {
+    fn remove(&self, pnode: &Arc<Node>, layers: &[DirLayer], ppath: &Path, name: &OsStr, found: &Found) -> Result<()> {
         let node = self.inodes.find(found.ino);
         if let Some(n) = &node {
             self.pin_if_last(n, pnode.ino, name);
@@ -395,18 +340,9 @@ impl Overlay {
     }
 
     /// Renames `name` in `parent` to `newname` in `newparent` (`RENAME_NOREPLACE`/`RENAME_EXCHANGE`).
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        flags: RenameFlags,
-    ) -> Result<()> {
+    pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> Result<()> {
         let _tree = self.tree.write();
-        if flags.contains(RenameFlags::WHITEOUT)
-            || flags.contains(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE)
-        {
+        if flags.contains(RenameFlags::WHITEOUT) || flags.contains(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             return Err(Errno::INVAL);
         }
         if whiteout::is_wh_name(newname) {
@@ -415,9 +351,7 @@ impl Overlay {
         self.stack.upper()?;
         let (pnode, layers, ppath) = self.dir_node(parent)?;
         let (npnode, nlayers, nppath) = self.dir_node(newparent)?;
-        let src = self
-            .find_child(&ppath, &layers, name)?
-            .ok_or(Errno::NOENT)?;
+        let src = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         let dst = self.find_child(&nppath, &nlayers, newname)?;
         let exchange = flags.contains(RenameFlags::EXCHANGE);
         match &dst {
@@ -428,26 +362,21 @@ impl Overlay {
         }
         let from = ppath.join(name);
         let to = nppath.join(newname);
-        if src.kind() == FileType::Directory
-            && (to.starts_with(&from) || (exchange && from.starts_with(&to)))
-        {
+        if src.kind() == FileType::Directory && (to.starts_with(&from) || (exchange && from.starts_with(&to))) {
             return Err(Errno::INVAL);
         }
         if let Some(d) = &dst {
             check_replace(&src, d, exchange)?;
-            if !exchange {
-                if let Src::Dir(dl) = &d.src {
-                    if !self.is_empty_dir(&to, dl)? {
-                        return Err(Errno::NOTEMPTY);
-                    }
-                }
+            if !exchange
+                && let Src::Dir(dl) = &d.src
+                && !self.is_empty_dir(&to, dl)?
+            {
+                return Err(Errno::NOTEMPTY);
             }
         }
         let mut moved_trees = self.copy_up_moving(&from, &src)?;
-        if exchange {
-            if let Some(d) = &dst {
-                moved_trees.extend(self.copy_up_moving(&to, d)?);
-            }
+        if exchange && let Some(d) = &dst {
+            moved_trees.extend(self.copy_up_moving(&to, d)?);
         }
         let below_src = self.lower_shows(&ppath, &layers, name)?;
         let below_dst = self.lower_shows(&nppath, &nlayers, newname)?;
@@ -456,38 +385,18 @@ impl Overlay {
         let root = self.stack.upper_root()?;
         let (udir, nudir) = (fd::open_dir(root, &ppath)?, fd::open_dir(root, &nppath)?);
         if exchange {
-            fd::rename_at(
-                udir.as_fd(),
-                name,
-                nudir.as_fd(),
-                newname,
-                RenameFlags::EXCHANGE,
-            )?;
+            fd::rename_at(udir.as_fd(), name, nudir.as_fd(), newname, RenameFlags::EXCHANGE)?;
             self.fix_moved(nudir.as_fd(), newname, &below_dst)?;
             self.fix_moved(udir.as_fd(), name, &below_src)?;
         } else {
             if let Some(d) = &dst {
                 self.prepare_target(nudir.as_fd(), newname, d)?;
             }
-            self.move_entry(
-                udir.as_fd(),
-                name,
-                nudir.as_fd(),
-                newname,
-                below_src.is_some(),
-            )?;
+            self.move_entry(udir.as_fd(), name, nudir.as_fd(), newname, below_src.is_some())?;
             self.fix_moved(nudir.as_fd(), newname, &below_dst)?;
         }
         self.mark_impure(nudir.as_fd());
-        self.rename_nodes(
-            parent,
-            name,
-            newparent,
-            newname,
-            &src,
-            dst.as_ref(),
-            exchange,
-        );
+        self.rename_nodes(parent, name, newparent, newname, &src, dst.as_ref(), exchange);
         self.forget_lower_parts(&moved_trees);
         Ok(())
     }
@@ -495,28 +404,19 @@ impl Overlay {
     /// Copies up what a rename moves: a file (with its hardlinks) or a whole directory tree.
     fn copy_up_moving(&self, path: &Path, found: &Found) -> Result<Vec<u64>> {
         match &found.src {
-            Src::Dir(layers) if layers.iter().any(|d| !self.stack.is_upper(d.idx)) => {
-                self.copy_up_tree(path)
-            }
+            Src::Dir(layers) if layers.iter().any(|d| !self.stack.is_upper(d.idx)) => self.copy_up_tree(path),
             Src::Dir(_) => Ok(Vec::new()),
             Src::File(_) => {
                 match self.inodes.find(found.ino) {
                     Some(node) => self.copy_up(&node, true)?,
                     None => {
-                        let node = self.inodes.remember(
-                            found.ino,
-                            found.kind(),
-                            0,
-                            OsStr::new(""),
-                            found.src.clone(),
-                        );
+                        let node = self.inodes.remember(found.ino, found.kind(), 0, OsStr::new(""), found.src.clone());
                         // A temporary node: path it by its real location, then let it go.
                         {
                             let mut st = node.state.lock();
                             st.names.clear();
                             let parent = self.resolve_parent_ino(path)?;
-                            st.names
-                                .push((parent, path.file_name().unwrap_or_default().to_owned()));
+                            st.names.push((parent, path.file_name().unwrap_or_default().to_owned()));
                         }
                         let r = self.copy_up(&node, true);
                         self.inodes.forget(node.ino, 1);
@@ -531,9 +431,7 @@ impl Overlay {
     /// The node number of the directory holding `path` (it is known: the kernel resolved it).
     fn resolve_parent_ino(&self, path: &Path) -> Result<u64> {
         match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => {
-                Ok(self.resolve_path(p)?.ok_or(Errno::NOENT)?.ino)
-            }
+            Some(p) if !p.as_os_str().is_empty() => Ok(self.resolve_path(p)?.ok_or(Errno::NOENT)?.ino),
             _ => Ok(inode::ROOT),
         }
     }
@@ -569,9 +467,7 @@ impl Overlay {
         let upper = self.stack.upper()?;
         // A whiteout at the target: a non-directory replaces it; a directory is exchanged with it.
         let target = fd::try_stat_at(to, newname)?;
-        let over_whiteout = target
-            .as_ref()
-            .is_some_and(|st| whiteout::is_whiteout(to, newname, st, false));
+        let over_whiteout = target.as_ref().is_some_and(|st| whiteout::is_whiteout(to, newname, st, false));
         let moving_dir = fd::kind_of(&fd::stat_at(from, name)?) == FileType::Directory;
         if over_whiteout && moving_dir {
             fd::rename_at(from, name, to, newname, RenameFlags::EXCHANGE)?;
@@ -608,10 +504,7 @@ impl Overlay {
         }
         let sub = fd::open_dir(dir, Path::new(name))?;
         whiteout::set_opaque(self.stack.upper()?, sub.as_fd())?;
-        self.trace(format_args!(
-            "opaque dir {} (renamed over a lower directory)",
-            name.to_string_lossy()
-        ));
+        self.trace(format_args!("opaque dir {} (renamed over a lower directory)", name.to_string_lossy()));
         Ok(())
     }
 
@@ -665,11 +558,7 @@ impl Overlay {
 
 /// The source of an object that now lives only in the upper layer.
 fn upper_only(kind: FileType) -> Src {
-    if kind == FileType::Directory {
-        Src::Dir(vec![DirLayer { idx: 0, xwh: false }])
-    } else {
-        Src::File(0)
-    }
+    if kind == FileType::Directory { Src::Dir(vec![DirLayer { idx: 0, xwh: false }]) } else { Src::File(0) }
 }
 
 /// Type rules for replacing `dst` by `src` (the kernel checks them too; kept for direct callers).
@@ -677,10 +566,7 @@ fn check_replace(src: &Found, dst: &Found, exchange: bool) -> Result<()> {
     if exchange {
         return Ok(());
     }
-    match (
-        src.kind() == FileType::Directory,
-        dst.kind() == FileType::Directory,
-    ) {
+    match (src.kind() == FileType::Directory, dst.kind() == FileType::Directory) {
         (true, false) => Err(Errno::NOTDIR),
         (false, true) => Err(Errno::ISDIR),
         _ => Ok(()),
@@ -689,11 +575,7 @@ fn check_replace(src: &Found, dst: &Found, exchange: bool) -> Result<()> {
 
 /// The owner of a new object: the caller, with the parent's group where the parent is set-gid.
 fn owner_for(ctx: &Ctx, parent: &Stat) -> (u32, u32) {
-    let gid = if parent.st_mode & libc::S_ISGID != 0 {
-        parent.st_gid
-    } else {
-        ctx.gid
-    };
+    let gid = if parent.st_mode & libc::S_ISGID != 0 { parent.st_gid } else { ctx.gid };
     (ctx.uid, gid)
 }
 

@@ -63,44 +63,26 @@ impl Overlay {
     }
 
     /// Classifies one raw entry: `None` if it vanished, `ino == 0` for a whiteout (hides only).
-    fn entry_of(
-        &self,
-        dir: BorrowedFd<'_>,
-        dl: &DirLayer,
-        impure: bool,
-        e: fd::RawEntry,
-    ) -> Result<Option<DirEntry>> {
+    fn entry_of(&self, dir: BorrowedFd<'_>, dl: &DirLayer, impure: bool, e: fd::RawEntry) -> Result<Option<DirEntry>> {
         let mut kind = e.kind;
-        let needs_stat = matches!(kind, FileType::Unknown | FileType::CharacterDevice)
-            || (dl.xwh && kind == FileType::RegularFile);
+        let needs_stat =
+            matches!(kind, FileType::Unknown | FileType::CharacterDevice) || (dl.xwh && kind == FileType::RegularFile);
         let mut st = None;
         if needs_stat {
             let Some(s) = fd::try_stat_at(dir, &e.name)? else {
                 return Ok(None);
             };
             if whiteout::is_whiteout(dir, &e.name, &s, dl.xwh) {
-                return Ok(Some(DirEntry {
-                    name: e.name,
-                    ino: 0,
-                    kind,
-                }));
+                return Ok(Some(DirEntry { name: e.name, ino: 0, kind }));
             }
             kind = fd::kind_of(&s);
             st = Some(s);
         }
-        let mut ino = self
-            .stack
-            .compose_ino(dl.idx, st.map(|s| s.st_ino).unwrap_or(e.ino));
-        if impure {
-            if let Some(saved) = self.saved_ino(dir, Some(&e.name)) {
-                ino = saved;
-            }
+        let mut ino = self.stack.compose_ino(dl.idx, st.map(|s| s.st_ino).unwrap_or(e.ino));
+        if impure && let Some(saved) = self.saved_ino(dir, Some(&e.name)) {
+            ino = saved;
         }
-        Ok(Some(DirEntry {
-            name: e.name,
-            ino,
-            kind,
-        }))
+        Ok(Some(DirEntry { name: e.name, ino, kind }))
     }
 
     /// Whether an upper directory may hold copied-up entries (`overlay.impure`).
@@ -120,27 +102,10 @@ impl Overlay {
     pub fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
         let _tree = self.tree.read();
         let (node, layers, path) = self.dir_node(ino)?;
-        let parent = if ino == ROOT {
-            ROOT
-        } else {
-            node.state
-                .lock()
-                .names
-                .first()
-                .map(|(p, _)| *p)
-                .unwrap_or(ROOT)
-        };
+        let parent = if ino == ROOT { ROOT } else { node.state.lock().names.first().map(|(p, _)| *p).unwrap_or(ROOT) };
         let mut out = vec![
-            DirEntry {
-                name: ".".into(),
-                ino,
-                kind: FileType::Directory,
-            },
-            DirEntry {
-                name: "..".into(),
-                ino: parent,
-                kind: FileType::Directory,
-            },
+            DirEntry { name: ".".into(), ino, kind: FileType::Directory },
+            DirEntry { name: "..".into(), ino: parent, kind: FileType::Directory },
         ];
         out.extend(self.merged_entries(&path, &layers)?);
         Ok(out)

@@ -19,20 +19,11 @@ pub const WH_PREFIX: &[u8] = b".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 /// Xattrs whose value `y` makes a directory opaque (and `x` marks xattr whiteouts inside).
-const OPAQUE_XATTRS: [&str; 3] = [
-    "trusted.overlay.opaque",
-    "user.overlay.opaque",
-    "user.fuseoverlayfs.opaque",
-];
+const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
 /// Xattrs that turn an empty file into a whiteout (kernel's xattr form).
 const WHITEOUT_XATTRS: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
 /// Prefixes of xattrs that belong to union filesystems, never shown nor copied.
-pub const PRIVATE_PREFIXES: [&str; 4] = [
-    "trusted.overlay.",
-    "user.overlay.",
-    "user.fuseoverlayfs.",
-    "user.strata.",
-];
+pub const PRIVATE_PREFIXES: [&str; 4] = ["trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.", "user.strata."];
 
 /// Whether `name` starts with `.wh.` (never shown in the merged view).
 pub fn is_wh_name(name: &OsStr) -> bool {
@@ -104,9 +95,7 @@ pub fn is_whiteout(dir: BorrowedFd<'_>, name: &OsStr, st: &Stat, xwhiteouts: boo
     xwhiteouts
         && fd::kind_of(st) == FileType::RegularFile
         && st.st_size == 0
-        && WHITEOUT_XATTRS
-            .iter()
-            .any(|k| matches!(xattr::get(dir, Some(name), OsStr::new(k)), Ok(Some(_))))
+        && WHITEOUT_XATTRS.iter().any(|k| matches!(xattr::get(dir, Some(name), OsStr::new(k)), Ok(Some(_))))
 }
 
 /// Whether `.wh.NAME` exists in `dir` (the OCI form, which hides NAME in the layers below).
@@ -119,12 +108,7 @@ pub fn create(upper: &Upper, dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
     match upper.whiteouts {
         WhiteoutMode::Device => fd::mkwhiteout_at(dir, name),
         WhiteoutMode::WhFile => {
-            let f = fd::open_at(
-                dir,
-                &wh_name(name),
-                OFlags::CREATE | OFlags::WRONLY,
-                Mode::from_raw_mode(0o600),
-            );
+            let f = fd::open_at(dir, &wh_name(name), OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o600));
             match f {
                 Ok(_) | Err(Errno::EXIST) => Ok(()),
                 Err(e) => Err(e),
@@ -136,13 +120,7 @@ pub fn create(upper: &Upper, dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
 /// Marks the upper directory `dir` (an fd of the directory itself) opaque.
 pub fn set_opaque(upper: &Upper, dir: BorrowedFd<'_>) -> Result<()> {
     match upper.whiteouts {
-        WhiteoutMode::Device => xattr::set(
-            dir,
-            None,
-            OsStr::new(&upper.ns.name("opaque")),
-            b"y",
-            XattrFlags::empty(),
-        ),
+        WhiteoutMode::Device => xattr::set(dir, None, OsStr::new(&upper.ns.name("opaque")), b"y", XattrFlags::empty()),
         WhiteoutMode::WhFile => {
             let f = fd::open_at(
                 dir,
@@ -157,10 +135,10 @@ pub fn set_opaque(upper: &Upper, dir: BorrowedFd<'_>) -> Result<()> {
 
 /// Removes every whiteout form of `name` from the upper directory `dir` (not other objects).
 pub fn remove(dir: BorrowedFd<'_>, name: &OsStr, xwhiteouts: bool) -> Result<()> {
-    if let Some(st) = fd::try_stat_at(dir, name)? {
-        if is_whiteout(dir, name, &st, xwhiteouts) {
-            ignore_missing(fd::unlink_at(dir, name))?;
-        }
+    if let Some(st) = fd::try_stat_at(dir, name)?
+        && is_whiteout(dir, name, &st, xwhiteouts)
+    {
+        ignore_missing(fd::unlink_at(dir, name))?;
     }
     ignore_missing(fd::unlink_at(dir, &wh_name(name)))
 }

@@ -28,11 +28,7 @@ fn to_disk(key: &OsStr) -> Option<OsString> {
             return Some(OsString::from_vec(v));
         }
     }
-    if is_private_xattr(key) {
-        None
-    } else {
-        Some(key.to_owned())
-    }
+    if is_private_xattr(key) { None } else { Some(key.to_owned()) }
 }
 
 /// The user-visible name of an on-disk xattr name, or `None` if it is private.
@@ -46,11 +42,7 @@ fn from_disk(key: &OsStr) -> Option<OsString> {
             return Some(OsString::from_vec(v));
         }
     }
-    if is_private_xattr(key) {
-        None
-    } else {
-        Some(key.to_owned())
-    }
+    if is_private_xattr(key) { None } else { Some(key.to_owned()) }
 }
 
 impl Overlay {
@@ -85,13 +77,7 @@ impl Overlay {
         let node = self.inodes.get(ino)?;
         self.copy_up(&node, true)?;
         let at = self.locate(&node)?;
-        xattr::set(
-            at.dir(),
-            at.name(),
-            &disk,
-            value,
-            XattrFlags::from_bits_retain(flags as u32),
-        )
+        xattr::set(at.dir(), at.name(), &disk, value, XattrFlags::from_bits_retain(flags as u32))
     }
 
     /// `removexattr` (copies up first, unless the attribute is not there at all).

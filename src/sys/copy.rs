@@ -32,16 +32,7 @@ impl Strategy {
 
 /// Errors after which a cheaper strategy may still work.
 fn unsupported(e: Errno) -> bool {
-    matches!(
-        e,
-        Errno::OPNOTSUPP
-            | Errno::XDEV
-            | Errno::INVAL
-            | Errno::NOSYS
-            | Errno::BADF
-            | Errno::PERM
-            | Errno::NOTTY
-    )
+    matches!(e, Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::BADF | Errno::PERM | Errno::NOTTY)
 }
 
 /// Copies `len` bytes of `src` into the empty file `dst`, trying strategies from `first` down.
@@ -62,16 +53,12 @@ pub fn copy_data(
             Err(e) => return Err(e),
         }
     }
-    let mut strategy = if first == Strategy::ReadWrite {
-        Strategy::ReadWrite
-    } else {
-        Strategy::CopyFileRange
-    };
+    let mut strategy = if first == Strategy::ReadWrite { Strategy::ReadWrite } else { Strategy::CopyFileRange };
     let mut pos = 0u64;
     while pos < len {
         let start = match rustix::fs::seek(src, SeekFrom::Data(pos)) {
             Ok(p) => p,
-            Err(Errno::NXIO) => break, // only a hole is left
+            Err(Errno::NXIO) => break,                        // only a hole is left
             Err(Errno::INVAL) | Err(Errno::OPNOTSUPP) => pos, // no hole support: copy all
             Err(e) => return Err(e),
         };
@@ -103,8 +90,7 @@ fn copy_range(
         let want = (end - start).min(CHUNK) as usize;
         if *strategy == Strategy::CopyFileRange {
             let (mut off_in, mut off_out) = (start, start);
-            match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want)
-            {
+            match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
                 Ok(0) => return Ok(()), // source shrank under us
                 Ok(n) => {
                     start += n as u64;
@@ -116,14 +102,11 @@ fn copy_range(
             }
         }
         buf.resize(want.min(1 << 20), 0);
-        let n = src
-            .read_at(&mut buf, start)
-            .map_err(|e| super::errno_of(&e))?;
+        let n = src.read_at(&mut buf, start).map_err(|e| super::errno_of(&e))?;
         if n == 0 {
             return Ok(());
         }
-        dst.write_all_at(&buf[..n], start)
-            .map_err(|e| super::errno_of(&e))?;
+        dst.write_all_at(&buf[..n], start).map_err(|e| super::errno_of(&e))?;
         start += n as u64;
         between()?;
     }

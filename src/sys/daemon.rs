@@ -61,11 +61,7 @@ pub fn wait_report(mut r: File) -> Result<(), String> {
 
 /// Points stdin, stdout and stderr at /dev/null.
 fn detach_stdio() {
-    let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    else {
+    let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
         return;
     };
     let null: OwnedFd = null.into();

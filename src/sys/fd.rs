@@ -5,39 +5,20 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{
-    AtFlags, Dir, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat, Timespec, Timestamps,
-};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat, Timespec, Timestamps};
 
 use super::{Errno, Result};
 
 /// How every path inside a layer is resolved: never above the root, never through a symlink.
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
 /// Opens `path` (relative; empty means the root itself) beneath `root`.
 ///
 /// The last component is not followed either: `O_PATH | O_NOFOLLOW` on a symlink gives the link.
-pub fn open_beneath(
-    root: BorrowedFd<'_>,
-    path: &Path,
-    flags: OFlags,
-    mode: Mode,
-) -> Result<OwnedFd> {
-    let path = if path.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        path
-    };
+pub fn open_beneath(root: BorrowedFd<'_>, path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd> {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     loop {
-        match rustix::fs::openat2(
-            root,
-            path,
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            mode,
-            RESOLVE,
-        ) {
+        match rustix::fs::openat2(root, path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, mode, RESOLVE) {
             // The kernel answers EAGAIN when a concurrent rename may have raced the walk.
             Err(Errno::AGAIN) => continue,
             other => return other,
@@ -52,21 +33,12 @@ pub fn open_dir(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
 
 /// Opens the directory at `path` beneath `root` for reading its entries.
 pub fn open_dir_read(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
-    open_beneath(
-        root,
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY,
-        Mode::empty(),
-    )
+    open_beneath(root, path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
 }
 
 /// Opens a directory the user named (a layer root, the work dir): follows symlinks, as `mount` does.
 pub fn open_user_dir(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
@@ -128,12 +100,7 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OsString> {
 }
 
 /// `linkat` without following symlinks.
-pub fn link_at(
-    old_dir: BorrowedFd<'_>,
-    old: &OsStr,
-    new_dir: BorrowedFd<'_>,
-    new: &OsStr,
-) -> Result<()> {
+pub fn link_at(old_dir: BorrowedFd<'_>, old: &OsStr, new_dir: BorrowedFd<'_>, new: &OsStr) -> Result<()> {
     check_name(old)?;
     check_name(new)?;
     rustix::fs::linkat(old_dir, old, new_dir, new, AtFlags::empty())
@@ -165,20 +132,9 @@ pub fn rename_at(
 }
 
 /// `fchownat(AT_SYMLINK_NOFOLLOW)`; `None` leaves that id unchanged.
-pub fn chown_at(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> Result<()> {
+pub fn chown_at(dir: BorrowedFd<'_>, name: &OsStr, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
     check_name(name)?;
-    rustix::fs::chownat(
-        dir,
-        name,
-        uid.map(uid_of),
-        gid.map(gid_of),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
+    rustix::fs::chownat(dir, name, uid.map(uid_of), gid.map(gid_of), AtFlags::SYMLINK_NOFOLLOW)
 }
 
 /// `fchown`; `None` leaves that id unchanged.
@@ -189,12 +145,7 @@ pub fn chown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> Resul
 /// `fchmodat` (never on a symlink: Linux has no mode for links).
 pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
     check_name(name)?;
-    rustix::fs::chmodat(
-        dir,
-        name,
-        Mode::from_raw_mode(mode & 0o7777),
-        AtFlags::empty(),
-    )
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())
 }
 
 /// `fchmod`.
@@ -216,30 +167,16 @@ pub enum SetTime {
 impl SetTime {
     fn spec(self) -> Timespec {
         match self {
-            SetTime::Omit => Timespec {
-                tv_sec: 0,
-                tv_nsec: libc::UTIME_OMIT,
-            },
-            SetTime::Now => Timespec {
-                tv_sec: 0,
-                tv_nsec: libc::UTIME_NOW,
-            },
+            SetTime::Omit => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+            SetTime::Now => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
             SetTime::At(t) => t,
         }
     }
 }
 
 /// `utimensat(AT_SYMLINK_NOFOLLOW)` on one entry, or on `dir` itself when `name` is `None`.
-pub fn utimes_at(
-    dir: BorrowedFd<'_>,
-    name: Option<&OsStr>,
-    atime: SetTime,
-    mtime: SetTime,
-) -> Result<()> {
-    let times = Timestamps {
-        last_access: atime.spec(),
-        last_modification: mtime.spec(),
-    };
+pub fn utimes_at(dir: BorrowedFd<'_>, name: Option<&OsStr>, atime: SetTime, mtime: SetTime) -> Result<()> {
+    let times = Timestamps { last_access: atime.spec(), last_modification: mtime.spec() };
     match name {
         Some(name) => {
             check_name(name)?;
@@ -252,14 +189,8 @@ pub fn utimes_at(
 /// The access and modification times of `st`, ready to be set again.
 pub fn times_of(st: &Stat) -> (SetTime, SetTime) {
     (
-        SetTime::At(Timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec as _,
-        }),
-        SetTime::At(Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        }),
+        SetTime::At(Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ }),
+        SetTime::At(Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ }),
     )
 }
 
@@ -284,22 +215,14 @@ pub fn read_dir(fd: OwnedFd) -> Result<Vec<RawEntry>> {
         if name == b"." || name == b".." {
             continue;
         }
-        out.push(RawEntry {
-            name: OsStr::from_bytes(name).to_owned(),
-            ino: entry.ino(),
-            kind: entry.file_type(),
-        });
+        out.push(RawEntry { name: OsStr::from_bytes(name).to_owned(), ino: entry.ino(), kind: entry.file_type() });
     }
     Ok(out)
 }
 
 /// `fsync` (or `fdatasync`).
 pub fn sync_fd(fd: BorrowedFd<'_>, data_only: bool) -> Result<()> {
-    if data_only {
-        rustix::fs::fdatasync(fd)
-    } else {
-        rustix::fs::fsync(fd)
-    }
+    if data_only { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }
 }
 
 /// Rejects names that are not one path component: empty, `.`, `..` or containing `/`.

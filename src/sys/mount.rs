@@ -8,11 +8,7 @@ use super::Result;
 
 /// `umount2(path, flags)`; `lazy` detaches (MNT_DETACH).
 pub fn unmount(path: &Path, lazy: bool) -> Result<()> {
-    let flags = if lazy {
-        UnmountFlags::DETACH
-    } else {
-        UnmountFlags::empty()
-    };
+    let flags = if lazy { UnmountFlags::DETACH } else { UnmountFlags::empty() };
     rustix::mount::unmount(path, flags)
 }
 
@@ -24,9 +20,7 @@ pub fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    info.lines().any(|line| {
-        line.split(' ').nth(4).map(unescape_mount_path).as_deref() == Some(canon.as_os_str())
-    })
+    info.lines().any(|line| line.split(' ').nth(4).map(unescape_mount_path).as_deref() == Some(canon.as_os_str()))
 }
 
 /// `/proc/self/mountinfo` escapes space, tab, newline and backslash as octal `\NNN`.
@@ -36,10 +30,7 @@ pub fn unescape_mount_path(s: &str) -> std::ffi::OsString {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len() + 0
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {

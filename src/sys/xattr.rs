@@ -71,31 +71,18 @@ pub fn list(dir: BorrowedFd<'_>, name: Option<&OsStr>) -> Result<Vec<OsString>> 
         match got {
             Ok(n) => break n,
             Err(Errno::RANGE) => {
-                let size = if follow {
-                    rustix::fs::listxattr_query(&path)?
-                } else {
-                    rustix::fs::llistxattr_query(&path)?
-                };
+                let size =
+                    if follow { rustix::fs::listxattr_query(&path)? } else { rustix::fs::llistxattr_query(&path)? };
                 buf.resize(size.max(buf.len() * 2), 0);
             }
             Err(e) => return Err(e),
         }
     };
-    Ok(buf[..n]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| OsString::from_vec(s.to_vec()))
-        .collect())
+    Ok(buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| OsString::from_vec(s.to_vec())).collect())
 }
 
 /// Sets attribute `key` of entry `name` in `dir` (or of `dir` itself).
-pub fn set(
-    dir: BorrowedFd<'_>,
-    name: Option<&OsStr>,
-    key: &OsStr,
-    value: &[u8],
-    flags: XattrFlags,
-) -> Result<()> {
+pub fn set(dir: BorrowedFd<'_>, name: Option<&OsStr>, key: &OsStr, value: &[u8], flags: XattrFlags) -> Result<()> {
     match target(dir, name)? {
         (path, true) => rustix::fs::setxattr(path, key, value, flags),
         (path, false) => rustix::fs::lsetxattr(path, key, value, flags),
