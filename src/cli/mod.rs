@@ -1,7 +1,7 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
-mod mount;
-mod options;
+pub mod mount;
+pub mod options;
 mod umount;
 
 use std::ffi::OsString;

@@ -77,35 +77,58 @@ impl MountArgs {
 /// Mounts; returns once the mount is ready (or, in the foreground, once it is unmounted).
 pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
     let spec = a.spec()?;
-    let foreground = a.foreground || a.debug || a.trace;
-    let level = if a.debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
-    super::init_logging(if foreground { level } else { log::LevelFilter::Warn });
-    let mnt = a.mountpoint.clone();
-    if foreground {
-        let session = prepare(&spec, &mnt, a.trace)?;
-        log::info!("mounted {}", mnt.display());
-        serve(session)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    match daemon::fork_with_report().context("forking the mount daemon")? {
-        Forked::Parent(report) => match daemon::wait_report(report) {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(msg) => {
-                eprintln!("strata: {msg}");
-                Ok(ExitCode::FAILURE)
+    let mode = if a.foreground || a.debug || a.trace {
+        RunMode::Foreground { debug: a.debug, trace: a.trace }
+    } else {
+        RunMode::Background
+    };
+    mount_spec(&spec, &a.mountpoint, mode)
+}
+
+/// How a mount process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Fork; the command returns once the mount is ready, the daemon serves it.
+    Background,
+    /// Serve in this process, logging to stderr, until unmounted.
+    Foreground {
+        /// Debug logging.
+        debug: bool,
+        /// One line per copy-up, whiteout and opaque directory.
+        trace: bool,
+    },
+}
+
+/// Mounts `spec` on `mnt` (used by `strata mount` and by the image tool's `mount IMAGE`).
+pub fn mount_spec(spec: &MountSpec, mnt: &Path, mode: RunMode) -> anyhow::Result<ExitCode> {
+    match mode {
+        RunMode::Foreground { debug, trace } => {
+            super::init_logging(if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info });
+            let session = prepare(spec, mnt, trace)?;
+            log::info!("mounted {}", mnt.display());
+            serve(session)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunMode::Background => {
+            super::init_logging(log::LevelFilter::Warn);
+            match daemon::fork_with_report().context("forking the mount daemon")? {
+                Forked::Parent(report) => match daemon::wait_report(report) {
+                    Ok(()) => Ok(ExitCode::SUCCESS),
+                    Err(msg) => Err(anyhow::anyhow!(msg)),
+                },
+                Forked::Child(ready) => match prepare(spec, mnt, false) {
+                    Ok(session) => {
+                        ready.ok();
+                        let _ = serve(session);
+                        std::process::exit(0);
+                    }
+                    Err(e) => {
+                        ready.fail(&super::one_line(&e));
+                        std::process::exit(1);
+                    }
+                },
             }
-        },
-        Forked::Child(ready) => match prepare(&spec, &mnt, false) {
-            Ok(session) => {
-                ready.ok();
-                let _ = serve(session);
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                ready.fail(&super::one_line(&e));
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        }
     }
 }
 
