@@ -155,7 +155,9 @@ fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<
     fc.acl = if root || spec.allow_other == Some(true) { SessionACL::All } else { SessionACL::Owner };
     fc.n_threads = Some(spec.threads.unwrap_or_else(default_threads));
     fc.clone_fd = true;
-    let session = Session::new(StrataFuse::new(Arc::new(ov)), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
+    let ov = Arc::new(ov);
+    let session = Session::new(StrataFuse::new(ov.clone()), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
+    ov.set_invalidator(Box::new(crate::fs::fuse::Notify(session.notifier())));
     Ok(session)
 }
 

@@ -145,10 +145,7 @@ impl Overlay {
             if kind == FileType::Directory {
                 return Err(Errno::ISDIR);
             }
-            match fh
-                .and_then(|fh| self.handles.file(fh).ok())
-                .filter(|h| h.writable && self.in_upper(&Src::File(h.layer)))
-            {
+            match fh.and_then(|fh| self.handles.file(fh).ok()).filter(|h| h.writable && self.stack.is_upper(h.layer)) {
                 Some(h) => rustix::fs::ftruncate(&h.file, size)?,
                 None => rustix::fs::ftruncate(self.open_obj(&at, OFlags::WRONLY)?, size)?,
             }

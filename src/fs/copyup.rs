@@ -21,7 +21,7 @@ use super::lookup::{At, Found, INO_XATTR};
 use super::whiteout::is_private_xattr;
 use super::{Errno, FaultPoint, Overlay, Result};
 use crate::sys::copy::{Strategy, copy_data};
-use crate::sys::fd::{self, SetTime};
+use crate::sys::fd;
 use crate::sys::xattr;
 
 impl Overlay {
@@ -52,7 +52,8 @@ impl Overlay {
             return Err(Errno::STALE);
         }
         self.copy_up_file(&path, &found, with_data)?;
-        node.set_src(Src::File(0));
+        node.set_src(Src::File(0, Arc::from(path.as_path())));
+        self.attr_changed(node.ino);
         Ok(())
     }
 
@@ -82,9 +83,11 @@ impl Overlay {
                 fd::open_dir(cur.as_fd(), Path::new(comp))?
             } else {
                 let fd = self.copy_up_dir(cur.as_fd(), &cur_path, &found)?;
-                layers = std::iter::once(DirLayer { idx: 0, xwh: false }).chain(found_layers.iter().copied()).collect();
+                layers =
+                    std::iter::once(DirLayer::new(0, false, &cur_path)).chain(found_layers.iter().cloned()).collect();
                 if let Some(node) = self.inodes.find(found.ino) {
                     node.set_src(Src::Dir(layers.clone()));
+                    self.attr_changed(node.ino);
                 }
                 fd
             };
@@ -97,7 +100,7 @@ impl Overlay {
     fn copy_up_dir(&self, parent: BorrowedFd<'_>, path: &Path, found: &Found) -> Result<OwnedFd> {
         let upper = self.stack.upper()?;
         let name = path.file_name().ok_or(Errno::INVAL)?;
-        let from = self.at_in_layer(found.src.top(), path)?;
+        let from = self.at_in_layer(found.src.top(), &self.top_path(path, &found.src))?;
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         fd::mkdir_at(work, &tmp, 0o700)?;
@@ -112,15 +115,16 @@ impl Overlay {
     }
 
     /// Copies the non-directory `found` at `path` up, then links its other visible names.
-    fn copy_up_file(&self, path: &Path, found: &Found, with_data: bool) -> Result<()> {
+    pub(crate) fn copy_up_file(&self, path: &Path, found: &Found, with_data: bool) -> Result<()> {
         let upper = self.stack.upper()?;
         let layer = found.src.top();
         let name = path.file_name().ok_or(Errno::INVAL)?;
         let parent_path = path.parent().unwrap_or(Path::new(""));
         let parent = self.ensure_upper_dir(parent_path)?;
-        let from = self.at_in_layer(layer, path)?;
+        let lower_path = self.top_path(path, &found.src);
+        let from = self.at_in_layer(layer, &lower_path)?;
         let aliases =
-            if found.st.st_nlink > 1 { self.hardlink_aliases(layer, found.st.st_ino, path) } else { Vec::new() };
+            if found.st.st_nlink > 1 { self.hardlink_aliases(layer, found.st.st_ino, &lower_path) } else { Vec::new() };
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         let built = self.build_copy(&from, work, &tmp, found, with_data);
@@ -272,40 +276,6 @@ impl Overlay {
         let map = layer.hardlinks.get_or_init(|| scan_hardlinks(layer.fd()));
         map.get(&ino).map(|v| v.iter().filter(|p| p.as_path() != except).cloned().collect()).unwrap_or_default()
     }
-
-    /// Copies up the whole merged subtree at `path` (for renaming a directory that has lower parts).
-    ///
-    /// Returns the inode numbers of the directories copied, whose nodes must forget their lower layers.
-    pub(crate) fn copy_up_tree(&self, path: &Path) -> Result<Vec<u64>> {
-        let mut dirs = Vec::new();
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            self.ensure_upper_dir(&dir)?;
-            let found = self.resolve_path(&dir)?.ok_or(Errno::NOENT)?;
-            let Src::Dir(layers) = &found.src else {
-                return Err(Errno::NOTDIR);
-            };
-            dirs.push(found.ino);
-            for e in self.merged_entries(&dir, layers)? {
-                let child = dir.join(&e.name);
-                if e.kind == FileType::Directory {
-                    stack.push(child);
-                    continue;
-                }
-                let Some(f) = self.find_child(&dir, layers, &e.name)? else {
-                    continue;
-                };
-                if self.in_upper(&f.src) {
-                    continue;
-                }
-                match self.inodes.find(f.ino) {
-                    Some(node) => self.copy_up(&node, true)?,
-                    None => self.copy_up_file(&child, &f, true)?,
-                }
-            }
-        }
-        Ok(dirs)
-    }
 }
 
 /// Copies every non-private xattr of `from_dir/from_name` to `to_dir/to_name`.
@@ -368,6 +338,3 @@ fn scan_hardlinks(root: BorrowedFd<'_>) -> HashMap<u64, Vec<PathBuf>> {
     }
     map
 }
-
-/// A time value that leaves the timestamp alone.
-pub const KEEP: SetTime = SetTime::Omit;

@@ -25,6 +25,13 @@ pub struct StrataFuse {
 }
 
 impl StrataFuse {
+    /// The overlay served.
+    pub fn overlay(&self) -> &Arc<Overlay> {
+        &self.ov
+    }
+}
+
+impl StrataFuse {
     /// Wraps an overlay for a FUSE session.
     pub fn new(ov: Arc<Overlay>) -> StrataFuse {
         StrataFuse { ov }
@@ -37,6 +44,19 @@ impl StrataFuse {
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let attr = fuse_attr(&attr_of(node.ino, &node.src(), st));
         reply.entry(&self.ttl(), &attr, Generation(0));
+    }
+}
+
+/// Kernel cache invalidation through the session's notifier.
+pub struct Notify(pub fuser::Notifier);
+
+impl super::Invalidate for Notify {
+    fn attr(&self, ino: u64) {
+        // A negative offset invalidates attributes only: no page or inode locks are taken, so
+        // this is safe from inside a request handler.
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), -1, 0) {
+            log::debug!("invalidating attributes of {ino}: {e}");
+        }
     }
 }
 

@@ -121,7 +121,7 @@ impl Overlay {
     /// `write`.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let h = self.handles.file(fh)?;
-        if !h.writable || !self.in_upper(&super::inode::Src::File(h.layer)) {
+        if !h.writable || !self.stack.is_upper(h.layer) {
             return Err(Errno::BADF);
         }
         h.file.write_all_at(data, offset).map_err(|e| errno_of(&e))?;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,19 +21,30 @@ use crate::sys::{Errno, Result};
 pub const ROOT: u64 = 1;
 
 /// One layer's instance of a merged directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirLayer {
     /// The layer.
     pub idx: LayerIdx,
     /// Whether empty files in this instance may be xattr whiteouts.
     pub xwh: bool,
+    /// Where the instance is in its layer. In a lower layer this may differ from the merged
+    /// path (a renamed directory follows its `overlay.redirect`); in the upper layer the merged
+    /// path is authoritative and this is only what it was when looked up.
+    pub path: Arc<Path>,
+}
+
+impl DirLayer {
+    /// An instance in `idx` at `path`.
+    pub fn new(idx: LayerIdx, xwh: bool, path: &Path) -> DirLayer {
+        DirLayer { idx, xwh, path: Arc::from(path) }
+    }
 }
 
 /// Where an object of the merged view comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Src {
-    /// A non-directory, shown from this layer.
-    File(LayerIdx),
+    /// A non-directory, shown from this layer, at this path in it (see [`DirLayer::path`]).
+    File(LayerIdx, Arc<Path>),
     /// A directory merged from these instances, top first.
     Dir(Vec<DirLayer>),
 }
@@ -42,8 +53,25 @@ impl Src {
     /// The layer whose instance is shown (the top one).
     pub fn top(&self) -> LayerIdx {
         match self {
-            Src::File(l) => *l,
+            Src::File(l, _) => *l,
             Src::Dir(ls) => ls.first().map(|d| d.idx).unwrap_or(0),
+        }
+    }
+
+    /// The path of the shown instance in its layer, as recorded.
+    pub fn top_path(&self) -> Option<&Path> {
+        match self {
+            Src::File(_, p) => Some(p),
+            Src::Dir(ls) => ls.first().map(|d| &*d.path),
+        }
+    }
+
+    /// A source in the upper layer only.
+    pub fn upper(kind: FileType, path: &Path) -> Src {
+        if kind == FileType::Directory {
+            Src::Dir(vec![DirLayer::new(0, false, path)])
+        } else {
+            Src::File(0, Arc::from(path))
         }
     }
 }

@@ -7,7 +7,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{FileType, Stat};
@@ -84,55 +85,86 @@ impl Overlay {
         }
     }
 
+    /// Where instance `dl` of the merged directory at `merged` is in its layer.
+    pub(crate) fn inst_path(&self, merged: &Path, dl: &DirLayer) -> PathBuf {
+        if self.stack.is_upper(dl.idx) { merged.to_path_buf() } else { dl.path.to_path_buf() }
+    }
+
     /// Resolves `name` in the merged directory at `dir_path` made of `layers`.
+    ///
+    /// A directory instance with an `overlay.redirect` sends the walk of the layers below to
+    /// the path it names (absolute: from each layer's root; relative: a sibling name).
     pub(crate) fn find_child(&self, dir_path: &Path, layers: &[DirLayer], name: &OsStr) -> Result<Option<Found>> {
         fd::check_name(name)?;
         if whiteout::is_wh_name(name) {
             return Ok(None);
         }
+        let mut cands: Vec<(LayerIdx, PathBuf, bool)> =
+            layers.iter().map(|dl| (dl.idx, self.inst_path(dir_path, dl).join(name), dl.xwh)).collect();
         let mut dirs: Vec<DirLayer> = Vec::new();
         let mut top: Option<(Stat, u64)> = None;
-        for dl in layers {
-            let dfd = match self.open_layer_dir(dl.idx, dir_path) {
+        let mut i = 0;
+        while i < cands.len() {
+            let (idx, path, xwh) = cands[i].clone();
+            i += 1;
+            let (parent, leaf) = split(&path)?;
+            let dfd = match self.open_layer_dir(idx, parent) {
                 Ok(f) => f,
-                Err(Errno::NOENT) | Err(Errno::NOTDIR) => continue,
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => continue,
                 Err(e) => return Err(e),
             };
             let dfd = dfd.as_fd();
-            let Some(st) = fd::try_stat_at(dfd, name)? else {
-                if whiteout::has_wh_file(dfd, name)? {
+            let Some(st) = fd::try_stat_at(dfd, leaf)? else {
+                if whiteout::has_wh_file(dfd, leaf)? {
                     break;
                 }
                 continue;
             };
-            if whiteout::is_whiteout(dfd, name, &st, dl.xwh) {
+            if whiteout::is_whiteout(dfd, leaf, &st, xwh) {
                 break;
             }
             if fd::kind_of(&st) != FileType::Directory {
                 if dirs.is_empty() {
-                    let ino = self.ino_of(dl.idx, dfd, Some(name), &st);
-                    return Ok(Some(Found { src: Src::File(dl.idx), st, ino }));
+                    let ino = self.ino_of(idx, dfd, Some(leaf), &st);
+                    return Ok(Some(Found { src: Src::File(idx, Arc::from(path.as_path())), st, ino }));
                 }
                 break;
             }
-            let sub = fd::open_dir(dfd, Path::new(name))?;
+            let sub = fd::open_dir(dfd, Path::new(leaf))?;
             let marks = whiteout::dir_marks(sub.as_fd())?;
             // `.wh.NAME` beside NAME hides the layers below, as an opaque mark would.
-            let opaque = marks.opaque || whiteout::has_wh_file(dfd, name)?;
+            let opaque = marks.opaque || whiteout::has_wh_file(dfd, leaf)?;
             if top.is_none() {
-                top = Some((st, self.ino_of(dl.idx, dfd, Some(name), &st)));
+                top = Some((st, self.ino_of(idx, dfd, Some(leaf), &st)));
             }
-            dirs.push(DirLayer { idx: dl.idx, xwh: marks.xwhiteouts });
+            dirs.push(DirLayer::new(idx, marks.xwhiteouts, &path));
             if opaque {
                 break;
+            }
+            if let Some(target) = redirect_of(sub.as_fd()) {
+                self.follow_redirect(&mut cands, i, idx, &target);
             }
         }
         Ok(top.map(|(st, ino)| Found { src: Src::Dir(dirs), st, ino }))
     }
 
+    /// Points the candidates after `from` (the layers below `idx`) at a redirect target.
+    fn follow_redirect(&self, cands: &mut Vec<(LayerIdx, PathBuf, bool)>, from: usize, idx: LayerIdx, target: &[u8]) {
+        if let Some(abs) = target.strip_prefix(b"/") {
+            let path = PathBuf::from(OsStr::from_bytes(abs));
+            cands.truncate(from);
+            let below = (idx as usize + 1)..self.stack.layers.len();
+            cands.extend(below.map(|l| (l as LayerIdx, path.clone(), false)));
+        } else {
+            let name = OsStr::from_bytes(target);
+            for c in cands.iter_mut().skip(from) {
+                c.1.set_file_name(name);
+            }
+        }
+    }
     /// Whether a layer below the upper one shows `name` in the directory at `dir_path`.
     pub(crate) fn lower_shows(&self, dir_path: &Path, layers: &[DirLayer], name: &OsStr) -> Result<Option<Found>> {
-        let lowers: Vec<DirLayer> = layers.iter().copied().filter(|d| !self.stack.is_upper(d.idx)).collect();
+        let lowers: Vec<DirLayer> = layers.iter().filter(|d| !self.stack.is_upper(d.idx)).cloned().collect();
         if lowers.is_empty() {
             return Ok(None);
         }
@@ -145,7 +177,7 @@ impl Overlay {
         let Src::Dir(mut layers) = root.src() else {
             return Err(Errno::NOTDIR);
         };
-        let mut cur = std::path::PathBuf::new();
+        let mut cur = PathBuf::new();
         let mut found = None;
         for comp in path.iter() {
             if found.is_some() && !matches!(found, Some(Found { src: Src::Dir(_), .. })) {
@@ -194,10 +226,21 @@ impl Overlay {
         Ok((node, layers, path))
     }
 
+    /// Where the shown instance of `node` (merged path `merged`) is in its layer.
+    pub(crate) fn top_path(&self, merged: &Path, src: &Src) -> PathBuf {
+        if self.stack.is_upper(src.top()) {
+            return merged.to_path_buf();
+        }
+        src.top_path().map(Path::to_path_buf).unwrap_or_else(|| merged.to_path_buf())
+    }
+
     /// Addresses the shown instance of `node` (the pinned fd if it has no name left).
     pub(crate) fn locate(&self, node: &Node) -> Result<At> {
         match self.inodes.path_of(node) {
-            Ok(path) => self.at_in_layer(node.src().top(), &path),
+            Ok(path) => {
+                let src = node.src();
+                self.at_in_layer(src.top(), &self.top_path(&path, &src))
+            }
             Err(e) => match node.state.lock().pinned.clone() {
                 Some(fdp) => Ok(At { dir: fd::dup(fdp.as_fd())?, name: None }),
                 None => Err(e),
@@ -222,6 +265,26 @@ impl Overlay {
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.forget(ino, n);
     }
+}
+
+/// Splits a layer path into its parent and last component.
+fn split(path: &Path) -> Result<(&Path, &OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => Ok((p, n)),
+        _ => Err(Errno::INVAL),
+    }
+}
+
+/// The `overlay.redirect` of a directory instance (either namespace), if any.
+pub fn redirect_of(dir: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    for key in ["trusted.overlay.redirect", "user.overlay.redirect"] {
+        if let Ok(Some(v)) = xattr::get(dir, None, OsStr::new(key)) {
+            if !v.is_empty() {
+                return Some(v);
+            }
+        }
+    }
+    None
 }
 
 /// Marks of a directory instance, for callers that hold its fd.

@@ -69,6 +69,12 @@ pub enum FaultPoint {
     BeforeRename,
 }
 
+/// Tells the kernel that cached facts about a node are stale (the FUSE adapter provides it).
+pub trait Invalidate: Send + Sync {
+    /// The attributes of node `ino` changed behind the kernel's back.
+    fn attr(&self, ino: u64);
+}
+
 /// The merged filesystem.
 pub struct Overlay {
     /// The layers.
@@ -87,6 +93,7 @@ pub struct Overlay {
     fault: parking_lot::Mutex<Option<FaultPoint>>,
     /// Whether the daemon may give objects to other owners (root, or root in a user namespace).
     privileged: bool,
+    invalidate: std::sync::OnceLock<Box<dyn Invalidate>>,
 }
 
 impl Overlay {
@@ -95,7 +102,7 @@ impl Overlay {
         let mut root_layers = Vec::new();
         for (i, layer) in stack.layers.iter().enumerate() {
             let marks = whiteout::dir_marks(layer.fd())?;
-            root_layers.push(DirLayer { idx: i as layers::LayerIdx, xwh: marks.xwhiteouts });
+            root_layers.push(DirLayer::new(i as layers::LayerIdx, marks.xwhiteouts, std::path::Path::new("")));
         }
         Ok(Overlay {
             stack,
@@ -107,7 +114,20 @@ impl Overlay {
             config,
             fault: parking_lot::Mutex::new(None),
             privileged: rustix::process::geteuid().is_root(),
+            invalidate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects the kernel cache invalidation (once the FUSE session exists).
+    pub fn set_invalidator(&self, inv: Box<dyn Invalidate>) {
+        let _ = self.invalidate.set(inv);
+    }
+
+    /// Drops the kernel's cached attributes of `ino` (after a copy-up changed them).
+    fn attr_changed(&self, ino: u64) {
+        if let Some(inv) = self.invalidate.get() {
+            inv.attr(ino);
+        }
     }
 
     /// Makes the next copy-up fail at `point` (for tests of atomicity).

@@ -8,6 +8,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,8 +79,7 @@ impl Overlay {
         }
         let st = fd::stat_at(slot.parent.as_fd(), name)?;
         let ino = self.stack.compose_ino(0, st.st_ino);
-        let src =
-            if kind == FileType::Directory { Src::Dir(vec![DirLayer { idx: 0, xwh: false }]) } else { Src::File(0) };
+        let src = Src::upper(kind, &ppath.join(name));
         let node = self.inodes.remember(ino, kind, parent, name, src);
         Ok(Created { node, st, file })
     }
@@ -240,7 +240,8 @@ impl Overlay {
         }
         self.mark_impure(slot.parent.as_fd());
         let st = fd::stat_at(slot.parent.as_fd(), newname)?;
-        let node = self.inodes.remember(node.ino, node.kind, newparent, newname, Src::File(0));
+        let src = Src::upper(node.kind, &ppath.join(newname));
+        let node = self.inodes.remember(node.ino, node.kind, newparent, newname, src);
         Ok((node, st))
     }
 
@@ -374,9 +375,9 @@ impl Overlay {
                 return Err(Errno::NOTEMPTY);
             }
         }
-        let mut moved_trees = self.copy_up_moving(&from, &src)?;
+        self.copy_up_moving(&from, &src)?;
         if exchange && let Some(d) = &dst {
-            moved_trees.extend(self.copy_up_moving(&to, d)?);
+            self.copy_up_moving(&to, d)?;
         }
         let below_src = self.lower_shows(&ppath, &layers, name)?;
         let below_dst = self.lower_shows(&nppath, &nlayers, newname)?;
@@ -384,56 +385,53 @@ impl Overlay {
         self.copy_up(&npnode, true)?;
         let root = self.stack.upper_root()?;
         let (udir, nudir) = (fd::open_dir(root, &ppath)?, fd::open_dir(root, &nppath)?);
+        self.set_redirect(udir.as_fd(), name, &src)?;
         if exchange {
+            let Some(d) = &dst else { return Err(Errno::NOENT) };
+            self.set_redirect(nudir.as_fd(), newname, d)?;
             fd::rename_at(udir.as_fd(), name, nudir.as_fd(), newname, RenameFlags::EXCHANGE)?;
-            self.fix_moved(nudir.as_fd(), newname, &below_dst)?;
-            self.fix_moved(udir.as_fd(), name, &below_src)?;
+            self.fix_moved(nudir.as_fd(), newname, &src, &below_dst)?;
+            self.fix_moved(udir.as_fd(), name, d, &below_src)?;
         } else {
             if let Some(d) = &dst {
                 self.prepare_target(nudir.as_fd(), newname, d)?;
             }
             self.move_entry(udir.as_fd(), name, nudir.as_fd(), newname, below_src.is_some())?;
-            self.fix_moved(nudir.as_fd(), newname, &below_dst)?;
+            self.fix_moved(nudir.as_fd(), newname, &src, &below_dst)?;
         }
         self.mark_impure(nudir.as_fd());
-        self.rename_nodes(parent, name, newparent, newname, &src, dst.as_ref(), exchange);
-        self.forget_lower_parts(&moved_trees);
+        self.rename_nodes(parent, name, newparent, newname, (&src, &to), dst.as_ref().map(|d| (d, &from)), exchange);
         Ok(())
     }
 
-    /// Copies up what a rename moves: a file (with its hardlinks) or a whole directory tree.
-    fn copy_up_moving(&self, path: &Path, found: &Found) -> Result<Vec<u64>> {
-        match &found.src {
-            Src::Dir(layers) if layers.iter().any(|d| !self.stack.is_upper(d.idx)) => self.copy_up_tree(path),
-            Src::Dir(_) => Ok(Vec::new()),
-            Src::File(_) => {
-                match self.inodes.find(found.ino) {
-                    Some(node) => self.copy_up(&node, true)?,
-                    None => {
-                        let node = self.inodes.remember(found.ino, found.kind(), 0, OsStr::new(""), found.src.clone());
-                        // A temporary node: path it by its real location, then let it go.
-                        {
-                            let mut st = node.state.lock();
-                            st.names.clear();
-                            let parent = self.resolve_parent_ino(path)?;
-                            st.names.push((parent, path.file_name().unwrap_or_default().to_owned()));
-                        }
-                        let r = self.copy_up(&node, true);
-                        self.inodes.forget(node.ino, 1);
-                        r?
-                    }
-                }
-                Ok(Vec::new())
-            }
+    /// Copies up what a rename moves: a file with its hardlinks, or a directory (not its content).
+    fn copy_up_moving(&self, path: &Path, found: &Found) -> Result<()> {
+        if self.in_upper(&found.src) {
+            return Ok(());
+        }
+        match (&found.src, self.inodes.find(found.ino)) {
+            (Src::Dir(_), _) => self.ensure_upper_dir(path).map(drop),
+            (Src::File(..), Some(node)) => self.copy_up(&node, true),
+            (Src::File(..), None) => self.copy_up_file(path, found, true),
         }
     }
 
-    /// The node number of the directory holding `path` (it is known: the kernel resolved it).
-    fn resolve_parent_ino(&self, path: &Path) -> Result<u64> {
-        match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => Ok(self.resolve_path(p)?.ok_or(Errno::NOENT)?.ino),
-            _ => Ok(inode::ROOT),
-        }
+    /// Whether a directory has parts in lower layers.
+    fn has_lower_parts(&self, found: &Found) -> bool {
+        matches!(&found.src, Src::Dir(ls) if ls.iter().any(|d| !self.stack.is_upper(d.idx)))
+    }
+
+    /// Before a directory with lower parts moves, points its upper instance at them with an
+    /// absolute `overlay.redirect` (the kernel's format), so the move is O(1) and they follow it.
+    fn set_redirect(&self, dir: BorrowedFd<'_>, name: &OsStr, found: &Found) -> Result<()> {
+        let Src::Dir(ls) = &found.src else { return Ok(()) };
+        let Some(lower) = ls.iter().find(|d| !self.stack.is_upper(d.idx)) else { return Ok(()) };
+        let mut target = b"/".to_vec();
+        target.extend_from_slice(lower.path.as_os_str().as_bytes());
+        let key = self.stack.upper()?.ns.name("redirect");
+        crate::sys::xattr::set(dir, Some(name), OsStr::new(&key), &target, rustix::fs::XattrFlags::empty())?;
+        self.trace(format_args!("redirect {} -> {}", name.to_string_lossy(), String::from_utf8_lossy(&target)));
+        Ok(())
     }
 
     /// Makes an upper directory target ready to be replaced: an empty merged dir that still holds
@@ -492,14 +490,11 @@ impl Overlay {
         fd::unlink_at(to, &whiteout::wh_name(newname)).or_else(ignore_noent)
     }
 
-    /// A directory moved to a name under which a lower layer shows a directory must be opaque.
-    fn fix_moved(&self, dir: BorrowedFd<'_>, name: &OsStr, below: &Option<Found>) -> Result<()> {
+    /// A directory that moved to a name under which a lower layer shows a directory must not
+    /// merge with it: one with lower parts follows its redirect; one without is made opaque.
+    fn fix_moved(&self, dir: BorrowedFd<'_>, name: &OsStr, moved: &Found, below: &Option<Found>) -> Result<()> {
         let Some(b) = below else { return Ok(()) };
-        if b.kind() != FileType::Directory {
-            return Ok(());
-        }
-        let st = fd::stat_at(dir, name)?;
-        if fd::kind_of(&st) != FileType::Directory {
+        if b.kind() != FileType::Directory || moved.kind() != FileType::Directory || self.has_lower_parts(moved) {
             return Ok(());
         }
         let sub = fd::open_dir(dir, Path::new(name))?;
@@ -508,20 +503,19 @@ impl Overlay {
         Ok(())
     }
 
-    /// Updates the names of the nodes a rename touched.
-    #[allow(clippy::too_many_arguments)]
+    /// Updates the names and sources of the nodes a rename touched.
     fn rename_nodes(
         &self,
         parent: u64,
         name: &OsStr,
         newparent: u64,
         newname: &OsStr,
-        src: &Found,
-        dst: Option<&Found>,
+        src: (&Found, &Path),
+        dst: Option<(&Found, &PathBuf)>,
         exchange: bool,
     ) {
-        let moved = self.inodes.find(src.ino);
-        let replaced = dst.and_then(|d| self.inodes.find(d.ino));
+        let moved = self.inodes.find(src.0.ino);
+        let replaced = dst.and_then(|d| self.inodes.find(d.0.ino));
         if let (Some(r), false) = (&replaced, exchange) {
             self.pin_if_last(r, newparent, newname);
             inode::remove_name(&mut r.state.lock().names, newparent, newname);
@@ -530,22 +524,25 @@ impl Overlay {
             let mut st = m.state.lock();
             inode::remove_name(&mut st.names, parent, name);
             inode::add_name(&mut st.names, m.kind, newparent, newname);
-            st.src = upper_only(m.kind);
+            st.src = self.moved_src(&st.src, src.1);
         }
-        if let (Some(r), true) = (&replaced, exchange) {
+        if let (Some(r), Some((_, back)), true) = (&replaced, dst, exchange) {
             let mut st = r.state.lock();
             inode::remove_name(&mut st.names, newparent, newname);
             inode::add_name(&mut st.names, r.kind, parent, name);
-            st.src = upper_only(r.kind);
+            st.src = self.moved_src(&st.src, back);
         }
     }
 
-    /// After a moved directory tree was copied up, its directories have no lower parts any more.
-    fn forget_lower_parts(&self, dirs: &[u64]) {
-        for ino in dirs {
-            if let Some(node) = self.inodes.find(*ino) {
-                node.set_src(upper_only(node.kind));
+    /// The source of an object after it moved to `to` in the upper layer; lower parts stay.
+    fn moved_src(&self, src: &Src, to: &Path) -> Src {
+        match src {
+            Src::Dir(ls) => {
+                let xwh = ls.first().filter(|d| self.stack.is_upper(d.idx)).is_some_and(|d| d.xwh);
+                let lowers = ls.iter().filter(|d| !self.stack.is_upper(d.idx)).cloned();
+                Src::Dir(std::iter::once(DirLayer::new(0, xwh, to)).chain(lowers).collect())
             }
+            Src::File(..) => Src::File(0, std::sync::Arc::from(to)),
         }
     }
 
@@ -554,11 +551,6 @@ impl Overlay {
         let node = self.inodes.get(ino)?;
         self.inodes.path_of(&node)
     }
-}
-
-/// The source of an object that now lives only in the upper layer.
-fn upper_only(kind: FileType) -> Src {
-    if kind == FileType::Directory { Src::Dir(vec![DirLayer { idx: 0, xwh: false }]) } else { Src::File(0) }
 }
 
 /// Type rules for replacing `dst` by `src` (the kernel checks them too; kept for direct callers).

@@ -34,7 +34,7 @@ impl Overlay {
         let mut seen: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
         for dl in layers {
-            let dir = match fd::open_dir_read(self.stack.layer(dl.idx).fd(), path) {
+            let dir = match fd::open_dir_read(self.stack.layer(dl.idx).fd(), &self.inst_path(path, dl)) {
                 Ok(f) => f,
                 Err(Errno::NOENT) | Err(Errno::NOTDIR) => continue,
                 Err(e) => return Err(e),
@@ -115,7 +115,7 @@ impl Overlay {
     pub fn dir_layers(&self, ino: u64) -> Result<Vec<DirLayer>> {
         match self.inodes.get(ino)?.src() {
             Src::Dir(ls) => Ok(ls),
-            Src::File(_) => Err(Errno::NOTDIR),
+            Src::File(..) => Err(Errno::NOTDIR),
         }
     }
 }

@@ -1,0 +1,384 @@
+//! Differential tests: every scenario runs on Strata and on kernel overlayfs over the same
+//! layers; every result (value or errno) and the final trees must agree. Then Strata's upper dir
+//! is mounted by the kernel (and by Strata again) and must show the same tree, with the same
+//! inode numbers under Strata.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// The same layer in the forms kernel overlayfs reads (it ignores the AUFS/OCI `.wh.` forms).
+fn kernel_form(entries: &[Entry]) -> Vec<Entry> {
+    entries
+        .iter()
+        .map(|e| match e {
+            Entry::WhFile(p) => Entry::Whiteout(p.clone()),
+            Entry::OpaqueFile(p) => Entry::Opaque(p.clone()),
+            other => other.clone(),
+        })
+        .collect()
+}
+
+fn build_layers(t: &Path, prefix: &str, layers: &[Vec<Entry>]) -> Vec<PathBuf> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, entries)| {
+            let d = t.join(format!("{prefix}{i}"));
+            build_layer(&d, entries);
+            d
+        })
+        .collect()
+}
+
+/// Runs `ops` on both filesystems over `layers` (top first) and returns every disagreement.
+/// Strata reads the layers as given; the kernel reads them in its own forms.
+fn differential(layers: &[Vec<Entry>], ops: &[Op]) -> Vec<String> {
+    let tmp = tempfile::Builder::new().prefix("strata-diff-").tempdir_in("/tmp").unwrap();
+    let t = tmp.path();
+    let lowers = build_layers(t, "l", layers);
+    let klayers: Vec<Vec<Entry>> = layers.iter().map(|l| kernel_form(l)).collect();
+    let klowers = build_layers(t, "kl", &klayers);
+    let (su, sw, sm) = (t.join("s/u"), t.join("s/w"), t.join("s/m"));
+    let (ku, kw, km) = (t.join("k/u"), t.join("k/w"), t.join("k/m"));
+    let ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
+    let mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
+    let mut problems = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let (rs, rk) = (run_op(&ms.mnt, op), run_op(&mk.mnt, op));
+        if rs != rk {
+            problems.push(format!("op {i} {op:?}: strata={rs:?} kernel={rk:?}"));
+        }
+    }
+    let (ss, sk) = (snapshot(&ms.mnt), snapshot(&mk.mnt));
+    problems.extend(ss.diff(&sk, false).into_iter().map(|d| format!("final tree: {d}")));
+    ms.unmount();
+    mk.unmount();
+    problems.extend(reread_upper(&lowers, &klowers, &su, &ss, t));
+    problems
+}
+
+/// Mounts Strata's upper dir with the kernel and with Strata again: same tree, same inodes.
+fn reread_upper(lowers: &[PathBuf], klowers: &[PathBuf], upper: &Path, seen: &Snapshot, t: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let kk = mount(Fs::KernelPlain, klowers, Some(upper), Some(&t.join("kw2")), &t.join("km2"));
+    let again = snapshot(&kk.mnt);
+    kk.unmount();
+    problems.extend(seen.diff(&again, true).into_iter().map(|d| format!("kernel reading strata's upper: {d}")));
+    let s2 = mount(Fs::Strata, lowers, Some(upper), Some(&t.join("sw2")), &t.join("sm2"));
+    let remounted = snapshot(&s2.mnt);
+    s2.unmount();
+    problems.extend(seen.diff(&remounted, false).into_iter().map(|d| format!("strata remount: {d}")));
+    if seen.inos != remounted.inos {
+        let moved: Vec<_> = seen.inos.iter().filter(|(k, v)| remounted.inos.get(*k) != Some(v)).take(5).collect();
+        problems.push(format!("st_ino changed across remount: {moved:?}"));
+    }
+    problems
+}
+
+fn check(test: &str, layers: &[Vec<Entry>], ops: &[Op]) {
+    if !require_root(test) {
+        return;
+    }
+    let problems = differential(layers, ops);
+    assert!(problems.is_empty(), "{test}: {} disagreements:\n{}", problems.len(), problems.join("\n"));
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+fn base() -> Vec<Vec<Entry>> {
+    vec![
+        vec![
+            file("d/top", "top\n"),
+            file("d/both", "from l0\n"),
+            Entry::Whiteout(s("d/gone")),
+            Entry::WhFile(s("d/gone2")),
+            Entry::Opaque(s("opq")),
+            file("opq/new", "n"),
+            Entry::OpaqueFile(s("opq2")),
+            file("opq2/x", "x"),
+            Entry::Symlink(s("ln"), s("d/top")),
+            Entry::Xattr(s("d/top"), s("user.colour"), b"blue".to_vec()),
+        ],
+        vec![
+            file("d/both", "from l1\n"),
+            file("d/gone", "hidden"),
+            file("d/gone2", "hidden"),
+            file("d/low", "low\n"),
+            Entry::File(s("d/exe"), b"#!/bin/sh\n".to_vec(), 0o4755),
+            file("opq/old", "hidden"),
+            file("opq2/old", "hidden"),
+            file("deep/a/b/c/file", "deep"),
+            file("hl/one", "shared"),
+            Entry::Hardlink(s("hl/two"), s("hl/one")),
+            Entry::Fifo(s("fifo")),
+            Entry::Owner(s("d/low"), 1000, 1000),
+            Entry::Dir("emptydir", 0o700),
+        ],
+    ]
+}
+
+#[test]
+fn root_lookup_and_readdir_merge_all_whiteout_and_opaque_forms() {
+    let ops = vec![
+        Op::List(s("")),
+        Op::List(s("d")),
+        Op::List(s("opq")),
+        Op::List(s("opq2")),
+        Op::Read(s("d/both")),
+        Op::Stat(s("d/gone")),
+        Op::Stat(s("d/gone2")),
+        Op::Stat(s("d/.wh.gone2")),
+        Op::Stat(s("d")),
+        Op::Stat(s("d/exe")),
+        Op::Readlink(s("ln")),
+        Op::Read(s("ln")),
+        Op::GetXattr(s("d/top"), s("user.colour")),
+        Op::ListXattr(s("d/top")),
+        Op::SeekDir(s("d")),
+        Op::Stat(s("emptydir")),
+    ];
+    check("root_lookup_and_readdir_merge_all_whiteout_and_opaque_forms", &base(), &ops);
+}
+
+#[test]
+fn root_copy_up_on_every_metadata_and_data_change() {
+    let ops = vec![
+        Op::Append(s("d/low"), b"more\n".to_vec()),
+        Op::Read(s("d/low")),
+        Op::Stat(s("d/low")),
+        Op::Chmod(s("d/both"), 0o600),
+        Op::Chown(s("d/top"), 1000, 100),
+        Op::Truncate(s("deep/a/b/c/file"), 2),
+        Op::Read(s("deep/a/b/c/file")),
+        Op::Utimes(s("d/exe"), 1_000_000),
+        Op::Stat(s("d/exe")),
+        Op::SetXattr(s("d/both"), s("user.k"), b"v".to_vec()),
+        Op::GetXattr(s("d/both"), s("user.k")),
+        Op::RemoveXattr(s("d/top"), s("user.colour")),
+        Op::RemoveXattr(s("d/low"), s("user.none")),
+        Op::SetXattr(s("d/low"), s("trusted.overlay.opaque"), b"y".to_vec()),
+        Op::GetXattr(s("d/low"), s("trusted.overlay.opaque")),
+        Op::List(s("d")),
+        Op::Chmod(s("emptydir"), 0o750),
+        Op::Stat(s("emptydir")),
+        Op::Stat(s("deep/a/b")),
+    ];
+    check("root_copy_up_on_every_metadata_and_data_change", &base(), &ops);
+}
+
+#[test]
+fn root_create_and_remove_over_whiteouts() {
+    let ops = vec![
+        Op::Write(s("d/gone"), b"back".to_vec()),
+        Op::Read(s("d/gone")),
+        Op::Unlink(s("d/low")),
+        Op::Stat(s("d/low")),
+        Op::Write(s("d/low"), b"again".to_vec()),
+        Op::Unlink(s("d/low")),
+        Op::Unlink(s("d/top")),
+        Op::Mkdir(s("d/gone2"), 0o755),
+        Op::List(s("d/gone2")),
+        Op::Rmdir(s("deep")),
+        Op::Unlink(s("deep/a/b/c/file")),
+        Op::Rmdir(s("deep/a/b/c")),
+        Op::Rmdir(s("deep/a/b")),
+        Op::List(s("deep/a")),
+        Op::Rmdir(s("deep/a")),
+        Op::Rmdir(s("deep")),
+        Op::Mkdir(s("deep"), 0o700),
+        Op::List(s("deep")),
+        Op::Symlink(s("target"), s("d/top")),
+        Op::Readlink(s("d/top")),
+        Op::Mkfifo(s("d/pipe")),
+        Op::Stat(s("d/pipe")),
+        Op::Unlink(s("fifo")),
+        Op::Rmdir(s("emptydir")),
+        Op::Mkdir(s("emptydir"), 0o711),
+        Op::Stat(s("emptydir")),
+        Op::List(s("")),
+        Op::List(s("d")),
+    ];
+    check("root_create_and_remove_over_whiteouts", &base(), &ops);
+}
+
+#[test]
+fn root_rename_files_and_flags() {
+    const NOREPLACE: u32 = 1;
+    const EXCHANGE: u32 = 2;
+    let ops = vec![
+        Op::Rename(s("d/low"), s("d/moved"), 0),
+        Op::Read(s("d/moved")),
+        Op::Stat(s("d/low")),
+        Op::Rename(s("d/both"), s("d/top"), NOREPLACE),
+        Op::Rename(s("d/both"), s("d/top"), 0),
+        Op::Read(s("d/top")),
+        Op::Rename(s("d/top"), s("d/exe"), EXCHANGE),
+        Op::Read(s("d/top")),
+        Op::Read(s("d/exe")),
+        Op::Rename(s("d/nothing"), s("d/x"), 0),
+        Op::Rename(s("d/moved"), s("d/none"), EXCHANGE),
+        Op::Rename(s("ln"), s("d/ln2"), 0),
+        Op::Readlink(s("d/ln2")),
+        Op::Rename(s("d/exe"), s("d/gone"), 0),
+        Op::List(s("d")),
+        Op::List(s("")),
+    ];
+    check("root_rename_files_and_flags", &base(), &ops);
+}
+
+#[test]
+fn root_rename_directories_that_exist_in_lower_layers() {
+    let ops = vec![
+        Op::Rename(s("deep"), s("deeper"), 0),
+        Op::Read(s("deeper/a/b/c/file")),
+        Op::Stat(s("deep")),
+        Op::Rename(s("d"), s("d2"), 0),
+        Op::List(s("d2")),
+        Op::Read(s("d2/both")),
+        Op::Mkdir(s("d"), 0o755),
+        Op::List(s("d")),
+        Op::Rename(s("opq"), s("emptydir"), 0),
+        Op::List(s("emptydir")),
+        Op::Rename(s("deeper/a"), s("a"), 0),
+        Op::Rename(s("a/b"), s("d2/b"), 0),
+        Op::Read(s("d2/b/c/file")),
+        Op::Mkdir(s("newdir"), 0o755),
+        Op::Write(s("newdir/f"), b"x".to_vec()),
+        Op::Rename(s("newdir"), s("hl"), 0),
+        Op::Rename(s("newdir"), s("opq2"), 2),
+        Op::List(s("opq2")),
+        Op::List(s("newdir")),
+        Op::List(s("")),
+    ];
+    check("root_rename_directories_that_exist_in_lower_layers", &base(), &ops);
+}
+
+#[test]
+fn root_hardlinks_stay_one_object_across_copy_up() {
+    let ops = vec![
+        Op::Stat(s("hl/one")),
+        Op::Append(s("hl/one"), b"+written".to_vec()),
+        Op::Read(s("hl/two")),
+        Op::Stat(s("hl/two")),
+        Op::Link(s("hl/two"), s("d/three")),
+        Op::Stat(s("d/three")),
+        Op::Append(s("d/three"), b"+3".to_vec()),
+        Op::Read(s("hl/one")),
+        Op::Link(s("d/low"), s("d/low2")),
+        Op::Stat(s("d/low")),
+        Op::Chmod(s("d/low2"), 0o640),
+        Op::Stat(s("d/low")),
+        Op::Unlink(s("hl/one")),
+        Op::Stat(s("hl/two")),
+        Op::Link(s("d"), s("dlink")),
+    ];
+    check("root_hardlinks_stay_one_object_across_copy_up", &base(), &ops);
+}
+
+#[test]
+fn root_open_files_across_unlink_and_copy_up() {
+    let ops = vec![
+        Op::OpenUnlinked(s("d/low")),
+        Op::Stat(s("d/low")),
+        Op::Write(s("d/upper"), b"u".to_vec()),
+        Op::OpenUnlinked(s("d/upper")),
+        Op::ReadOldThenWrite(s("d/both")),
+        Op::Read(s("d/both")),
+    ];
+    check("root_open_files_across_unlink_and_copy_up", &base(), &ops);
+}
+
+/// A random layer set and operation sequence, reproducible from `seed`.
+fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let names = ["a", "b", "c"];
+    let mut paths: Vec<String> = Vec::new();
+    for x in names {
+        paths.push(x.to_string());
+        for y in names {
+            paths.push(format!("{x}/{y}"));
+            for z in ["a", "b"] {
+                paths.push(format!("{x}/{y}/{z}"));
+            }
+        }
+    }
+    let nlayers = rng.random_range(1..=3);
+    let mut layers = Vec::new();
+    for _ in 0..nlayers {
+        let mut entries = Vec::new();
+        let mut used: Vec<String> = Vec::new();
+        for _ in 0..rng.random_range(2..10) {
+            let p = paths[rng.random_range(0..paths.len())].clone();
+            // A path may not sit under an earlier non-directory of the same layer.
+            if used.iter().any(|u| p == *u || p.starts_with(&format!("{u}/")) || u.starts_with(&format!("{p}/"))) {
+                continue;
+            }
+            used.push(p.clone());
+            entries.push(match rng.random_range(0..10) {
+                0..=3 => file(&p, &format!("{p}@{seed}")),
+                4 => Entry::Whiteout(p),
+                5 => Entry::Symlink(p, "a".into()),
+                6 => Entry::Opaque(p),
+                _ => Entry::File(format!("{p}/f"), b"inner".to_vec(), 0o640),
+            });
+        }
+        layers.push(entries);
+    }
+    let mut ops = Vec::new();
+    for _ in 0..rng.random_range(10..30) {
+        let p = paths[rng.random_range(0..paths.len())].clone();
+        let q = paths[rng.random_range(0..paths.len())].clone();
+        ops.push(match rng.random_range(0..17) {
+            0 => Op::Write(p, format!("w{seed}").into_bytes()),
+            1 => Op::Append(p, b"+".to_vec()),
+            2 => Op::Read(p),
+            3 => Op::Stat(p),
+            4 => Op::List(p),
+            5 => Op::Mkdir(p, 0o755),
+            6 => Op::Rmdir(p),
+            7 => Op::Unlink(p),
+            8 => Op::Rename(p, q, [0, 0, 1, 2][rng.random_range(0..4)]),
+            9 => Op::Link(p, q),
+            10 => Op::Symlink("x".into(), p),
+            11 => Op::Chmod(p, 0o700),
+            12 => Op::Truncate(p, 1),
+            13 => Op::SetXattr(p, "user.r".into(), b"1".to_vec()),
+            14 => Op::List(String::new()),
+            15 => Op::Chown(p, 1000, 1000),
+            _ => Op::Mkfifo(p),
+        });
+    }
+    (layers, ops)
+}
+
+fn random_seeds(test: &str, seeds: std::ops::Range<u64>) {
+    if !require_root(test) {
+        return;
+    }
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let (layers, ops) = random_case(seed);
+        let problems = differential(&layers, &ops);
+        if !problems.is_empty() {
+            failures.push(format!("seed {seed}:\n  layers {layers:?}\n  {}", problems.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{test}: {} seeds disagree:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn root_random_operation_sequences_seeds_0_to_60() {
+    random_seeds("root_random_operation_sequences_seeds_0_to_60", 0..60);
+}
+
+#[test]
+fn root_random_operation_sequences_seeds_60_to_120() {
+    random_seeds("root_random_operation_sequences_seeds_60_to_120", 60..120);
+}
