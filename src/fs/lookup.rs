@@ -278,10 +278,10 @@ fn split(path: &Path) -> Result<(&Path, &OsStr)> {
 /// The `overlay.redirect` of a directory instance (either namespace), if any.
 pub fn redirect_of(dir: BorrowedFd<'_>) -> Option<Vec<u8>> {
     for key in ["trusted.overlay.redirect", "user.overlay.redirect"] {
-        if let Ok(Some(v)) = xattr::get(dir, None, OsStr::new(key)) {
-            if !v.is_empty() {
-                return Some(v);
-            }
+        if let Ok(Some(v)) = xattr::get(dir, None, OsStr::new(key))
+            && !v.is_empty()
+        {
+            return Some(v);
         }
     }
     None

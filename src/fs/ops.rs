@@ -400,7 +400,8 @@ impl Overlay {
             self.fix_moved(nudir.as_fd(), newname, &src, &below_dst)?;
         }
         self.mark_impure(nudir.as_fd());
-        self.rename_nodes(parent, name, newparent, newname, (&src, &to), dst.as_ref().map(|d| (d, &from)), exchange);
+        let dst = dst.as_ref().map(|d| (d, &from));
+        self.rename_nodes((parent, name), (newparent, newname), (&src, &to), dst, exchange);
         Ok(())
     }
 
@@ -506,10 +507,8 @@ impl Overlay {
     /// Updates the names and sources of the nodes a rename touched.
     fn rename_nodes(
         &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
+        (parent, name): (u64, &OsStr),
+        (newparent, newname): (u64, &OsStr),
         src: (&Found, &Path),
         dst: Option<(&Found, &PathBuf)>,
         exchange: bool,
