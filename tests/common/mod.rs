@@ -93,7 +93,7 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
                 parents(root, p);
                 rustix::fs::mknodat(
                     rustix::fs::CWD,
-                    &root.join(p),
+                    root.join(p),
                     rustix::fs::FileType::CharacterDevice,
                     rustix::fs::Mode::empty(),
                     0,
@@ -121,7 +121,7 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
             }
             Entry::Fifo(p) => {
                 parents(root, p);
-                rustix::fs::mknodat(rustix::fs::CWD, &root.join(p), rustix::fs::FileType::Fifo, 0o644.into(), 0)
+                rustix::fs::mknodat(rustix::fs::CWD, root.join(p), rustix::fs::FileType::Fifo, 0o644.into(), 0)
                     .unwrap();
             }
             Entry::Xattr(p, n, v) => {
@@ -130,7 +130,7 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
             Entry::Owner(p, u, g) => {
                 rustix::fs::chownat(
                     rustix::fs::CWD,
-                    &root.join(p),
+                    root.join(p),
                     Some(rustix::fs::Uid::from_raw(*u)),
                     Some(rustix::fs::Gid::from_raw(*g)),
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,

@@ -111,9 +111,9 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
         Op::Unlink(f) => std::fs::remove_file(p(f)).map(|_| String::new()).map_err(errno),
         Op::Rename(a, b, flags) => rustix::fs::renameat_with(
             rustix::fs::CWD,
-            &p(a),
+            p(a),
             rustix::fs::CWD,
-            &p(b),
+            p(b),
             rustix::fs::RenameFlags::from_bits_retain(*flags),
         )
         .map(|_| String::new())
@@ -126,7 +126,7 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
         }
         Op::Chown(f, u, g) => rustix::fs::chownat(
             rustix::fs::CWD,
-            &p(f),
+            p(f),
             Some(rustix::fs::Uid::from_raw(*u)),
             Some(rustix::fs::Gid::from_raw(*g)),
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
@@ -141,18 +141,18 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
                 _ => Err(errno(std::io::Error::last_os_error())),
             }
         }
-        Op::SetXattr(f, n, v) => rustix::fs::lsetxattr(&p(f), n.as_str(), v, rustix::fs::XattrFlags::empty())
+        Op::SetXattr(f, n, v) => rustix::fs::lsetxattr(p(f), n.as_str(), v, rustix::fs::XattrFlags::empty())
             .map(|_| String::new())
             .map_err(rx),
         Op::GetXattr(f, n) => {
             let mut buf = vec![0u8; 4096];
-            rustix::fs::lgetxattr(&p(f), n.as_str(), &mut buf[..])
+            rustix::fs::lgetxattr(p(f), n.as_str(), &mut buf[..])
                 .map(|len| String::from_utf8_lossy(&buf[..len]).into_owned())
                 .map_err(rx)
         }
         Op::ListXattr(f) => {
             let mut buf = vec![0u8; 4096];
-            let len = rustix::fs::llistxattr(&p(f), &mut buf[..]).map_err(rx)?;
+            let len = rustix::fs::llistxattr(p(f), &mut buf[..]).map_err(rx)?;
             let mut names: Vec<String> = buf[..len]
                 .split(|b| *b == 0)
                 .filter(|s| !s.is_empty())
@@ -162,7 +162,7 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
             names.sort();
             Ok(names.join(","))
         }
-        Op::RemoveXattr(f, n) => rustix::fs::lremovexattr(&p(f), n.as_str()).map(|_| String::new()).map_err(rx),
+        Op::RemoveXattr(f, n) => rustix::fs::lremovexattr(p(f), n.as_str()).map(|_| String::new()).map_err(rx),
         Op::Mkfifo(f) => {
             let c = CString::new(p(f).as_os_str().as_bytes()).unwrap();
             rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), rustix::fs::FileType::Fifo, 0o644.into(), 0)
@@ -173,7 +173,7 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
             let ts = rustix::fs::Timespec { tv_sec: *t, tv_nsec: 0 };
             rustix::fs::utimensat(
                 rustix::fs::CWD,
-                &p(f),
+                p(f),
                 &rustix::fs::Timestamps { last_access: ts, last_modification: ts },
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             )
