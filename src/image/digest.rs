@@ -68,7 +68,8 @@ impl Digest {
             "sha512" => Algorithm::Sha512,
             _ => return Err(DigestError::Algorithm(s.to_string())),
         };
-        let ok = hex.len() == algorithm.hex_len() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok =
+            hex.len() == algorithm.hex_len() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError::Hex(s.to_string()));
         }

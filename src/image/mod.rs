@@ -13,3 +13,4 @@ pub mod digest;
 pub mod reference;
 pub mod spec;
 pub mod store;
+pub mod unpack;

@@ -89,7 +89,8 @@ fn valid_repository(repo: &str) -> bool {
         return false;
     }
     repo.split('/').enumerate().all(|(i, comp)| {
-        let host_like = i == 0 && repo.contains('/') && (comp.contains('.') || comp.contains(':') || comp == "localhost");
+        let host_like =
+            i == 0 && repo.contains('/') && (comp.contains('.') || comp.contains(':') || comp == "localhost");
         let allowed = |c: char| {
             c.is_ascii_lowercase()
                 || c.is_ascii_digit()

@@ -175,7 +175,8 @@ impl Store {
 
     fn lock_file(&self, kind: LockKind) -> Result<File> {
         let path = self.root.join("lock");
-        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let file =
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
         flock::lock(file.as_fd(), kind).map_err(|e| StoreError::Io { path, source: e.into() })?;
         Ok(file)
     }
@@ -297,10 +298,8 @@ impl Store {
         if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::NoSuchImage(reference.to_string()));
         }
-        let hits: Vec<&Image> = images
-            .iter()
-            .filter(|i| i.id().hex().starts_with(hex) || i.descriptor.digest.hex() == hex)
-            .collect();
+        let hits: Vec<&Image> =
+            images.iter().filter(|i| i.id().hex().starts_with(hex) || i.descriptor.digest.hex() == hex).collect();
         match hits.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(StoreError::NoSuchImage(reference.to_string())),
