@@ -208,6 +208,11 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
+    /// A blob's size on disk (0 when it is missing).
+    pub fn blob_size(&self, d: &Digest) -> u64 {
+        fs::metadata(self.blob_path(d)).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Where the layer with this diff_id is unpacked.
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("layers").join(diff_id.hex())
