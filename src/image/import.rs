@@ -246,10 +246,10 @@ impl<'a, 's> Importer<'a, 's> {
             desc.media_type = MediaType::OciManifest;
         }
         if names.is_empty() {
-            self.lock.add_untagged(&mut index, &desc);
+            super::store::add_untagged(&mut index, &desc);
         }
         for name in names {
-            self.lock.set_name(&mut index, name, &desc);
+            super::store::set_name(&mut index, name, &desc);
         }
         self.lock.save_index(&index)?;
         Ok(())

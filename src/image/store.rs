@@ -236,6 +236,11 @@ impl Store {
         fs::read(self.layer_meta_path(hex)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
+    /// The unpacked size of an image: the content of its layers.
+    pub fn image_size(&self, img: &Image) -> u64 {
+        img.config.rootfs.diff_ids.iter().map(|d| self.layer_meta(d).size).sum()
+    }
+
     /// Where the temporary files of writers go.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
@@ -458,31 +463,6 @@ impl WriteLock<'_> {
         sync_dir(&self.store.root.join("layers"))
     }
 
-    /// Sets `name` on the image `manifest`; an image that loses its last name stays, untagged.
-    pub fn set_name(&self, index: &mut ImageIndex, name: &Name, manifest: &Descriptor) {
-        let name = name.to_string();
-        let previous = take_name(index, &name);
-        index.manifests.retain(|d| !(d.digest == manifest.digest && d.ref_name().is_none()));
-        let mut desc = manifest.clone();
-        desc.annotations.clear();
-        desc.platform = None;
-        desc.annotations.insert(ANNOTATION_REF_NAME.into(), name);
-        index.manifests.push(desc);
-        if let Some(old) = previous
-            && old.digest != manifest.digest
-        {
-            keep_untagged(index, old);
-        }
-    }
-
-    /// Adds `manifest` as an untagged image unless it is already in the index.
-    pub fn add_untagged(&self, index: &mut ImageIndex, manifest: &Descriptor) {
-        let mut desc = manifest.clone();
-        desc.annotations.clear();
-        desc.platform = None;
-        keep_untagged(index, desc);
-    }
-
     /// Writes a mount record.
     pub fn save_mount(&self, rec: &MountRecord) -> Result<PathBuf> {
         let dir = self.store.mount_dir(&rec.mountpoint);
@@ -558,6 +538,31 @@ pub struct GcReport {
     pub layers: Vec<String>,
     /// Bytes freed (blobs, and the content of layers).
     pub bytes: u64,
+}
+
+/// Sets `name` on the image `manifest`; an image that loses its last name stays, untagged.
+pub fn set_name(index: &mut ImageIndex, name: &Name, manifest: &Descriptor) {
+    let name = name.to_string();
+    let previous = take_name(index, &name);
+    index.manifests.retain(|d| !(d.digest == manifest.digest && d.ref_name().is_none()));
+    let mut desc = manifest.clone();
+    desc.annotations.clear();
+    desc.platform = None;
+    desc.annotations.insert(ANNOTATION_REF_NAME.into(), name);
+    index.manifests.push(desc);
+    if let Some(old) = previous
+        && old.digest != manifest.digest
+    {
+        keep_untagged(index, old);
+    }
+}
+
+/// Adds `manifest` as an untagged image unless it is already in the index.
+pub fn add_untagged(index: &mut ImageIndex, manifest: &Descriptor) {
+    let mut desc = manifest.clone();
+    desc.annotations.clear();
+    desc.platform = None;
+    keep_untagged(index, desc);
 }
 
 /// Removes the descriptor named `name` and returns it.
@@ -655,23 +660,22 @@ mod tests {
     fn names_move_and_leave_untagged_images() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let lock = store.write().unwrap();
         let mut idx = store.index().unwrap();
         let a = Name::parse("a").unwrap();
-        lock.set_name(&mut idx, &a, &desc(1));
-        lock.set_name(&mut idx, &Name::parse("b").unwrap(), &desc(1));
+        set_name(&mut idx, &a, &desc(1));
+        set_name(&mut idx, &Name::parse("b").unwrap(), &desc(1));
         assert_eq!(idx.manifests.len(), 2);
-        lock.set_name(&mut idx, &a, &desc(2));
+        set_name(&mut idx, &a, &desc(2));
         assert_eq!(idx.manifests.len(), 2);
-        lock.set_name(&mut idx, &Name::parse("b").unwrap(), &desc(2));
+        set_name(&mut idx, &Name::parse("b").unwrap(), &desc(2));
         assert_eq!(idx.manifests.len(), 3, "image 1 lost its last name and stays untagged");
-        lock.set_name(&mut idx, &Name::parse("b").unwrap(), &desc(1));
+        set_name(&mut idx, &Name::parse("b").unwrap(), &desc(1));
         let (d, still) = remove_name(&mut idx, "b:latest").unwrap();
         assert_eq!(d.digest, desc(1).digest);
         assert!(!still);
-        lock.add_untagged(&mut idx, &desc(1));
+        add_untagged(&mut idx, &desc(1));
         assert_eq!(idx.manifests.iter().filter(|d| d.ref_name().is_none()).count(), 1);
-        lock.set_name(&mut idx, &Name::parse("c").unwrap(), &desc(1));
+        set_name(&mut idx, &Name::parse("c").unwrap(), &desc(1));
         assert!(idx.manifests.iter().all(|d| d.ref_name().is_some()));
     }
 
