@@ -64,6 +64,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let args = normalize_args(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
     let root = cli.root.unwrap_or_else(store_root::default_root);
+    if !matches!(cli.command, Command::Mount(_) | Command::Umount(_) | Command::Image(_)) {
+        init_logging(log::LevelFilter::Warn);
+    }
     match cli.command {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),

@@ -47,7 +47,9 @@ pub enum ImportError {
         source: serde_json::Error,
     },
     /// A blob whose content does not match its descriptor.
-    #[error("{what}: content does not match: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
+    #[error(
+        "{what}: content does not match: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
+    )]
     Mismatch {
         /// Which blob.
         what: String,
@@ -171,7 +173,8 @@ impl<'a, 's> Importer<'a, 's> {
         if !source.exists("manifest.json") {
             return Ok(out);
         }
-        let entries: Vec<DockerArchiveEntry> = parse(&source.read_member("manifest.json", JSON_LIMIT)?, "manifest.json")?;
+        let entries: Vec<DockerArchiveEntry> =
+            parse(&source.read_member("manifest.json", JSON_LIMIT)?, "manifest.json")?;
         for e in entries {
             let hex = e.config.rsplit('/').next().unwrap_or("").trim_end_matches(".json");
             if let Ok(d) = Digest::parse(&format!("sha256:{hex}")) {
@@ -226,7 +229,10 @@ impl<'a, 's> Importer<'a, 's> {
         }
         for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
             if layer.media_type.is_encrypted() {
-                return Err(ImportError::Unsupported(format!("layer {}: encrypted layers are not supported", layer.digest)));
+                return Err(ImportError::Unsupported(format!(
+                    "layer {}: encrypted layers are not supported",
+                    layer.digest
+                )));
             }
             let member = format!("blobs/{}/{}", layer.digest.algorithm().name(), layer.digest.hex());
             let job = LayerJob { member, label: layer.digest.to_string(), blob: Some(layer), diff_id: Some(diff_id) };
@@ -256,7 +262,8 @@ impl<'a, 's> Importer<'a, 's> {
     }
 
     fn load_docker(&self, source: &Source) -> Result<Vec<Loaded>> {
-        let entries: Vec<DockerArchiveEntry> = parse(&source.read_member("manifest.json", JSON_LIMIT)?, "manifest.json")?;
+        let entries: Vec<DockerArchiveEntry> =
+            parse(&source.read_member("manifest.json", JSON_LIMIT)?, "manifest.json")?;
         entries.iter().map(|e| self.load_docker_image(source, e)).collect()
     }
 
@@ -328,8 +335,10 @@ impl<'a, 's> Importer<'a, 's> {
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created": now, "created_by": "strata import", "comment": format!("Imported from {}", path.display())}],
         });
-        let config_raw = serde_json::to_vec(&config).map_err(|source| ImportError::Json { what: "a new config".into(), source })?;
-        let config_desc = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(&config_raw), config_raw.len() as u64);
+        let config_raw =
+            serde_json::to_vec(&config).map_err(|source| ImportError::Json { what: "a new config".into(), source })?;
+        let config_desc =
+            Descriptor::new(MediaType::OciConfig, Digest::sha256_of(&config_raw), config_raw.len() as u64);
         self.lock.put_blob(&config_raw, Some(&config_desc))?;
         let manifest = ImageManifest {
             schema_version: 2,
@@ -338,7 +347,8 @@ impl<'a, 's> Importer<'a, 's> {
             layers: vec![layer],
             annotations: BTreeMap::new(),
         };
-        let raw = serde_json::to_vec(&manifest).map_err(|source| ImportError::Json { what: "a new manifest".into(), source })?;
+        let raw = serde_json::to_vec(&manifest)
+            .map_err(|source| ImportError::Json { what: "a new manifest".into(), source })?;
         let mdesc = Descriptor::new(MediaType::OciManifest, Digest::sha256_of(&raw), raw.len() as u64);
         self.lock.put_blob(&raw, Some(&mdesc))?;
         let names: Vec<Name> = name.into_iter().collect();
@@ -358,7 +368,8 @@ impl<'a, 's> Importer<'a, 's> {
             let stored = job.blob.map(|b| &b.digest).unwrap_or(diff_id);
             let (blob, bar) = if store.has_blob(stored) {
                 let size = store.blob_size(stored);
-                let desc = job.blob.cloned().unwrap_or_else(|| Descriptor::new(MediaType::OciLayer, diff_id.clone(), size));
+                let desc =
+                    job.blob.cloned().unwrap_or_else(|| Descriptor::new(MediaType::OciLayer, diff_id.clone(), size));
                 (desc, self.progress.layer(&short, 0))
             } else {
                 let (reader, size) = source.open_member(&job.member)?;
@@ -393,7 +404,12 @@ impl<'a, 's> Importer<'a, 's> {
     }
 
     /// The one pass over a layer blob: store it, decompress, hash, unpack; then check.
-    fn unpack_blob(&self, reader: Box<dyn Read + '_>, job: &LayerJob<'_>, bar: &LayerProgress) -> Result<(Descriptor, Digest)> {
+    fn unpack_blob(
+        &self,
+        reader: Box<dyn Read + '_>,
+        job: &LayerJob<'_>,
+        bar: &LayerProgress,
+    ) -> Result<(Descriptor, Digest)> {
         let alg = job.blob.map(|b| b.digest.algorithm()).unwrap_or(super::digest::Algorithm::Sha256);
         let mut blob = self.lock.blob_writer(alg)?;
         let dir = self.lock.layer_tmp()?;
@@ -412,6 +428,7 @@ impl<'a, 's> Importer<'a, 's> {
         for w in &unpacked.warnings {
             log::warn!("layer {}: {w}", job.label);
         }
+        blob.check(job.blob).map_err(|e| self.mismatch(job, e))?;
         if let Some(want) = job.diff_id
             && *want != diff_id
         {

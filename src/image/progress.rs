@@ -42,11 +42,8 @@ impl Progress {
     pub fn layer(&self, id: &str, total: u64) -> LayerProgress {
         let bar = self.tty.then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout());
-            let template = if total > 0 {
-                "{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes}"
-            } else {
-                "{prefix}: {msg} {bytes}"
-            };
+            let template =
+                if total > 0 { "{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes}" } else { "{prefix}: {msg} {bytes}" };
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }

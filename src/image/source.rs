@@ -99,10 +99,8 @@ impl Source {
 
     /// Opens member `name` for reading; returns it with its size.
     pub fn open_member(&self, name: &str) -> Result<(Box<dyn Read + '_>, u64)> {
-        let clean_name = clean(name).ok_or_else(|| SourceError::BadName {
-            source_path: self.path().to_path_buf(),
-            name: name.to_string(),
-        })?;
+        let clean_name = clean(name)
+            .ok_or_else(|| SourceError::BadName { source_path: self.path().to_path_buf(), name: name.to_string() })?;
         let missing = || SourceError::Missing { source_path: self.path().to_path_buf(), name: name.to_string() };
         match self {
             Source::Dir(p) => {

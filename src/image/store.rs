@@ -369,21 +369,25 @@ impl BlobWriter {
         self.count
     }
 
-    /// Checks the content against `expected` (if given), syncs it and renames it into `blobs/`.
-    /// On a mismatch the temporary file is removed and nothing enters the store.
-    pub fn commit(self, store: &WriteLock<'_>, expected: Option<&Descriptor>) -> Result<Digest> {
-        let actual = self.hasher.finish();
-        if let Some(want) = expected
-            && (want.digest != actual || want.size != self.count)
-        {
-            return Err(StoreError::Mismatch {
+    /// Checks the content written so far against `expected` (if given); returns its digest.
+    pub fn check(&self, expected: Option<&Descriptor>) -> Result<Digest> {
+        let actual = self.hasher.clone().finish();
+        match expected {
+            Some(want) if want.digest != actual || want.size != self.count => Err(StoreError::Mismatch {
                 what: format!("blob {}", want.digest),
                 expected: want.digest.clone(),
                 expected_size: want.size,
                 actual,
                 actual_size: self.count,
-            });
+            }),
+            _ => Ok(actual),
         }
+    }
+
+    /// Checks the content against `expected` (if given), syncs it and renames it into `blobs/`.
+    /// On a mismatch the temporary file is removed and nothing enters the store.
+    pub fn commit(self, store: &WriteLock<'_>, expected: Option<&Descriptor>) -> Result<Digest> {
+        let actual = self.check(expected)?;
         let dest = store.store.blob_path(&actual);
         let tmp_path = self.file.path().to_path_buf();
         self.file.as_file().sync_all().map_err(io_err(&tmp_path))?;
