@@ -1,11 +1,12 @@
 //! Where the image store is (`--root`, `STRATA_ROOT`, or the default for the user), and the
-//! table, size and age formats the image verbs print in (docker's).
+//! table and age formats the image verbs print in (docker's).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context;
 
+pub use crate::image::progress::human_size;
 use crate::image::store::Store;
 
 /// `/var/lib/strata` as root; `$XDG_DATA_HOME/strata` or `~/.local/share/strata` otherwise.
@@ -50,21 +51,6 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// A size in decimal units with up to four significant digits, as docker prints it (`1.982MB`).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as usize) + 1 };
-    let s = format!("{:.*}", 4usize.saturating_sub(int_digits), v);
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-    format!("{s}{}", UNITS[unit])
-}
-
 /// How long ago an RFC 3339 time was, as docker says it (`3 days ago`); `N/A` if unknown.
 pub fn human_age(rfc3339: Option<&str>) -> String {
     let Some(t) = rfc3339.and_then(|s| humantime::parse_rfc3339_weak(s).ok()) else {
@@ -96,15 +82,6 @@ fn human_duration(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_like_docker() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_982_256), "1.982MB");
-        assert_eq!(human_size(4_260_000), "4.26MB");
-        assert_eq!(human_size(1_000_000_000), "1GB");
-    }
 
     #[test]
     fn durations_read_like_docker() {

@@ -15,7 +15,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::digest::{Digest, HashingReader};
+use super::digest::{Algorithm, Digest, HashingReader};
 use super::progress::{LayerProgress, Progress, ProgressReader};
 use super::reference::{Name, ReferenceError, repository_from_file_name};
 use super::source::{Compression, Source, SourceError, sniff};
@@ -23,8 +23,8 @@ use super::spec::{
     ANNOTATION_CONTAINERD_NAME, Descriptor, DockerArchiveEntry, ImageConfig, ImageIndex, ImageManifest, MediaType,
     host_architecture, looks_like_index,
 };
-use super::store::{LayerMeta, StoreError, WriteLock};
-use super::unpack::{self, UnpackError};
+use super::store::{BlobWriter, LayerMeta, StoreError, WriteLock};
+use super::unpack::{self, UnpackError, Unpacked};
 
 /// The largest manifest, index or config accepted.
 const JSON_LIMIT: u64 = 32 << 20;
@@ -393,34 +393,56 @@ impl<'a, 's> Importer<'a, 's> {
         }
     }
 
-    /// Stores a layer blob whose content is unpacked already.
+    /// Stores a layer blob whose content is unpacked already (its diff_id is still checked).
     fn copy_blob(&self, reader: Box<dyn Read + '_>, job: &LayerJob<'_>, bar: &LayerProgress) -> Result<Descriptor> {
-        let alg = job.blob.map(|b| b.digest.algorithm()).unwrap_or(super::digest::Algorithm::Sha256);
-        let mut w = self.lock.blob_writer(alg)?;
-        io::copy(&mut ProgressReader::new(reader, bar), &mut w).map_err(|e| self.read_error(job, e))?;
-        let size = w.count();
-        let digest = w.commit(self.lock, job.blob)?;
-        Ok(job.blob.cloned().unwrap_or_else(|| Descriptor::new(MediaType::OciLayer, digest, size)))
+        let pass = self.pass(reader, job, bar, None)?;
+        let size = pass.blob.count();
+        let digest = pass.blob.commit(self.lock, job.blob)?;
+        Ok(job.blob.cloned().unwrap_or_else(|| Descriptor::new(layer_media_type(pass.compression), digest, size)))
     }
 
-    /// The one pass over a layer blob: store it, decompress, hash, unpack; then check.
+    /// Stores a layer blob and unpacks it into `layers/`.
     fn unpack_blob(
         &self,
         reader: Box<dyn Read + '_>,
         job: &LayerJob<'_>,
         bar: &LayerProgress,
     ) -> Result<(Descriptor, Digest)> {
-        let alg = job.blob.map(|b| b.digest.algorithm()).unwrap_or(super::digest::Algorithm::Sha256);
-        let mut blob = self.lock.blob_writer(alg)?;
         let dir = self.lock.layer_tmp()?;
         let root = File::open(dir.path()).map_err(|source| StoreError::Io { path: dir.path().into(), source })?;
+        let pass = self.pass(reader, job, bar, Some(&root))?;
+        let size = pass.blob.count();
+        let digest = pass.blob.commit(self.lock, job.blob)?;
+        let meta = LayerMeta { size: pass.unpacked.size, entries: pass.unpacked.entries };
+        if !self.lock.store().has_layer(&pass.diff_id) {
+            self.lock.commit_layer(dir, &pass.diff_id, &meta)?;
+        }
+        let desc =
+            job.blob.cloned().unwrap_or_else(|| Descriptor::new(layer_media_type(pass.compression), digest, size));
+        Ok((desc, pass.diff_id))
+    }
+
+    /// The one pass over a layer blob: write it under `tmp/`, decompress it, hash the tar and
+    /// unpack it into `unpack_into` (or just read it); then check the blob against its
+    /// descriptor and the tar against the diff_id. Nothing is in the store yet.
+    fn pass(
+        &self,
+        reader: Box<dyn Read + '_>,
+        job: &LayerJob<'_>,
+        bar: &LayerProgress,
+        unpack_into: Option<&File>,
+    ) -> Result<Pass> {
+        let alg = job.blob.map(|b| b.digest.algorithm()).unwrap_or(Algorithm::Sha256);
+        let mut blob = self.lock.blob_writer(alg)?;
         let mut tee = Tee { inner: ProgressReader::new(reader, bar), out: &mut blob };
         let (compression, diff_id, unpacked) = {
             let (tar, compression) = sniff(BufReader::new(&mut tee)).map_err(|e| self.read_error(job, e))?;
-            let diff_alg = job.diff_id.map(|d| d.algorithm()).unwrap_or(super::digest::Algorithm::Sha256);
-            let mut hashing = HashingReader::new(tar, diff_alg);
-            let unpacked = unpack::unpack(&mut hashing, root.as_fd(), self.opts)
-                .map_err(|source| ImportError::Unpack { layer: job.label.clone(), source })?;
+            let mut hashing = HashingReader::new(tar, job.diff_id.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256));
+            let unpacked = match unpack_into {
+                Some(root) => unpack::unpack(&mut hashing, root.as_fd(), self.opts)
+                    .map_err(|source| ImportError::Unpack { layer: job.label.clone(), source })?,
+                None => Unpacked::default(),
+            };
             let (diff_id, _) = hashing.finish().map_err(|e| self.read_error(job, e))?;
             (compression, diff_id, unpacked)
         };
@@ -434,14 +456,7 @@ impl<'a, 's> Importer<'a, 's> {
         {
             return Err(ImportError::DiffId { layer: job.label.clone(), expected: want.clone(), actual: diff_id });
         }
-        let size = blob.count();
-        let digest = blob.commit(self.lock, job.blob).map_err(|e| self.mismatch(job, e))?;
-        let meta = LayerMeta { size: unpacked.size, entries: unpacked.entries };
-        if !self.lock.store().has_layer(&diff_id) {
-            self.lock.commit_layer(dir, &diff_id, &meta)?;
-        }
-        let desc = job.blob.cloned().unwrap_or_else(|| Descriptor::new(layer_media_type(compression), digest, size));
-        Ok((desc, diff_id))
+        Ok(Pass { blob, compression, diff_id, unpacked })
     }
 
     fn read_error(&self, job: &LayerJob<'_>, e: io::Error) -> ImportError {
@@ -513,6 +528,14 @@ fn read_blob(source: &Source, desc: &Descriptor, what: &str) -> Result<Vec<u8>> 
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|source| ImportError::Json { what: what.to_string(), source })
+}
+
+/// What one pass over a layer blob made and measured.
+struct Pass {
+    blob: BlobWriter,
+    compression: Compression,
+    diff_id: Digest,
+    unpacked: Unpacked,
 }
 
 /// A reader that copies everything read through it into a writer (the blob being stored).

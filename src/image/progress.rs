@@ -1,12 +1,11 @@
 //! Per-layer progress lines, the way `docker pull` shows them (`a3ed95caeb02: Pull complete`).
 //!
-//! On a terminal each layer gets a live line with the bytes read; with `--progress plain` only
-//! the final line of each layer is printed; when stdout is not a terminal nothing is (by
-//! default). No thread is started: the line is redrawn as bytes arrive.
+//! On a terminal each layer gets a live line (`\r`-redrawn) with the bytes read; with
+//! `--progress plain` only the final line of each layer is printed; when stdout is not a
+//! terminal nothing is (by default). No thread is started: the line is redrawn as bytes arrive.
 
-use std::io::{self, IsTerminal, Read};
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::cell::Cell;
+use std::io::{self, IsTerminal, Read, Write};
 
 /// How progress is shown, as asked on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +26,9 @@ pub struct Progress {
     plain: bool,
 }
 
+/// Redraw a live line at most once per this many bytes.
+const REDRAW_EVERY: u64 = 256 << 10;
+
 impl Progress {
     /// Resolves `mode` against whether stdout is a terminal.
     pub fn new(mode: ProgressMode) -> Progress {
@@ -40,54 +42,73 @@ impl Progress {
 
     /// Starts the line of one layer (`id`: its short digest), `total` bytes expected (0: unknown).
     pub fn layer(&self, id: &str, total: u64) -> LayerProgress {
-        let bar = self.tty.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout());
-            let template =
-                if total > 0 { "{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes}" } else { "{prefix}: {msg} {bytes}" };
-            if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_prefix(id.to_string());
-            bar.set_message("Extracting");
-            bar
-        });
-        LayerProgress { bar, plain: self.plain, id: id.to_string() }
+        let p = LayerProgress { tty: self.tty, plain: self.plain, id: id.to_string(), total, read: Cell::new(0) };
+        p.draw("Extracting");
+        p
     }
 }
 
 /// The progress line of one layer.
 pub struct LayerProgress {
-    bar: Option<ProgressBar>,
+    tty: bool,
     plain: bool,
     id: String,
+    total: u64,
+    read: Cell<u64>,
 }
 
 impl LayerProgress {
     /// Counts bytes read.
     pub fn inc(&self, n: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(n);
+        let before = self.read.get();
+        self.read.set(before + n);
+        if before / REDRAW_EVERY != (before + n) / REDRAW_EVERY {
+            self.draw("Extracting");
         }
+    }
+
+    fn draw(&self, status: &str) {
+        if !self.tty {
+            return;
+        }
+        let read = human_size(self.read.get());
+        let of = if self.total > 0 { format!("/{}", human_size(self.total)) } else { String::new() };
+        let mut out = io::stdout().lock();
+        let _ = write!(out, "\r\x1b[2K{}: {status} {read}{of}", self.id);
+        let _ = out.flush();
     }
 
     /// Ends the line with a status (`Pull complete`, `Already exists`).
     pub fn done(&self, status: &str) {
-        if let Some(bar) = &self.bar {
-            if let Ok(style) = ProgressStyle::with_template("{prefix}: {msg}") {
-                bar.set_style(style);
-            }
-            bar.finish_with_message(status.to_string());
-        } else if self.plain {
+        if self.tty {
+            print!("\r\x1b[2K");
+        }
+        if self.tty || self.plain {
             println!("{}: {status}", self.id);
         }
     }
 
     /// Ends the line after a failure (the error itself is printed once, by the caller).
     pub fn failed(&self) {
-        if let Some(bar) = &self.bar {
-            bar.abandon_with_message("Failed");
+        if self.tty {
+            println!("\r\x1b[2K{}: Failed", self.id);
         }
     }
+}
+
+/// A size in decimal units with up to four significant digits, as docker prints it (`1.982MB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as usize) + 1 };
+    let s = format!("{:.*}", 4usize.saturating_sub(int_digits), v);
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    format!("{s}{}", UNITS[unit])
 }
 
 /// A reader that reports the bytes read through it to a layer's progress line.
@@ -108,5 +129,19 @@ impl<R: Read> Read for ProgressReader<'_, R> {
         let n = self.inner.read(buf)?;
         self.progress.inc(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_982_256), "1.982MB");
+        assert_eq!(human_size(4_260_000), "4.26MB");
+        assert_eq!(human_size(1_000_000_000), "1GB");
     }
 }

@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 /// Why a source cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The file or directory the user named.
+    /// The file or directory the user named cannot be opened (the caller names it).
+    #[error("{0}")]
+    Open(#[source] io::Error),
+    /// A member, or the archive while it is read.
     #[error("{path}: {source}")]
     Io {
         /// The path.
@@ -70,12 +73,12 @@ impl Source {
     /// Opens `path`: a directory, or a tar archive (possibly gzip/zstd compressed, decompressed
     /// into `tmp_dir`).
     pub fn open(path: &Path, tmp_dir: &Path) -> Result<Source> {
+        let md = std::fs::metadata(path).map_err(SourceError::Open)?;
         let io_err = |source| SourceError::Io { path: path.to_path_buf(), source };
-        let md = std::fs::metadata(path).map_err(io_err)?;
         if md.is_dir() {
             return Ok(Source::Dir(path.to_path_buf()));
         }
-        let file = File::open(path).map_err(io_err)?;
+        let file = File::open(path).map_err(SourceError::Open)?;
         let (file, tmp) = decompressed(file, tmp_dir).map_err(io_err)?;
         let members = index_tar(&file).map_err(io_err)?;
         Ok(Source::Tar(TarSource { path: path.to_path_buf(), file, members, _tmp: tmp }))
@@ -277,6 +280,7 @@ mod tests {
         b.append_data(&mut h, "abc.tar", &b"abc"[..]).unwrap();
         let mut l = tar::Header::new_gnu();
         l.set_entry_type(tar::EntryType::Symlink);
+        l.set_size(0);
         b.append_link(&mut l, "id/layer.tar", "../abc.tar").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.tar");
