@@ -299,19 +299,7 @@ impl<'a, 's> Importer<'a, 's> {
             let job = LayerJob { member: member.clone(), label: member.clone(), blob: None, diff_id: Some(diff_id) };
             layers.push(self.layer(source, &job)?.0);
         }
-        let config_desc = Descriptor::new(MediaType::OciConfig, config_digest.clone(), config_raw.len() as u64);
-        self.lock.put_blob(&config_raw, Some(&config_desc))?;
-        let manifest = ImageManifest {
-            schema_version: 2,
-            media_type: Some(MediaType::OciManifest),
-            config: config_desc,
-            layers,
-            annotations: BTreeMap::new(),
-        };
-        let raw = serde_json::to_vec(&manifest)
-            .map_err(|source| ImportError::Json { what: "a new manifest".into(), source })?;
-        let mdesc = Descriptor::new(MediaType::OciManifest, Digest::sha256_of(&raw), raw.len() as u64);
-        self.lock.put_blob(&raw, Some(&mdesc))?;
+        let mdesc = self.put_new_image(&config_raw, layers)?;
         let names: std::result::Result<Vec<Name>, _> =
             entry.repo_tags.clone().unwrap_or_default().iter().map(|t| Name::parse(t)).collect();
         let names = names?;
@@ -337,23 +325,29 @@ impl<'a, 's> Importer<'a, 's> {
         });
         let config_raw =
             serde_json::to_vec(&config).map_err(|source| ImportError::Json { what: "a new config".into(), source })?;
-        let config_desc =
-            Descriptor::new(MediaType::OciConfig, Digest::sha256_of(&config_raw), config_raw.len() as u64);
-        self.lock.put_blob(&config_raw, Some(&config_desc))?;
+        let mdesc = self.put_new_image(&config_raw, vec![layer])?;
+        let names: Vec<Name> = name.into_iter().collect();
+        self.register(&mdesc, &names)?;
+        Ok(Loaded { id: Digest::sha256_of(&config_raw), names })
+    }
+
+    /// Stores a config (kept as given) and a manifest made here for it and `layers` (whose
+    /// blobs are stored already); returns the manifest's descriptor.
+    fn put_new_image(&self, config_raw: &[u8], layers: Vec<Descriptor>) -> Result<Descriptor> {
+        let config = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(config_raw), config_raw.len() as u64);
+        self.lock.put_blob(config_raw, Some(&config))?;
         let manifest = ImageManifest {
             schema_version: 2,
             media_type: Some(MediaType::OciManifest),
-            config: config_desc.clone(),
-            layers: vec![layer],
+            config,
+            layers,
             annotations: BTreeMap::new(),
         };
         let raw = serde_json::to_vec(&manifest)
             .map_err(|source| ImportError::Json { what: "a new manifest".into(), source })?;
         let mdesc = Descriptor::new(MediaType::OciManifest, Digest::sha256_of(&raw), raw.len() as u64);
         self.lock.put_blob(&raw, Some(&mdesc))?;
-        let names: Vec<Name> = name.into_iter().collect();
-        self.register(&mdesc, &names)?;
-        Ok(Loaded { id: config_desc.digest, names })
+        Ok(mdesc)
     }
 
     /// Brings one layer in: its blob into `blobs/`, its content unpacked into `layers/` unless

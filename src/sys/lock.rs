@@ -1,4 +1,6 @@
-//! Whole-file advisory locks (`flock`), which serialise Strata commands sharing one image store.
+//! What keeps the image store consistent between processes and across crashes: whole-file
+//! advisory locks (`flock`) serialising Strata commands on one store, and `syncfs` before a
+//! finished layer is renamed into place.
 
 use std::os::fd::BorrowedFd;
 
@@ -25,19 +27,6 @@ pub fn lock(fd: BorrowedFd<'_>, kind: LockKind) -> Result<()> {
         LockKind::Exclusive => FlockOperation::LockExclusive,
     };
     rustix::fs::flock(fd, op)
-}
-
-/// Takes the lock only if no one else holds it: `Ok(false)` when it is taken.
-pub fn try_lock(fd: BorrowedFd<'_>, kind: LockKind) -> Result<bool> {
-    let op = match kind {
-        LockKind::Shared => FlockOperation::NonBlockingLockShared,
-        LockKind::Exclusive => FlockOperation::NonBlockingLockExclusive,
-    };
-    match rustix::fs::flock(fd, op) {
-        Ok(()) => Ok(true),
-        Err(super::Errno::WOULDBLOCK) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// Writes every dirty buffer of the filesystem holding `fd` to disk (`syncfs`).
