@@ -25,6 +25,24 @@ pub enum DigestError {
     Hex(String),
 }
 
+/// Content that does not match the digest and size it was announced with.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what}: content does not match: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
+)]
+pub struct Mismatch {
+    /// What the content is (a blob, a layer, a config).
+    pub what: String,
+    /// The announced digest.
+    pub expected: Digest,
+    /// The announced size.
+    pub expected_size: u64,
+    /// The digest of the content.
+    pub actual: Digest,
+    /// The size of the content.
+    pub actual_size: u64,
+}
+
 /// A digest algorithm the OCI spec registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {

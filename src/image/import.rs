@@ -15,7 +15,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::digest::{Algorithm, Digest, HashingReader};
+use super::digest::{Algorithm, Digest, HashingReader, Mismatch};
 use super::progress::{LayerProgress, Progress, ProgressReader};
 use super::reference::{Name, ReferenceError, repository_from_file_name};
 use super::source::{Compression, Source, SourceError, sniff};
@@ -47,21 +47,8 @@ pub enum ImportError {
         source: serde_json::Error,
     },
     /// A blob whose content does not match its descriptor.
-    #[error(
-        "{what}: content does not match: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
-    )]
-    Mismatch {
-        /// Which blob.
-        what: String,
-        /// Announced digest.
-        expected: Digest,
-        /// Announced size.
-        expected_size: u64,
-        /// Digest of the content.
-        actual: Digest,
-        /// Size of the content.
-        actual_size: u64,
-    },
+    #[error(transparent)]
+    Mismatch(Mismatch),
     /// A layer whose uncompressed content is not the config's diff_id.
     #[error("layer {layer}: uncompressed content has digest {actual}, but the image config says {expected}")]
     DiffId {
@@ -276,13 +263,13 @@ impl<'a, 's> Importer<'a, 's> {
         if let Ok(want) = Digest::parse(&format!("sha256:{named}"))
             && want != config_digest
         {
-            return Err(ImportError::Mismatch {
+            return Err(ImportError::Mismatch(Mismatch {
                 what: format!("config {}", entry.config),
                 expected: want,
                 expected_size: config_raw.len() as u64,
                 actual: config_digest,
                 actual_size: config_raw.len() as u64,
-            });
+            }));
         }
         let config: ImageConfig = parse(&config_raw, &entry.config)?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
@@ -459,13 +446,7 @@ impl<'a, 's> Importer<'a, 's> {
 
     fn mismatch(&self, job: &LayerJob<'_>, e: StoreError) -> ImportError {
         match e {
-            StoreError::Mismatch { expected, expected_size, actual, actual_size, .. } => ImportError::Mismatch {
-                what: format!("layer {}", job.label),
-                expected,
-                expected_size,
-                actual,
-                actual_size,
-            },
+            StoreError::Mismatch(m) => ImportError::Mismatch(Mismatch { what: format!("layer {}", job.label), ..m }),
             other => other.into(),
         }
     }
@@ -509,13 +490,13 @@ fn read_blob(source: &Source, desc: &Descriptor, what: &str) -> Result<Vec<u8>> 
     let bytes = source.read_member(&member, JSON_LIMIT)?;
     let actual = desc.digest.of_same_kind(&bytes);
     if actual != desc.digest || bytes.len() as u64 != desc.size {
-        return Err(ImportError::Mismatch {
+        return Err(ImportError::Mismatch(Mismatch {
             what: what.to_string(),
             expected: desc.digest.clone(),
             expected_size: desc.size,
             actual,
             actual_size: bytes.len() as u64,
-        });
+        }));
     }
     Ok(bytes)
 }

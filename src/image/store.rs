@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Algorithm, Digest, Hasher};
+use super::digest::{Algorithm, Digest, Hasher, Mismatch};
 use super::reference::{Name, ReferenceError};
 use super::spec::{ANNOTATION_REF_NAME, Descriptor, ImageConfig, ImageIndex, ImageManifest, OciLayout};
 use crate::sys::lock::{self as flock, LockKind};
@@ -59,19 +59,8 @@ pub enum StoreError {
         actual: Digest,
     },
     /// Content written does not match what it was announced as.
-    #[error("{what}: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
-    Mismatch {
-        /// What was written (a blob or layer, by its descriptor).
-        what: String,
-        /// The announced digest.
-        expected: Digest,
-        /// The announced size.
-        expected_size: u64,
-        /// The digest of what came.
-        actual: Digest,
-        /// The size of what came.
-        actual_size: u64,
-    },
+    #[error(transparent)]
+    Mismatch(#[from] Mismatch),
     /// No image matches a reference.
     #[error("No such image: {0}")]
     NoSuchImage(String),
@@ -373,13 +362,13 @@ impl BlobWriter {
     pub fn check(&self, expected: Option<&Descriptor>) -> Result<Digest> {
         let actual = self.hasher.clone().finish();
         match expected {
-            Some(want) if want.digest != actual || want.size != self.count => Err(StoreError::Mismatch {
+            Some(want) if want.digest != actual || want.size != self.count => Err(StoreError::Mismatch(Mismatch {
                 what: format!("blob {}", want.digest),
                 expected: want.digest.clone(),
                 expected_size: want.size,
                 actual,
                 actual_size: self.count,
-            }),
+            })),
             _ => Ok(actual),
         }
     }
