@@ -149,6 +149,8 @@ impl<'a, 's> Importer<'a, 's> {
             if let Some(tags) = docker_tags.get(&manifest.config.digest) {
                 names.extend(tags.iter().cloned());
             }
+            names.sort();
+            names.dedup();
             loaded.push(self.import_manifest(source, &mdesc, &raw, manifest, names)?);
         }
         Ok(loaded)

@@ -92,7 +92,8 @@ pub struct Unpacked {
 /// Metadata of a directory entry, applied after everything inside it exists.
 struct DirMeta {
     mode: u32,
-    mtime: Timespec,
+    /// None for the layer root when the tar has no `./` entry: its time is left as it is.
+    mtime: Option<Timespec>,
     entry: String,
 }
 
@@ -106,8 +107,7 @@ pub fn unpack(tar: impl Read, root: BorrowedFd<'_>, opts: Options) -> Result<Unp
         dirs: BTreeMap::new(),
         out: Unpacked::default(),
     };
-    u.dirs
-        .insert(PathBuf::new(), DirMeta { mode: 0o755, mtime: Timespec { tv_sec: 0, tv_nsec: 0 }, entry: ".".into() });
+    u.dirs.insert(PathBuf::new(), DirMeta { mode: 0o755, mtime: None, entry: ".".into() });
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
@@ -454,12 +454,17 @@ impl Unpacker<'_> {
             self.set_opaque(d.as_fd(), &shown)?;
         }
         for (path, meta) in std::mem::take(&mut self.dirs) {
-            let d = fd::open_beneath(self.root, &path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-                .map_err(|errno| UnpackError::Sys { entry: meta.entry.clone(), op: "reopening the dir", errno })?;
-            let time = SetTime::At(meta.mtime);
-            fd::chmod_fd(d.as_fd(), meta.mode)
-                .and_then(|()| fd::utimes_at(d.as_fd(), None, time, time))
-                .map_err(|errno| UnpackError::Sys { entry: meta.entry, op: "setting dir mode and times", errno })?;
+            let d = match fd::open_beneath(self.root, &path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()) {
+                Ok(d) => d,
+                // A later entry of the layer replaced the directory (or one above it).
+                Err(Errno::NOTDIR) | Err(Errno::NOENT) | Err(Errno::LOOP) => continue,
+                Err(errno) => return Err(UnpackError::Sys { entry: meta.entry, op: "reopening the dir", errno }),
+            };
+            fd::chmod_fd(d.as_fd(), meta.mode).map_err(sys(&meta.entry, "chmod"))?;
+            if let Some(t) = meta.mtime {
+                fd::utimes_at(d.as_fd(), None, SetTime::At(t), SetTime::At(t))
+                    .map_err(sys(&meta.entry, "setting times"))?;
+            }
         }
         Ok(())
     }
@@ -517,7 +522,7 @@ fn mode_of(h: &Header, shown: &str) -> Result<u32> {
 }
 
 fn dir_meta<R: Read>(e: &mut tar::Entry<'_, R>, entry: String) -> Result<DirMeta> {
-    Ok(DirMeta { mode: mode_of(e.header(), &entry)?, mtime: mtime_of(e)?, entry })
+    Ok(DirMeta { mode: mode_of(e.header(), &entry)?, mtime: Some(mtime_of(e)?), entry })
 }
 
 /// The entry's mtime: the PAX `mtime` record (with its fraction) when there is one, else the header's.

@@ -198,6 +198,9 @@ fn later_entries_replace_earlier_ones() {
         file("a", b"now a file"),
         file("d/x", b"x"),
         file("d", b"now a file too"),
+        e("e/", EntryType::Directory),
+        e("e/sub/", EntryType::Directory),
+        file("e", b"a dir with a recorded mode became a file"),
         E { mode: 0o700, ..e("k/", EntryType::Directory) },
         file("k/in", b"in"),
         E { mode: 0o750, ..e("k/", EntryType::Directory) },
@@ -206,6 +209,7 @@ fn later_entries_replace_earlier_ones() {
     let p = dir.path();
     assert_eq!(std::fs::read(p.join("a")).unwrap(), b"now a file");
     assert_eq!(std::fs::read(p.join("d")).unwrap(), b"now a file too");
+    assert!(p.join("e").is_file());
     assert_eq!(std::fs::read(p.join("k/in")).unwrap(), b"in");
     assert_eq!(fs_md(&p.join("k")).permissions().mode() & 0o7777, 0o750);
 }
