@@ -119,6 +119,10 @@ fn creates_every_kind_of_entry_with_its_metadata() {
     assert_eq!(v.as_deref(), Some(&b"v1"[..]));
     if is_root() {
         assert_eq!((tool.uid(), tool.gid()), (1000, 1000));
+    } else {
+        let bin = File::open(p.join("bin")).unwrap();
+        let owner = xattr::get(bin.as_fd(), Some(OsStr::new("tool")), OsStr::new(OWNER_XATTR)).unwrap();
+        assert_eq!(owner.as_deref(), Some(&b"1000:1000"[..]), "rootless keeps the owner it cannot set");
     }
 }
 
