@@ -165,11 +165,8 @@ impl<'a, 's> Importer<'a, 's> {
         let entries: Vec<DockerArchiveEntry> =
             parse(&source.read_member("manifest.json", JSON_LIMIT)?, "manifest.json")?;
         for e in entries {
-            let hex = e.config.rsplit('/').next().unwrap_or("").trim_end_matches(".json");
-            if let Ok(d) = Digest::parse(&format!("sha256:{hex}")) {
-                let names: std::result::Result<Vec<Name>, _> =
-                    e.repo_tags.unwrap_or_default().iter().map(|t| Name::parse(t)).collect();
-                out.insert(d, names?);
+            if let Some(d) = e.named_config_digest() {
+                out.insert(d, e.names()?);
             }
         }
         Ok(out)
@@ -261,8 +258,7 @@ impl<'a, 's> Importer<'a, 's> {
     fn load_docker_image(&self, source: &Source, entry: &DockerArchiveEntry) -> Result<Loaded> {
         let config_raw = source.read_member(&entry.config, JSON_LIMIT)?;
         let config_digest = Digest::sha256_of(&config_raw);
-        let named = entry.config.rsplit('/').next().unwrap_or("").trim_end_matches(".json");
-        if let Ok(want) = Digest::parse(&format!("sha256:{named}"))
+        if let Some(want) = entry.named_config_digest()
             && want != config_digest
         {
             return Err(ImportError::Mismatch(Mismatch {
@@ -289,9 +285,7 @@ impl<'a, 's> Importer<'a, 's> {
             layers.push(self.layer(source, &job)?.0);
         }
         let mdesc = self.put_new_image(&config_raw, layers)?;
-        let names: std::result::Result<Vec<Name>, _> =
-            entry.repo_tags.clone().unwrap_or_default().iter().map(|t| Name::parse(t)).collect();
-        let names = names?;
+        let names = entry.names()?;
         self.register(&mdesc, &names)?;
         Ok(Loaded { id: config_digest, names })
     }

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
+use super::reference::{Name, ReferenceError};
 
 /// Annotation naming a tag in an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -246,6 +247,19 @@ pub struct DockerArchiveEntry {
     pub repo_tags: Option<Vec<String>>,
     /// Paths of the layer tars in the archive, bottom first.
     pub layers: Vec<String>,
+}
+
+impl DockerArchiveEntry {
+    /// The image's names.
+    pub fn names(&self) -> Result<Vec<Name>, ReferenceError> {
+        self.repo_tags.iter().flatten().map(|t| Name::parse(t)).collect()
+    }
+
+    /// The config digest the config's member name states (`<hex>.json`, `blobs/sha256/<hex>`).
+    pub fn named_config_digest(&self) -> Option<Digest> {
+        let hex = self.config.rsplit('/').next()?.trim_end_matches(".json");
+        Digest::parse(&format!("sha256:{hex}")).ok()
+    }
 }
 
 /// `oci-layout` file contents.
