@@ -506,6 +506,11 @@ fn oci_archive_and_several_images_per_docker_archive() {
     assert!(out.contains("Loaded image: localhost/fx/multi:latest"), "{out}");
     assert!(out.contains("Loaded image: localhost/fx/umoci:latest"), "{out}");
     assert_eq!(env.layer_dirs().len(), 7);
+    // A gzip-compressed docker archive (docker save | gzip) loads the same.
+    fs::write(env.path("multi.tar.gz"), gzip(&fs::read(fixtures().join("multi.docker-save.tar")).unwrap())).unwrap();
+    let out = env.load(&env.path("multi.tar.gz"));
+    assert_eq!(out.matches("Already exists").count(), 5, "{out}");
+    assert_eq!(fs::read_dir(env.root().join("tmp")).unwrap().count(), 0, "the decompressed copy is gone");
 }
 
 #[test]
