@@ -550,6 +550,17 @@ fn import_makes_a_one_layer_image_from_a_rootfs_tarball() {
     assert!(images.contains("me/rootfs") && images.contains(&id.trim()[7..19]), "{images}");
     let history = env.ok(&["history", "me/rootfs:1"]);
     assert!(history.contains("Imported from"), "{history}");
+    // From standard input, docker style: the same layer, already there.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(env.root())
+        .args(["import", "--progress", "quiet", "-", "me/stdin"])
+        .stdin(fs::File::open(&tarball).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.layer_dirs().len(), 1);
+    assert!(env.ok(&["images"]).contains("me/stdin"));
 }
 
 // ---------------------------------------------------------------------------------------------

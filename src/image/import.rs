@@ -290,8 +290,9 @@ impl<'a, 's> Importer<'a, 's> {
         Ok(Loaded { id: config_digest, names })
     }
 
-    /// `strata import`: a rootfs tarball (plain, gzip or zstd) as a one-layer image.
-    pub fn import_rootfs(&self, path: &Path, name: Option<Name>) -> Result<Loaded> {
+    /// `strata import`: a rootfs tarball (plain, gzip or zstd) as a one-layer image; `origin`
+    /// is what the history says it was imported from.
+    pub fn import_rootfs(&self, path: &Path, origin: &str, name: Option<Name>) -> Result<Loaded> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let source = Source::Dir(dir.to_path_buf());
@@ -304,7 +305,7 @@ impl<'a, 's> Importer<'a, 's> {
             "os": "linux",
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": now, "created_by": "strata import", "comment": format!("Imported from {}", path.display())}],
+            "history": [{"created": now, "created_by": "strata import", "comment": format!("Imported from {origin}")}],
         });
         let config_raw =
             serde_json::to_vec(&config).map_err(|source| ImportError::Json { what: "a new config".into(), source })?;
