@@ -483,17 +483,32 @@ impl WriteLock<'_> {
             }
         }
         let layers = self.store.root.join("layers");
-        for (path, name) in list_dir(&layers)? {
-            let hex = name.strip_suffix(".json").unwrap_or(&name);
-            if !live.layers.contains(hex) {
-                if !name.ends_with(".json") {
-                    report.bytes += self.store.layer_meta_by_hex(hex).size;
-                    report.layers.push(name.clone());
-                }
+        let mut dead: Vec<(PathBuf, String)> = list_dir(&layers)?
+            .into_iter()
+            .filter(|(_, n)| !live.layers.contains(n.trim_end_matches(".json")))
+            .collect();
+        // Dirs before their metadata, which says how much they held.
+        dead.sort_by_key(|(_, n)| n.ends_with(".json"));
+        for (path, name) in dead {
+            if name.ends_with(".json") {
                 remove_path(&path)?;
+                continue;
             }
+            report.bytes += self.store.layer_meta_by_hex(&name).size;
+            self.remove_layer_dir(&path)?;
+            report.layers.push(name);
         }
         Ok(report)
+    }
+
+    /// Moves a layer dir out of `layers/` in one rename, then deletes it: a crash midway leaves
+    /// garbage in `tmp/` (emptied by the next writer), never a half-deleted layer.
+    fn remove_layer_dir(&self, path: &Path) -> Result<()> {
+        let tmp = self.store.tmp_dir();
+        let doomed = tempfile::Builder::new().prefix("dead-").tempdir_in(&tmp).map_err(io_err(&tmp))?;
+        let dest = doomed.path().join("layer");
+        fs::rename(path, &dest).map_err(io_err(path))?;
+        remove_path(doomed.path())
     }
 
     fn live_set(&self) -> Result<LiveSet> {
