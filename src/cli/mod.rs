@@ -1,10 +1,21 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod history;
+mod image_mount;
+mod images;
+mod import;
+mod inspect;
+mod load;
 pub mod mount;
 pub mod options;
+mod prune;
+mod rmi;
+mod store_root;
+mod tag;
 mod umount;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -13,6 +24,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about, long_about = None)]
 struct Cli {
+    /// The image store [default: /var/lib/strata as root, else $XDG_DATA_HOME/strata or ~/.local/share/strata]
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,15 +38,47 @@ enum Command {
     /// Unmount a Strata mount.
     #[command(alias = "unmount")]
     Umount(umount::UmountArgs),
+    /// Load images from a docker save / oci-archive tar or an OCI layout dir.
+    Load(load::LoadArgs),
+    /// Make a one-layer image from a rootfs tarball.
+    Import(import::ImportArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Show an image's config and layers as JSON.
+    Inspect(inspect::InspectArgs),
+    /// Show an image's build steps.
+    History(history::HistoryArgs),
+    /// Give an image another name.
+    Tag(tag::TagArgs),
+    /// Remove images.
+    Rmi(rmi::RmiArgs),
+    /// Remove untagged images and everything no image uses.
+    Prune(prune::PruneArgs),
+    /// Mount and unmount images.
+    #[command(subcommand)]
+    Image(image_mount::ImageCommand),
 }
 
 /// Runs the command line of this process.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args = normalize_args(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
+    let root = cli.root.unwrap_or_else(store_root::default_root);
+    if !matches!(cli.command, Command::Mount(_) | Command::Umount(_) | Command::Image(_)) {
+        init_logging(log::LevelFilter::Warn);
+    }
     match cli.command {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
+        Command::Load(a) => load::run(a, &root),
+        Command::Import(a) => import::run(a, &root),
+        Command::Images(a) => images::run(a, &root),
+        Command::Inspect(a) => inspect::run(a, &root),
+        Command::History(a) => history::run(a, &root),
+        Command::Tag(a) => tag::run(a, &root),
+        Command::Rmi(a) => rmi::run(a, &root),
+        Command::Prune(a) => prune::run(a, &root),
+        Command::Image(c) => image_mount::run(c, &root),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `strata umount MNT`: unmount a Strata mount (as root directly, otherwise via fusermount3).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -19,23 +19,28 @@ pub struct UmountArgs {
 
 /// Unmounts.
 pub fn run(a: UmountArgs) -> anyhow::Result<ExitCode> {
-    let mnt = &a.mountpoint;
+    unmount(&a.mountpoint, a.lazy)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unmounts the Strata mount on `mnt` (directly as root, else through fusermount3).
+pub fn unmount(mnt: &Path, lazy: bool) -> anyhow::Result<()> {
     if !sys::mount::is_mount_point(mnt) {
         bail!("{} is not a mount point", mnt.display());
     }
-    match sys::mount::unmount(mnt, a.lazy) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    match sys::mount::unmount(mnt, lazy) {
+        Ok(()) => Ok(()),
         Err(Errno::PERM) => {
             let mut cmd = std::process::Command::new("fusermount3");
             cmd.arg("-u");
-            if a.lazy {
+            if lazy {
                 cmd.arg("-z");
             }
             let st = cmd.arg(mnt).status().context("running fusermount3")?;
             if !st.success() {
                 bail!("unmounting {}: fusermount3 failed", mnt.display());
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
         Err(Errno::BUSY) => bail!("unmounting {}: mount point is busy (in use); try --lazy", mnt.display()),
         Err(e) => {

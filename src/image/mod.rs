@@ -1,0 +1,20 @@
+//! The image tool: a content-addressed store of OCI images whose layers are unpacked once each,
+//! in the upper-dir format Strata mounts (SEMANTICS.md "OCI layers").
+//!
+//! - [`digest`]: validated digests and streaming verification.
+//! - [`spec`]: typed OCI / docker JSON.
+//! - [`reference`]: image names.
+//! - [`store`]: blobs, names, unpacked layers, lock, reachability.
+//! - [`unpack`]: a layer tar into a layer dir, safely.
+//! - [`source`]: directories and tar archives read by member name.
+//! - [`import`]: OCI layouts, oci-archive and docker-save archives into the store.
+//! - [`progress`]: per-layer progress lines on a terminal.
+
+pub mod digest;
+pub mod import;
+pub mod progress;
+pub mod reference;
+pub mod source;
+pub mod spec;
+pub mod store;
+pub mod unpack;
