@@ -15,6 +15,8 @@ pub mod layers;
 pub mod lookup;
 pub mod ops;
 pub mod readdir;
+#[cfg(test)]
+mod tests;
 pub mod whiteout;
 pub mod xattrs;
 
