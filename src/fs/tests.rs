@@ -170,7 +170,7 @@ fn removing_a_lower_name_leaves_a_device_whiteout_and_creating_replaces_it() {
     ov.unlink(ino_of(&ov, "d/sub").unwrap(), OsStr::new("x")).unwrap();
     ov.rmdir(d, OsStr::new("sub")).unwrap();
     ov.create(&Ctx::ROOT, d, OsStr::new("sub"), NewObject::Dir { mode: 0o700 }).unwrap();
-    let mut v = vec![0u8; 4];
+    let mut v = [0u8; 4];
     let n = rustix::fs::lgetxattr(f.p("upper/d/sub"), f.opaque_key(), &mut v[..]).unwrap();
     assert_eq!(&v[..n], b"y");
     assert_eq!(std::fs::metadata(f.p("upper/d/sub")).unwrap().permissions().mode() & 0o7777, 0o700);
@@ -187,7 +187,7 @@ fn copy_up_keeps_data_owner_mode_xattrs_times_and_inode_number() {
     rustix::fs::lsetxattr(f.p("l0/a/b/file"), "user.k", b"v", XattrFlags::empty()).unwrap();
     let t = rustix::fs::Timespec { tv_sec: 1_000_000, tv_nsec: 5 };
     let ts = rustix::fs::Timestamps { last_access: t, last_modification: t };
-    rustix::fs::utimensat(rustix::fs::CWD, &f.p("l0/a/b/file"), &ts, rustix::fs::AtFlags::empty()).unwrap();
+    rustix::fs::utimensat(rustix::fs::CWD, f.p("l0/a/b/file"), &ts, rustix::fs::AtFlags::empty()).unwrap();
     let ov = f.overlay();
     let ino = ino_of(&ov, "a/b/file").unwrap();
     let fh = ov.open(ino, libc::O_RDWR).unwrap();
@@ -195,7 +195,7 @@ fn copy_up_keeps_data_owner_mode_xattrs_times_and_inode_number() {
     assert_eq!(std::fs::read(f.p("upper/a/b/file")).unwrap(), b"0123456789");
     assert_eq!((up.mode() & 0o7777, up.mtime(), up.mtime_nsec()), (0o604, 1_000_000, 5));
     assert_eq!(std::fs::metadata(f.p("upper/a/b")).unwrap().permissions().mode() & 0o7777, 0o700);
-    let mut v = vec![0u8; 4];
+    let mut v = [0u8; 4];
     let n = rustix::fs::lgetxattr(f.p("upper/a/b/file"), "user.k", &mut v[..]).unwrap();
     assert_eq!(&v[..n], b"v");
     ov.write(fh, 10, b"!").unwrap();
@@ -246,7 +246,7 @@ fn renaming_a_lower_directory_writes_a_redirect_and_keeps_its_content() {
     assert_eq!(ino_of(&ov, "dst/sub/file").unwrap(), file_ino);
     assert_eq!(ino_of(&ov, "src"), Err(Errno::NOENT));
     let key = if rustix::process::geteuid().is_root() { "trusted.overlay.redirect" } else { "user.overlay.redirect" };
-    let mut v = vec![0u8; 64];
+    let mut v = [0u8; 64];
     let n = rustix::fs::lgetxattr(f.p("upper/dst"), key, &mut v[..]).unwrap();
     assert_eq!(&v[..n], b"/src");
     assert!(!f.p("upper/dst/sub").exists(), "the content is not copied");
