@@ -248,11 +248,18 @@ impl Overlay {
     /// Removes the non-directory `name` from `parent`.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
-        let (pnode, layers, ppath) = self.dir_node(parent)?;
+        let (_, layers, ppath) = self.dir_node(parent)?;
         let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         if found.kind() == FileType::Directory {
             return Err(Errno::ISDIR);
         }
+        // A lower file with other names is copied up (all its names) first, so that removing
+        // one name leaves the others with the true link count (as the kernel does with index=on).
+        if found.st.st_nlink > 1 && !self.in_upper(&found.src) {
+            self.copy_up_moving(&ppath.join(name), &found)?;
+        }
+        let (pnode, layers, ppath) = self.dir_node(parent)?;
+        let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         self.remove(&pnode, &layers, &ppath, name, &found)
     }
 
