@@ -325,3 +325,66 @@ fn root_rootless_mount_by_an_unprivileged_user_in_a_user_namespace() {
     Command::new("umount").arg(&km).status().unwrap();
     assert_eq!((listing, gone, content.as_str()), (0, false, "lowermore\n"));
 }
+
+fn getxattr(p: &Path, name: &str) -> Result<String, i32> {
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::lgetxattr(p, name, &mut buf[..]) {
+        Ok(n) => Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) => Err(e.raw_os_error()),
+    }
+}
+
+#[test]
+fn root_layer_xattr_names_the_layer_and_trace_prints_each_event() {
+    if !require_root("root_layer_xattr_names_the_layer_and_trace_prints_each_event") {
+        return;
+    }
+    let t = tmp();
+    build_layer(&t.path().join("l0"), &[file("d/top", "t")]);
+    build_layer(&t.path().join("l1"), &[file("d/f", "lower"), file("d/gone", "x"), file("old/x", "x")]);
+    dirs(t.path(), &["u", "w", "m"]);
+    let log = t.path().join("trace.log");
+    let opts = format!(
+        "lowerdir={}:{},upperdir={},workdir={}",
+        t.path().join("l0").display(),
+        t.path().join("l1").display(),
+        t.path().join("u").display(),
+        t.path().join("w").display()
+    );
+    let mut child = Command::new(strata())
+        .args(["mount", "--trace", "-o", &opts])
+        .arg(t.path().join("m"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let m = t.path().join("m");
+    for _ in 0..100 {
+        if is_mounted(&m) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let l1 = t.path().join("l1").canonicalize().unwrap();
+    assert_eq!(getxattr(&m.join("d/f"), "user.strata.layer"), Ok(format!("lower 2 ({})", l1.display())));
+    std::fs::write(m.join("d/f"), "changed").unwrap();
+    assert_eq!(getxattr(&m.join("d/f"), "user.strata.layer"), Ok("upper".into()));
+    assert!(getxattr(&m.join("d"), "user.strata.layer").unwrap().starts_with("upper, merged with lower 1"));
+    let listed = rustix::fs::llistxattr(m.join("d/f"), &mut [0u8; 256][..]).unwrap();
+    assert_eq!(listed, 0, "the virtual xattr is not listed (cp -a must not copy it)");
+    std::fs::remove_file(m.join("d/gone")).unwrap();
+    std::fs::remove_dir_all(m.join("old")).unwrap();
+    std::fs::create_dir(m.join("old")).unwrap();
+    std::fs::rename(m.join("d"), m.join("e")).unwrap();
+    Command::new("umount").arg(&m).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let trace = std::fs::read_to_string(&log).unwrap();
+    for line in [
+        "copy-up   /d/f  from lower 2",
+        "whiteout  /d/gone",
+        "whiteout  /old",
+        "opaque    /old  (a new directory over a whiteout)",
+        "redirect  /e  (its lower parts stay at /d)",
+    ] {
+        assert!(trace.contains(line), "missing {line:?} in:\n{trace}");
+    }
+}

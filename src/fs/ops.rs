@@ -77,6 +77,9 @@ impl Overlay {
         if slot.wh_file {
             fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(name)).or_else(ignore_noent)?;
         }
+        if opaque && kind == FileType::Directory {
+            self.trace(format_args!("opaque    /{}  (a new directory over a whiteout)", ppath.join(name).display()));
+        }
         let st = fd::stat_at(slot.parent.as_fd(), name)?;
         let ino = self.stack.compose_ino(0, st.st_ino);
         let src = Src::upper(kind, &ppath.join(name));
@@ -156,7 +159,6 @@ impl Overlay {
                     if opaque {
                         let sub = fd::open_dir(dir, Path::new(name))?;
                         whiteout::set_opaque(upper, sub.as_fd())?;
-                        self.trace(format_args!("opaque dir {}", name.to_string_lossy()));
                     }
                     Ok(())
                 });
@@ -292,7 +294,7 @@ impl Overlay {
             whiteout::create(self.stack.upper()?, dir.as_fd(), name)?;
         }
         if below {
-            self.trace(format_args!("whiteout /{}", ppath.join(name).display()));
+            self.trace(format_args!("whiteout  /{}", ppath.join(name).display()));
         }
         if let Some(n) = node {
             inode::remove_name(&mut n.state.lock().names, pnode.ino, name);
@@ -407,6 +409,9 @@ impl Overlay {
             self.fix_moved(nudir.as_fd(), newname, &src, &below_dst)?;
         }
         self.mark_impure(nudir.as_fd());
+        if self.has_lower_parts(&src) {
+            self.trace(format_args!("redirect  /{}  (its lower parts stay at /{})", to.display(), from.display()));
+        }
         let dst = dst.as_ref().map(|d| (d, &from));
         self.rename_nodes((parent, name), (newparent, newname), (&src, &to), dst, exchange);
         Ok(())
@@ -438,7 +443,6 @@ impl Overlay {
         target.extend_from_slice(lower.path.as_os_str().as_bytes());
         let key = self.stack.upper()?.ns.name("redirect");
         crate::sys::xattr::set(dir, Some(name), OsStr::new(&key), &target, rustix::fs::XattrFlags::empty())?;
-        self.trace(format_args!("redirect {} -> {}", name.to_string_lossy(), String::from_utf8_lossy(&target)));
         Ok(())
     }
 
@@ -507,7 +511,7 @@ impl Overlay {
         }
         let sub = fd::open_dir(dir, Path::new(name))?;
         whiteout::set_opaque(self.stack.upper()?, sub.as_fd())?;
-        self.trace(format_args!("opaque dir {} (renamed over a lower directory)", name.to_string_lossy()));
+        self.trace(format_args!("opaque    {}  (renamed over a lower directory)", name.to_string_lossy()));
         Ok(())
     }
 
