@@ -121,6 +121,7 @@ impl Overlay {
         });
         // After the exchange, `tmp` names the old whiteout; before it, the half-made object.
         let _ = layers::remove_tree(work, &tmp);
+        self.upper_dirs_changed();
         swapped
     }
 
@@ -268,6 +269,12 @@ impl Overlay {
     /// Removes the empty directory `name` from `parent`.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
+        let r = self.rmdir_locked(parent, name);
+        self.upper_dirs_changed();
+        r
+    }
+
+    fn rmdir_locked(&self, parent: u64, name: &OsStr) -> Result<()> {
         let (pnode, layers, ppath) = self.dir_node(parent)?;
         let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         let Src::Dir(child_layers) = &found.src else {
@@ -352,6 +359,19 @@ impl Overlay {
     /// Renames `name` in `parent` to `newname` in `newparent` (`RENAME_NOREPLACE`/`RENAME_EXCHANGE`).
     pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> Result<()> {
         let _tree = self.tree.write();
+        let r = self.rename_locked(parent, name, newparent, newname, flags);
+        self.upper_dirs_changed();
+        r
+    }
+
+    fn rename_locked(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<()> {
         if flags.contains(RenameFlags::WHITEOUT) || flags.contains(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             return Err(Errno::INVAL);
         }
