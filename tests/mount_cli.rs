@@ -388,3 +388,55 @@ fn root_layer_xattr_names_the_layer_and_trace_prints_each_event() {
         assert!(trace.contains(line), "missing {line:?} in:\n{trace}");
     }
 }
+
+#[test]
+fn root_writes_never_reach_a_lower_file_even_with_a_reader_open_before_copy_up() {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsFd;
+    if !require_root("root_writes_never_reach_a_lower_file_even_with_a_reader_open_before_copy_up") {
+        return;
+    }
+    let t = tmp();
+    build_layer(&t.path().join("l"), &[file("f", &"lower data\n".repeat(1000))]);
+    let m = mount(
+        Fs::Strata,
+        &[t.path().join("l")],
+        Some(&t.path().join("u")),
+        Some(&t.path().join("w")),
+        &t.path().join("m"),
+    );
+    // exec 3< f
+    let mut reader = std::fs::File::open(m.path("f")).unwrap();
+    let mut first = [0u8; 5];
+    reader.read_exact(&mut first).unwrap();
+    // echo x > f, then a shared writable mapping of the new file
+    let mut writer = std::fs::OpenOptions::new().read(true).write(true).open(m.path("f")).unwrap();
+    writer.write_all(b"UPPER").unwrap();
+    writer.flush().unwrap();
+    let len = 4096;
+    // SAFETY: a fresh shared mapping of `len` bytes of an open file; unmapped below.
+    unsafe {
+        let p = rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            writer.as_fd(),
+            0,
+        );
+        if let Ok(p) = p {
+            std::ptr::copy_nonoverlapping(b"MMAP!".as_ptr(), (p as *mut u8).add(10), 5);
+            rustix::mm::msync(p, len, rustix::mm::MsyncFlags::SYNC).unwrap();
+            rustix::mm::munmap(p, len).unwrap();
+        }
+    }
+    drop(writer);
+    reader.rewind().unwrap();
+    let mut old = String::new();
+    reader.read_to_string(&mut old).unwrap();
+    assert!(old.starts_with("lower data") || old.starts_with("UPPER"), "{}", &old[..20]);
+    let lower = std::fs::read_to_string(t.path().join("l/f")).unwrap();
+    assert_eq!(lower, "lower data\n".repeat(1000), "a write reached the lower layer");
+    let upper = std::fs::read_to_string(t.path().join("u/f")).unwrap();
+    assert!(upper.starts_with("UPPER"), "{}", &upper[..20]);
+}

@@ -16,12 +16,14 @@ use rustix::fs::{FileType as RxType, Stat};
 use super::attr::{Attr, SetAttr, attr_of};
 use super::inode::Node;
 use super::ops::NewObject;
+use super::passthrough::{Backings, Mode};
 use super::{Ctx, Errno, Overlay};
 use crate::sys::fd::SetTime;
 
 /// The overlay as a FUSE filesystem.
 pub struct StrataFuse {
     ov: Arc<Overlay>,
+    backings: Backings<fuser::BackingId>,
 }
 
 impl StrataFuse {
@@ -34,7 +36,28 @@ impl StrataFuse {
 impl StrataFuse {
     /// Wraps an overlay for a FUSE session.
     pub fn new(ov: Arc<Overlay>) -> StrataFuse {
-        StrataFuse { ov }
+        StrataFuse { ov, backings: Backings::new(false) }
+    }
+
+    /// Replies to an open of handle `fh` of `ino` in the mode the passthrough table decides.
+    fn reply_open(&self, ino: u64, fh: u64, reply: ReplyOpen) {
+        let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
+        match self.backings.open(ino, fh, h.layer, self.may_back(h.layer), || reply.open_backing(&h.file)) {
+            Mode::Passthrough(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
+            Mode::DirectIo => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Mode::Cached => reply.opened(FileHandle(fh), self.cache_flags(h.layer)),
+        }
+    }
+
+    /// Whether a file of `layer` may be a passthrough backing file: never a lower file of a
+    /// writable mount (see [`super::passthrough`]).
+    fn may_back(&self, layer: crate::fs::layers::LayerIdx) -> bool {
+        self.ov.stack.upper.is_none() || self.ov.stack.is_upper(layer)
+    }
+
+    /// Lower files never change: their page cache may outlive an open.
+    fn cache_flags(&self, layer: crate::fs::layers::LayerIdx) -> FopenFlags {
+        if self.ov.stack.is_upper(layer) { FopenFlags::empty() } else { FopenFlags::FOPEN_KEEP_CACHE }
     }
 
     fn ttl(&self) -> Duration {
@@ -156,6 +179,15 @@ impl Filesystem for StrataFuse {
         let granted = wanted & config.capabilities();
         let _ = config.add_capabilities(granted);
         log::debug!("kernel capabilities used: {granted:?} (not offered: {:?})", wanted - granted);
+        // Passthrough: reads and writes go from the kernel straight to the layer's file. Depth 1:
+        // backing files sit on plain filesystems, and a Strata mount may be a lower layer itself.
+        if config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.backings = Backings::new(true);
+            log::debug!("FUSE passthrough on");
+        }
         Ok(())
     }
 
@@ -274,7 +306,7 @@ impl Filesystem for StrataFuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.ov.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => self.reply_open(ino.0, fh, reply),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -328,6 +360,7 @@ impl Filesystem for StrataFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.backings.release(fh.0);
         self.ov.release(fh.0);
         reply.ok();
     }
@@ -474,8 +507,15 @@ impl Filesystem for StrataFuse {
                     return reply.error(fuser::Errno::EIO);
                 };
                 let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+                let ino = c.node.ino;
                 let fh = self.ov.add_file(c.node, file, writable);
-                reply.created(&self.ttl(), &attr, Generation(0), FileHandle(fh), FopenFlags::empty());
+                let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
+                let (ttl, g, f) = (self.ttl(), Generation(0), FileHandle(fh));
+                match self.backings.open(ino, fh, h.layer, self.may_back(h.layer), || reply.open_backing(&h.file)) {
+                    Mode::Passthrough(b) => reply.created_passthrough(&ttl, &attr, g, f, FopenFlags::empty(), &b),
+                    Mode::DirectIo => reply.created(&ttl, &attr, g, f, FopenFlags::FOPEN_DIRECT_IO),
+                    Mode::Cached => reply.created(&ttl, &attr, g, f, FopenFlags::empty()),
+                }
             }
             Err(e) => reply.error(errno(e)),
         }

@@ -15,6 +15,7 @@ pub mod inode;
 pub mod layers;
 pub mod lookup;
 pub mod ops;
+pub mod passthrough;
 pub mod readdir;
 #[cfg(test)]
 mod tests;
