@@ -157,12 +157,15 @@ impl Overlay {
                     OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY,
                     Mode::from_raw_mode(0o600),
                 )?);
+                let mut strategy = None;
                 if with_data {
-                    copy_data(&src, &dst, st.st_size as u64, Strategy::Reflink, &mut || {
-                        self.take_fault(FaultPoint::MidData)
-                    })?;
+                    let between = &mut || self.take_fault(FaultPoint::MidData);
+                    strategy = Some(copy_data(&src, &dst, st.st_size as u64, Strategy::Reflink, between)?);
                 }
-                self.finish_copy(from, work, tmp, st, found.ino, Some(&dst))
+                // A reflink writes no data blocks, only metadata, which reflink filesystems (XFS,
+                // btrfs) commit in order: the rename cannot outlive a crash without the clone.
+                let sync = (strategy != Some(Strategy::Reflink)).then_some(&dst);
+                self.finish_copy(from, work, tmp, st, found.ino, sync)
             }
             FileType::Symlink => {
                 fd::symlink_at(&fd::readlink_at(from.dir(), name)?, work, tmp)?;
