@@ -22,7 +22,9 @@ const COL_W: usize = 132;
 const GAP: usize = 6;
 const BAND_H: usize = 44;
 const CELL_H: usize = 28;
-const TOP: usize = 86;
+const TOP: usize = 84;
+/// Paths per panel: a long stack of paths is drawn as several panels, one under the other.
+const PER_PANEL: usize = 7;
 const PALETTE: [&str; 8] = ["#4e79a7", "#59a14f", "#e3b505", "#b07aa1", "#76b7b2", "#f28e2b", "#9c755f", "#ff9da7"];
 const UPPER: &str = "#e15759";
 
@@ -53,21 +55,27 @@ impl<'a> Picture<'_, 'a> {
         let paths = self.paths();
         let columns = self.columns(&paths);
         let n = self.stack.layers.len();
-        let width = (LABEL_W + columns.len() * (COL_W + GAP) + 20).max(900);
-        let height = TOP + (n + 1) * BAND_H + 24 + 70;
+        let width = (LABEL_W + columns.len().min(PER_PANEL) * (COL_W + GAP) + 20).max(900);
+        let panel_h = 24 + (n + 1) * BAND_H + 16 + 24;
+        let panels = columns.len().div_ceil(PER_PANEL).max(1);
+        let height = TOP + panels * panel_h + 40;
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
              viewBox=\"0 0 {width} {height}\" font-family=\"DejaVu Sans, Liberation Sans, Arial, sans-serif\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n"
         );
         self.heading(&mut s, &columns, &paths);
-        self.group_headers(&mut s, &columns);
-        self.merged_band(&mut s, &columns, width, TOP);
-        for (row, id) in (0..n).rev().enumerate() {
-            let y = TOP + BAND_H + 24 + row * BAND_H;
-            self.layer_band(&mut s, &columns, &paths, (id, width), y);
+        legend(&mut s, 58);
+        let chunks: Vec<&[PathBuf]> = if columns.is_empty() { vec![&[]] } else { columns.chunks(PER_PANEL).collect() };
+        for (k, chunk) in chunks.into_iter().enumerate() {
+            let top = TOP + k * panel_h;
+            self.group_headers(&mut s, chunk, top + 18);
+            self.merged_band(&mut s, chunk, width, top + 24);
+            for (row, id) in (0..n).rev().enumerate() {
+                let y = top + 24 + BAND_H + 16 + row * BAND_H;
+                self.layer_band(&mut s, chunk, &paths, (id, width), y);
+            }
         }
-        legend(&mut s, TOP + (n + 1) * BAND_H + 40);
         s.push_str("</svg>\n");
         s
     }
@@ -107,7 +115,7 @@ impl<'a> Picture<'_, 'a> {
         out
     }
 
-    /// The paths drawn, in path order.
+    /// The paths drawn: those that tell the stack's story, then others, each group in path order.
     fn columns(&self, paths: &BTreeMap<PathBuf, Vec<LayerId>>) -> Vec<PathBuf> {
         let (mut story, mut rest): (Vec<&PathBuf>, Vec<&PathBuf>) = (Vec::new(), Vec::new());
         for (p, ids) in paths {
@@ -120,9 +128,7 @@ impl<'a> Picture<'_, 'a> {
         story.truncate(self.max_columns);
         let room = self.max_columns - story.len();
         story.extend(rest.into_iter().take(room));
-        let mut cols: Vec<PathBuf> = story.into_iter().cloned().collect();
-        cols.sort();
-        cols
+        story.into_iter().cloned().collect()
     }
 
     /// Non-directories and whiteouts always; directories only when opaque or when another
@@ -151,7 +157,7 @@ impl<'a> Picture<'_, 'a> {
     }
 
     /// The parent directory above each run of columns that share it.
-    fn group_headers(&self, s: &mut String, columns: &[PathBuf]) {
+    fn group_headers(&self, s: &mut String, columns: &[PathBuf], y: usize) {
         let mut i = 0;
         while i < columns.len() {
             let parent = columns[i].parent().unwrap_or(Path::new(""));
@@ -161,12 +167,10 @@ impl<'a> Picture<'_, 'a> {
             let label = shorten(&format!("/{}", parent.display()), chars.max(4));
             let _ = writeln!(
                 s,
-                "<line x1=\"{x}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>\
+                "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#999\"/>\
                  <text x=\"{x}\" y=\"{}\" font-size=\"11\" fill=\"#333\">{}</text>",
-                TOP - 8,
                 x + run * (COL_W + GAP) - GAP,
-                TOP - 8,
-                TOP - 12,
+                y - 4,
                 esc(&label)
             );
             i += run;
@@ -222,9 +226,7 @@ impl<'a> Picture<'_, 'a> {
             None => "upper (container)".to_string(),
         };
         let total = paths.values().filter(|ids| ids.contains(&id)).count();
-        let drawn = columns.iter().filter(|p| self.stack.layer(id).node(p).is_some()).count();
-        let by = shorten(info.created_by.as_deref().unwrap_or(""), 40);
-        let sub = if total > drawn { format!("{by} (+{} more)", total - drawn) } else { by };
+        let sub = shorten(&format!("{total} entries · {}", info.created_by.as_deref().unwrap_or("")), 40);
         self.band(s, y, width, self.color(id), &title, &sub);
         for (i, p) in columns.iter().enumerate() {
             let Some(c) = self.cell_of(id, p) else { continue };
