@@ -349,7 +349,7 @@ fn a_container_upper_layer_is_explained() {
     assert_eq!(top[..8], ["upper", "-", "64B", "3", "2", "2", "1", "0B"], "{layers}");
     let tree = env.ok(&["tree", "-a", "demo", "/"]);
     assert_eq!(tree_layer(&tree, "keep.txt", ""), "upper");
-    assert_eq!(tree_layer(&tree, "keep.txt", "shadowed by layer upper"), "3");
+    assert_eq!(tree_layer(&tree, "keep.txt", "shadowed by the upper layer"), "3");
     assert_eq!(tree_layer(&tree, "moved/", "renamed"), "upper,3");
     assert_eq!(tree_layer(&tree, "passwd", "whiteout"), "upper");
 }

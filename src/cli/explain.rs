@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::store_root::open_store;
+use super::store_root::{open_store, print_text};
 use crate::explain::merge::View;
 use crate::explain::render::Style;
 use crate::explain::render::text::Explainer;
@@ -29,7 +29,7 @@ pub fn run(a: ExplainArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let ex = Explainer { stack: &target.stack, view: &view, image: image.as_ref(), style: Style::for_stdout() };
     match ex.explain(&a.path, &target.describe())? {
         Some(text) => {
-            print!("{text}");
+            print_text(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         None => anyhow::bail!("{}: no layer of {} has this path", a.path.display(), target.describe()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_root::{open_store, print_table};
+use super::store_root::{open_store, print_table, print_text};
 use crate::explain::render::layers::{HEADERS, changes, rows, summary};
 use crate::explain::render::svg::Picture;
 use crate::explain::stats::Stats;
@@ -43,7 +43,7 @@ pub fn run(a: LayersArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let stack = &target.stack;
     let (stats, view) = Stats::of(stack);
     if let Some(label) = &a.files {
-        print!("{}", changes(stack, &stats, stack.by_label(label)?));
+        print_text(&changes(stack, &stats, stack.by_label(label)?))?;
         return Ok(ExitCode::SUCCESS);
     }
     print_table(&HEADERS, &rows(stack, &stats, if a.no_trunc { 0 } else { 45 }));

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::store_root::open_store;
+use super::store_root::{open_store, print_text};
 use crate::explain::merge::View;
 use crate::explain::render::Style;
 use crate::explain::render::tree::TreeWriter;
@@ -40,6 +40,6 @@ pub fn run(a: TreeArgs, root: &Path) -> anyhow::Result<ExitCode> {
     };
     let title = Path::new("/").join(&path);
     let writer = TreeWriter::new(&target.stack, Style::for_stdout(), a.all);
-    print!("{}", writer.render(top, &title.to_string_lossy()));
+    print_text(&writer.render(top, &title.to_string_lossy()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -53,7 +53,7 @@ impl<'a> Picture<'_, 'a> {
     /// The picture as an SVG document.
     pub fn svg(&self) -> String {
         let paths = self.paths();
-        let columns = self.columns(&paths);
+        let (columns, drawable) = self.columns(&paths);
         let n = self.stack.layers.len();
         let width = (LABEL_W + columns.len().min(PER_PANEL) * (COL_W + GAP) + 20).max(900);
         let panel_h = 24 + (n + 1) * BAND_H + 16 + 24;
@@ -64,7 +64,7 @@ impl<'a> Picture<'_, 'a> {
              viewBox=\"0 0 {width} {height}\" font-family=\"DejaVu Sans, Liberation Sans, Arial, sans-serif\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n"
         );
-        self.heading(&mut s, &columns, &paths);
+        self.heading(&mut s, columns.len(), drawable);
         legend(&mut s, 58);
         let chunks: Vec<&[PathBuf]> = if columns.is_empty() { vec![&[]] } else { columns.chunks(PER_PANEL).collect() };
         for (k, chunk) in chunks.into_iter().enumerate() {
@@ -116,7 +116,8 @@ impl<'a> Picture<'_, 'a> {
     }
 
     /// The paths drawn: those that tell the stack's story, then others, each group in path order.
-    fn columns(&self, paths: &BTreeMap<PathBuf, Vec<LayerId>>) -> Vec<PathBuf> {
+    /// Also returns how many paths could be drawn.
+    fn columns(&self, paths: &BTreeMap<PathBuf, Vec<LayerId>>) -> (Vec<PathBuf>, usize) {
         let (mut story, mut rest): (Vec<&PathBuf>, Vec<&PathBuf>) = (Vec::new(), Vec::new());
         for (p, ids) in paths {
             if !self.drawable(p, ids) {
@@ -125,10 +126,11 @@ impl<'a> Picture<'_, 'a> {
             let tells = ids.len() > 1 || ids.iter().any(|&i| i > 0) || self.view.get(p).is_none();
             if tells { story.push(p) } else { rest.push(p) }
         }
+        let drawable = story.len() + rest.len();
         story.truncate(self.max_columns);
         let room = self.max_columns - story.len();
         story.extend(rest.into_iter().take(room));
-        story.into_iter().cloned().collect()
+        (story.into_iter().cloned().collect(), drawable)
     }
 
     /// Non-directories and whiteouts always; directories only when opaque or when another
@@ -142,8 +144,8 @@ impl<'a> Picture<'_, 'a> {
         if self.stack.layer(id).info.is_upper() { UPPER } else { PALETTE[id % PALETTE.len()] }
     }
 
-    fn heading(&self, s: &mut String, columns: &[PathBuf], paths: &BTreeMap<PathBuf, Vec<LayerId>>) {
-        let left = paths.len().saturating_sub(columns.len());
+    fn heading(&self, s: &mut String, drawn: usize, drawable: usize) {
+        let left = drawable - drawn;
         let more = if left > 0 { format!("; {left} more paths not drawn") } else { String::new() };
         let _ = write!(
             s,
@@ -151,7 +153,7 @@ impl<'a> Picture<'_, 'a> {
              <text x=\"16\" y=\"46\" font-size=\"12\" fill=\"#444\">{} layers, {} paths drawn{more}. {}</text>\n",
             esc(&self.title),
             self.stack.layers.len(),
-            columns.len(),
+            drawn,
             esc(&summary(self.stats))
         );
     }

@@ -112,7 +112,10 @@ impl<'a> Explainer<'_, 'a> {
         };
         let (ol, oword) = (self.label(old.layer), old.node.type_word());
         Some(match (e.is_dir(), old.node.dir().is_some()) {
-            (false, false) => format!("the top-most layer that has the name decides: layer {top} over layer {ol}."),
+            (false, false) => format!(
+                "the top-most layer that has the name decides: {} over layer {ol}.",
+                self.stack.layer(e.shown().layer).info.name()
+            ),
             (false, true) => format!(
                 "layer {top} put a {} where layer {ol} had a directory; a non-directory ends the merge, \
                  so nothing of that directory is seen.",

@@ -83,6 +83,12 @@ impl<'a> TreeWriter<'a> {
         self.stack.layer(id).info.label.clone()
     }
 
+    /// "layer 3", or "the upper layer" of a container.
+    fn layer_ref(&self, id: LayerId) -> String {
+        let info = &self.stack.layer(id).info;
+        if info.is_upper() { "the upper layer".into() } else { format!("layer {}", info.label) }
+    }
+
     /// The items of a shown directory, by name; with `--all` each name's hidden history follows it.
     fn items<'s>(&self, dir: &'s Entry<'a>) -> Vec<Item<'s, 'a>> {
         let mut names: Vec<&'s OsStr> = dir.children.keys().map(|n| n.as_os_str()).collect();
@@ -100,7 +106,7 @@ impl<'a> TreeWriter<'a> {
             } else if let Some(g) = dir.gone.get(name) {
                 out.push(Item::Whiteout(name, g));
                 if let Some(hid) = &g.hid {
-                    let note = format!("deleted by the whiteout of layer {}", self.label(g.whiteout.layer));
+                    let note = format!("deleted by the whiteout of {}", self.layer_ref(g.whiteout.layer));
                     out.push(Item::Old(name, hid, note));
                     self.history_items(name, hid, hid.history(), &mut out);
                 }
@@ -130,13 +136,13 @@ impl<'a> TreeWriter<'a> {
     /// Why `old` is not seen, given what lies right above it.
     fn note_under(&self, above: &Hidden<'_, 'a>, old: &Entry<'a>) -> String {
         match above {
-            Hidden::Whiteout(g) => format!("deleted by the whiteout of layer {}", self.label(g.whiteout.layer)),
+            Hidden::Whiteout(g) => format!("deleted by the whiteout of {}", self.layer_ref(g.whiteout.layer)),
             Hidden::Entry(a) => {
                 let lowest = a.versions.last().unwrap_or(a.shown());
                 if old.is_dir() && lowest.node.dir().is_some_and(|d| d.opaque) {
-                    format!("hidden: opaque in layer {}", self.label(lowest.layer))
+                    format!("hidden: opaque in {}", self.layer_ref(lowest.layer))
                 } else {
-                    format!("shadowed by layer {}", self.label(lowest.layer))
+                    format!("shadowed by {}", self.layer_ref(lowest.layer))
                 }
             }
         }
