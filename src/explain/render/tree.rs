@@ -229,7 +229,9 @@ impl<'a> TreeWriter<'a> {
         for l in &self.lines {
             let label = format!("{:<width$}", l.label);
             let (label, name) = match (l.kind, l.layer) {
-                (LineKind::Shown, Some(id)) => (self.style.layer(self.stack, id, &label), l.name.clone()),
+                (LineKind::Shown, Some(id)) => {
+                    (self.style.layer(self.stack, id, &label), self.style.layer(self.stack, id, &l.name))
+                }
                 (LineKind::Whiteout, _) => (label, self.style.whiteout(&l.name)),
                 _ => (label, self.style.hidden(&l.name)),
             };
