@@ -110,3 +110,38 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::stack::tests::info;
+    use crate::explain::stack::{Layer, Stack};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn tells_copy_ups_from_new_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let (low, up) = (t.path().join("low"), t.path().join("up"));
+        std::fs::create_dir_all(low.join("dir")).unwrap();
+        std::fs::create_dir_all(up.join("dir")).unwrap();
+        for (name, low_data, up_data) in [("data", "a", "b"), ("meta", "same", "same"), ("new", "", "n")] {
+            if !low_data.is_empty() {
+                std::fs::write(low.join(name), low_data).unwrap();
+            }
+            std::fs::write(up.join(name), up_data).unwrap();
+        }
+        std::fs::set_permissions(up.join("meta"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(low.join("was-file"), "x").unwrap();
+        std::fs::create_dir(up.join("was-file")).unwrap();
+        let layers = [("1", low), ("upper", up)].map(|(n, p)| Layer::read(info(n, &p)).unwrap());
+        let stack = Stack { layers: layers.into(), name: "t".into() };
+        let (view, image) = (View::of(&stack), View::build(&stack, 1, |_, _| {}));
+        let origin = |p: &str| origin(&stack, &image, Path::new(p), view.get(Path::new(p)).unwrap().shown()).unwrap();
+        assert!(matches!(origin("data"), Origin::CopiedUp { data_changed: true, .. }));
+        let Origin::CopiedUp { data_changed: false, meta, .. } = origin("meta") else { panic!("meta") };
+        assert_eq!(meta.first().map(String::as_str), Some("mode 0644 -> 0600"));
+        assert!(matches!(origin("new"), Origin::New));
+        assert!(matches!(origin("was-file"), Origin::Replaced { .. }));
+        assert!(matches!(origin("dir"), Origin::CopiedUp { data_changed: false, .. }));
+    }
+}

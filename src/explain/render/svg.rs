@@ -363,3 +363,26 @@ pub fn esc(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::merge::tests::three;
+
+    #[test]
+    fn draws_every_layer_with_struck_and_whiteout_cells() {
+        let t = tempfile::tempdir().unwrap();
+        let stack = three(t.path());
+        let (stats, view) = Stats::of(&stack);
+        let pic = Picture { stack: &stack, view: &view, stats: &stats, title: "a <test>".into(), max_columns: 40 };
+        let svg = pic.svg();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).collect();
+        for want in ["a <test>", "merged view", "✗ gone", "gone", "new", "opq/ (opaque)", "d2f"] {
+            assert!(texts.contains(&want), "{want:?} not in {texts:?}");
+        }
+        let struck = doc.descendants().filter(|n| n.has_tag_name("line") && n.attribute("stroke") == Some("#c00"));
+        assert!(struck.count() >= 3, "l1's a, gone and f2d/ are hidden");
+        assert_eq!(esc("<&\"'>"), "&lt;&amp;&quot;&#39;&gt;");
+    }
+}

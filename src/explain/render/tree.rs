@@ -241,3 +241,31 @@ impl<'a> TreeWriter<'a> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::merge::View;
+    use crate::explain::merge::tests::three;
+
+    #[test]
+    fn lists_what_is_not_seen_with_all() {
+        let t = tempfile::tempdir().unwrap();
+        let stack = three(t.path());
+        let view = View::of(&stack);
+        let plain = TreeWriter::new(&stack, Style::default(), false).render(&view.root, "/");
+        assert!(plain.lines().any(|l| l == "2      ├── a"), "{plain}");
+        assert!(!plain.contains("whiteout"), "{plain}");
+        let all = TreeWriter::new(&stack, Style::default(), true).render(&view.root, "/");
+        for line in [
+            "1      ├── a  (shadowed by layer 2)",
+            "2      ├── gone  (whiteout)",
+            "1      ├── gone  (deleted by the whiteout of layer 2)",
+            "1      │   └── x  (hidden)",
+            "1      └── opq/  (hidden: opaque in layer 2)",
+            "1          └── old/  (hidden)",
+        ] {
+            assert!(all.lines().any(|l| l == line), "{line:?} missing:\n{all}");
+        }
+    }
+}
