@@ -261,7 +261,7 @@ mod tests {
             "1      ├── a  (shadowed by layer 2)",
             "2      ├── gone  (whiteout)",
             "1      ├── gone  (deleted by the whiteout of layer 2)",
-            "1      │   └── x  (hidden)",
+            "1      │       └── x  (hidden)",
             "1      └── opq/  (hidden: opaque in layer 2)",
             "1          └── old/  (hidden)",
         ] {
