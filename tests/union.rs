@@ -321,21 +321,37 @@ fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
                 continue;
             }
             used.push(p.clone());
-            entries.push(match rng.random_range(0..10) {
+            let entry = match rng.random_range(0..14) {
                 0..=3 => file(&p, &format!("{p}@{seed}")),
                 4 => Entry::Whiteout(p),
                 5 => Entry::Symlink(p, "a".into()),
                 6 => Entry::Opaque(p),
+                7 => Entry::WhFile(p),
+                8 => Entry::OpaqueFile(p),
+                9 => {
+                    entries.push(file(&p, "linked"));
+                    used.push(format!("{p}.l"));
+                    Entry::Hardlink(format!("{p}.l"), p)
+                }
+                10 => {
+                    entries.push(file(&p, "x"));
+                    Entry::Xattr(p, "user.x".into(), b"1".to_vec())
+                }
                 _ => Entry::File(format!("{p}/f"), b"inner".to_vec(), 0o640),
-            });
+            };
+            entries.push(entry);
         }
         layers.push(entries);
     }
     let mut ops = Vec::new();
-    for _ in 0..rng.random_range(10..30) {
+    for _ in 0..rng.random_range(10..40) {
         let p = paths[rng.random_range(0..paths.len())].clone();
         let q = paths[rng.random_range(0..paths.len())].clone();
-        ops.push(match rng.random_range(0..17) {
+        ops.push(match rng.random_range(0..21) {
+            17 => Op::Utimes(p, 1_000_000),
+            18 => Op::RemoveXattr(p, "user.x".into()),
+            19 => Op::GetXattr(p, "user.x".into()),
+            20 => Op::Readlink(p),
             0 => Op::Write(p, format!("w{seed}").into_bytes()),
             1 => Op::Append(p, b"+".to_vec()),
             2 => Op::Read(p),
@@ -374,11 +390,27 @@ fn random_seeds(test: &str, seeds: std::ops::Range<u64>) {
 }
 
 #[test]
-fn root_random_operation_sequences_seeds_0_to_60() {
-    random_seeds("root_random_operation_sequences_seeds_0_to_60", 0..60);
+fn root_random_operation_sequences_seeds_0_to_150() {
+    random_seeds("root_random_operation_sequences_seeds_0_to_150", 0..150);
 }
 
 #[test]
-fn root_random_operation_sequences_seeds_60_to_120() {
-    random_seeds("root_random_operation_sequences_seeds_60_to_120", 60..120);
+fn root_random_operation_sequences_seeds_150_to_300() {
+    random_seeds("root_random_operation_sequences_seeds_150_to_300", 150..300);
+}
+
+#[test]
+fn root_random_operation_sequences_seeds_300_to_450() {
+    random_seeds("root_random_operation_sequences_seeds_300_to_450", 300..450);
+}
+
+/// Replays one seed with its operations printed: `STRATA_SEED=N cargo test --test union replay -- --nocapture`.
+#[test]
+fn replay_one_seed_from_env() {
+    let Ok(seed) = std::env::var("STRATA_SEED") else { return };
+    let seed: u64 = seed.parse().expect("STRATA_SEED must be a number");
+    let (layers, ops) = random_case(seed);
+    eprintln!("layers: {layers:#?}\nops: {ops:#?}");
+    let problems = differential(&layers, &ops);
+    assert!(problems.is_empty(), "seed {seed}:\n{}", problems.join("\n"));
 }

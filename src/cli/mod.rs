@@ -147,7 +147,11 @@ impl log::Log for StderrLogger {
         m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) && (r.target().starts_with("strata") || r.level() <= log::Level::Warn) {
+        // fuser warns when the kernel side is already unmounted at exit: only worth a debug line.
+        let ours = r.target().starts_with("strata");
+        if self.enabled(r.metadata())
+            && (ours || (r.level() <= log::Level::Warn && log::max_level() >= log::LevelFilter::Debug))
+        {
             eprintln!("strata[{}]: {}", r.level().as_str().to_lowercase(), r.args());
         }
     }

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fuser::{MountOption, Session, SessionACL};
@@ -139,7 +138,7 @@ fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<
     for note in &stack.notes {
         log::warn!("{note}");
     }
-    let config = Config { ttl: spec.timeout.unwrap_or(Duration::from_secs(1)), trace };
+    let config = Config { ttl: spec.timeout.unwrap_or(Config::default().ttl), trace };
     let ov = Overlay::new(stack, config).context("reading the layer roots")?;
     let root = rustix::process::geteuid().is_root();
     let mut fc = fuser::Config::default();

@@ -110,7 +110,7 @@ impl Overlay {
             let _ = layers::remove_tree(work, &tmp);
             return Err(e);
         }
-        self.trace(format_args!("copy-up dir /{} (from layer {})", path.display(), found.src.top()));
+        self.trace(format_args!("copy-up   /{}  from {}", path.display(), self.stack.describe(found.src.top())));
         fd::open_dir(parent, Path::new(name))
     }
 
@@ -135,7 +135,7 @@ impl Overlay {
             let _ = layers::remove_tree(work, &tmp);
             return Err(e);
         }
-        self.trace(format_args!("copy-up /{} (from layer {layer})", path.display()));
+        self.trace(format_args!("copy-up   /{}  from {}", path.display(), self.stack.describe(layer)));
         for alias in aliases {
             if let Err(e) = self.link_alias(path, &alias, found) {
                 log::warn!("hardlink /{} of /{} not linked after copy-up: {e}", alias.display(), path.display());

@@ -100,6 +100,27 @@ fn fuse_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The attributes of a negative entry (node id 0).
+fn negative() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
     t.map(|t| match t {
         TimeOrNow::Now => SetTime::Now,
@@ -123,17 +144,27 @@ fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
 
 impl Filesystem for StrataFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // POSIX_ACL lets the kernel cache ACLs (ls asks for them on every file) and check them;
+        // READDIRPLUS answers `ls -l` with attributes in the listing instead of one lookup each.
         let wanted = InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_EXPORT_SUPPORT;
-        let _ = config.add_capabilities(wanted & config.capabilities());
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
+        let granted = wanted & config.capabilities();
+        let _ = config.add_capabilities(granted);
+        log::debug!("kernel capabilities used: {granted:?} (not offered: {:?})", wanted - granted);
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.ov.lookup(parent.0, name) {
             Ok((node, st)) => self.entry(reply, &node, &st),
+            // A node id of 0 with a time to live is a negative entry the kernel may cache: every
+            // name Strata creates goes through the kernel, which then drops it.
+            Err(Errno::NOENT) => reply.entry(&self.ttl(), &negative(), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -322,6 +353,41 @@ impl Filesystem for StrataFuse {
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.kind), &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let entries = match self.ov.readdir(fh.0, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno(e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let next = i as u64 + 1;
+            // The kernel takes no reference for `.` and `..`: their attributes are not used.
+            if e.name == "." || e.name == ".." {
+                let mut attr = negative();
+                (attr.ino, attr.kind) = (INodeNo(e.ino), fuser::FileType::Directory);
+                if reply.add(INodeNo(e.ino), next, &e.name, &Duration::ZERO, &attr, Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            // Each entry returned is a lookup the kernel will forget later; one that does not
+            // fit in the reply must not stay counted.
+            let Ok((node, st)) = self.ov.lookup(ino.0, &e.name) else { continue };
+            let attr = fuse_attr(&attr_of(node.ino, &node.src(), &st));
+            if reply.add(INodeNo(node.ino), next, &e.name, &self.ttl(), &attr, Generation(0)) {
+                self.ov.forget(node.ino, 1);
                 break;
             }
         }

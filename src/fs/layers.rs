@@ -203,6 +203,15 @@ impl Stack {
         Ok(self.layers[0].fd())
     }
 
+    /// How a layer is named to users: `upper`, or `lower N (PATH)` counting from the top lower.
+    pub fn describe(&self, idx: LayerIdx) -> String {
+        if self.is_upper(idx) {
+            return "upper".into();
+        }
+        let n = idx - self.first_lower() + 1;
+        format!("lower {n} ({})", self.layer(idx).path.display())
+    }
+
     /// The mount-wide inode number of inode `ino` of layer `idx`'s filesystem.
     pub fn compose_ino(&self, idx: LayerIdx, ino: u64) -> u64 {
         compose(self.layer(idx).ino_prefix, ino)
@@ -221,6 +230,7 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
     let mut out = Vec::new();
     for (path, root) in roots {
         let dev = fd::dev_of(&root).map_err(|e| (path.clone(), e))?;
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
         let idx = devs.iter().position(|&d| d == dev).unwrap_or_else(|| {
             devs.push(dev);
             devs.len() - 1

@@ -41,7 +41,7 @@ impl Found {
 #[derive(Debug)]
 pub struct At {
     /// The parent directory (or the object itself when `name` is `None`).
-    pub dir: OwnedFd,
+    pub dir: Arc<OwnedFd>,
     /// The object's name in `dir`.
     pub name: Option<OsString>,
 }
@@ -70,9 +70,21 @@ impl At {
 pub const INO_XATTR: &str = "strata.ino";
 
 impl Overlay {
-    /// Opens the instance of the directory at `path` in layer `idx` (an `O_PATH` fd).
-    pub(crate) fn open_layer_dir(&self, idx: LayerIdx, path: &Path) -> Result<OwnedFd> {
-        fd::open_dir(self.stack.layer(idx).fd(), path)
+    /// The instance of the directory at `path` in layer `idx` (an `O_PATH` fd, cached).
+    pub(crate) fn open_layer_dir(&self, idx: LayerIdx, path: &Path) -> Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.dirs.get(idx, path) {
+            return Ok(fd);
+        }
+        let fd = Arc::new(fd::open_dir(self.stack.layer(idx).fd(), path)?);
+        self.dirs.put(idx, path, fd.clone());
+        Ok(fd)
+    }
+
+    /// Drops cached upper directory fds (a directory there was removed, moved or replaced).
+    pub(crate) fn upper_dirs_changed(&self) {
+        if self.stack.upper.is_some() {
+            self.dirs.forget_layer(0);
+        }
     }
 
     /// Addresses the object at `path` in layer `idx` by its parent fd and name.
@@ -81,7 +93,7 @@ impl Overlay {
             (Some(parent), Some(name)) => {
                 Ok(At { dir: self.open_layer_dir(idx, parent)?, name: Some(name.to_owned()) })
             }
-            _ => Ok(At { dir: fd::dup(self.stack.layer(idx).fd())?, name: None }),
+            _ => Ok(At { dir: Arc::new(fd::dup(self.stack.layer(idx).fd())?), name: None }),
         }
     }
 
@@ -242,7 +254,7 @@ impl Overlay {
                 self.at_in_layer(src.top(), &self.top_path(&path, &src))
             }
             Err(e) => match node.state.lock().pinned.clone() {
-                Some(fdp) => Ok(At { dir: fd::dup(fdp.as_fd())?, name: None }),
+                Some(fdp) => Ok(At { dir: fdp, name: None }),
                 None => Err(e),
             },
         }

@@ -8,6 +8,7 @@
 
 pub mod attr;
 pub mod copyup;
+pub mod dircache;
 pub mod fuse;
 pub mod handles;
 pub mod inode;
@@ -15,6 +16,8 @@ pub mod layers;
 pub mod lookup;
 pub mod ops;
 pub mod readdir;
+#[cfg(test)]
+mod tests;
 pub mod whiteout;
 pub mod xattrs;
 
@@ -56,7 +59,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { ttl: Duration::from_secs(1), trace: false }
+        Config { ttl: Duration::from_secs(86400), trace: false }
     }
 }
 
@@ -85,6 +88,8 @@ pub struct Overlay {
     pub handles: HandleTable,
     /// Read for operations that resolve names, write for those that change names.
     tree: RwLock<()>,
+    /// Open directories of the layers.
+    dirs: dircache::DirCache,
     /// Serialises directory copy-ups (short: mkdir, attributes, rename).
     dir_copy: parking_lot::Mutex<()>,
     tmp_seq: AtomicU64,
@@ -109,6 +114,7 @@ impl Overlay {
             inodes: InodeTable::new(Src::Dir(root_layers)),
             handles: HandleTable::default(),
             tree: RwLock::new(()),
+            dirs: dircache::DirCache::default(),
             dir_copy: parking_lot::Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
             config,

@@ -77,6 +77,9 @@ impl Overlay {
         if slot.wh_file {
             fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(name)).or_else(ignore_noent)?;
         }
+        if opaque && kind == FileType::Directory {
+            self.trace(format_args!("opaque    /{}  (a new directory over a whiteout)", ppath.join(name).display()));
+        }
         let st = fd::stat_at(slot.parent.as_fd(), name)?;
         let ino = self.stack.compose_ino(0, st.st_ino);
         let src = Src::upper(kind, &ppath.join(name));
@@ -118,6 +121,7 @@ impl Overlay {
         });
         // After the exchange, `tmp` names the old whiteout; before it, the half-made object.
         let _ = layers::remove_tree(work, &tmp);
+        self.upper_dirs_changed();
         swapped
     }
 
@@ -156,7 +160,6 @@ impl Overlay {
                     if opaque {
                         let sub = fd::open_dir(dir, Path::new(name))?;
                         whiteout::set_opaque(upper, sub.as_fd())?;
-                        self.trace(format_args!("opaque dir {}", name.to_string_lossy()));
                     }
                     Ok(())
                 });
@@ -248,17 +251,30 @@ impl Overlay {
     /// Removes the non-directory `name` from `parent`.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
-        let (pnode, layers, ppath) = self.dir_node(parent)?;
+        let (_, layers, ppath) = self.dir_node(parent)?;
         let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         if found.kind() == FileType::Directory {
             return Err(Errno::ISDIR);
         }
+        // A lower file with other names is copied up (all its names) first, so that removing
+        // one name leaves the others with the true link count (as the kernel does with index=on).
+        if found.st.st_nlink > 1 && !self.in_upper(&found.src) {
+            self.copy_up_moving(&ppath.join(name), &found)?;
+        }
+        let (pnode, layers, ppath) = self.dir_node(parent)?;
+        let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         self.remove(&pnode, &layers, &ppath, name, &found)
     }
 
     /// Removes the empty directory `name` from `parent`.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
+        let r = self.rmdir_locked(parent, name);
+        self.upper_dirs_changed();
+        r
+    }
+
+    fn rmdir_locked(&self, parent: u64, name: &OsStr) -> Result<()> {
         let (pnode, layers, ppath) = self.dir_node(parent)?;
         let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         let Src::Dir(child_layers) = &found.src else {
@@ -285,7 +301,7 @@ impl Overlay {
             whiteout::create(self.stack.upper()?, dir.as_fd(), name)?;
         }
         if below {
-            self.trace(format_args!("whiteout /{}", ppath.join(name).display()));
+            self.trace(format_args!("whiteout  /{}", ppath.join(name).display()));
         }
         if let Some(n) = node {
             inode::remove_name(&mut n.state.lock().names, pnode.ino, name);
@@ -343,6 +359,19 @@ impl Overlay {
     /// Renames `name` in `parent` to `newname` in `newparent` (`RENAME_NOREPLACE`/`RENAME_EXCHANGE`).
     pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> Result<()> {
         let _tree = self.tree.write();
+        let r = self.rename_locked(parent, name, newparent, newname, flags);
+        self.upper_dirs_changed();
+        r
+    }
+
+    fn rename_locked(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<()> {
         if flags.contains(RenameFlags::WHITEOUT) || flags.contains(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             return Err(Errno::INVAL);
         }
@@ -400,6 +429,9 @@ impl Overlay {
             self.fix_moved(nudir.as_fd(), newname, &src, &below_dst)?;
         }
         self.mark_impure(nudir.as_fd());
+        if self.has_lower_parts(&src) {
+            self.trace(format_args!("redirect  /{}  (its lower parts stay at /{})", to.display(), from.display()));
+        }
         let dst = dst.as_ref().map(|d| (d, &from));
         self.rename_nodes((parent, name), (newparent, newname), (&src, &to), dst, exchange);
         Ok(())
@@ -431,7 +463,6 @@ impl Overlay {
         target.extend_from_slice(lower.path.as_os_str().as_bytes());
         let key = self.stack.upper()?.ns.name("redirect");
         crate::sys::xattr::set(dir, Some(name), OsStr::new(&key), &target, rustix::fs::XattrFlags::empty())?;
-        self.trace(format_args!("redirect {} -> {}", name.to_string_lossy(), String::from_utf8_lossy(&target)));
         Ok(())
     }
 
@@ -500,7 +531,7 @@ impl Overlay {
         }
         let sub = fd::open_dir(dir, Path::new(name))?;
         whiteout::set_opaque(self.stack.upper()?, sub.as_fd())?;
-        self.trace(format_args!("opaque dir {} (renamed over a lower directory)", name.to_string_lossy()));
+        self.trace(format_args!("opaque    {}  (renamed over a lower directory)", name.to_string_lossy()));
         Ok(())
     }
 

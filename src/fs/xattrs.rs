@@ -45,12 +45,29 @@ fn from_disk(key: &OsStr) -> Option<OsString> {
     if is_private_xattr(key) { None } else { Some(key.to_owned()) }
 }
 
+/// The virtual xattr that names the layer an object is shown from (never listed, never stored).
+pub const LAYER_XATTR: &str = "user.strata.layer";
+
 impl Overlay {
-    /// `getxattr`.
+    /// `upper`, or `lower N (PATH)`; a merged directory adds the layers below it.
+    fn layer_of(&self, node: &super::inode::Node) -> String {
+        match node.src() {
+            super::inode::Src::Dir(ls) if ls.len() > 1 => {
+                let rest: Vec<String> = ls[1..].iter().map(|d| self.stack.describe(d.idx)).collect();
+                format!("{}, merged with {}", self.stack.describe(ls[0].idx), rest.join(", "))
+            }
+            src => self.stack.describe(src.top()),
+        }
+    }
+
+    /// `getxattr`. The virtual, read-only [`LAYER_XATTR`] tells which layer an object is shown from.
     pub fn getxattr(&self, ino: u64, key: &OsStr) -> Result<Vec<u8>> {
         let _tree = self.tree.read();
-        let disk = to_disk(key).ok_or(Errno::NODATA)?;
         let node = self.inodes.get(ino)?;
+        if key == LAYER_XATTR {
+            return Ok(self.layer_of(&node).into_bytes());
+        }
+        let disk = to_disk(key).ok_or(Errno::NODATA)?;
         let at = self.locate(&node)?;
         xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)
     }
@@ -73,6 +90,9 @@ impl Overlay {
     /// `setxattr` (copies up first).
     pub fn setxattr(&self, ino: u64, key: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let _tree = self.tree.read();
+        if key == LAYER_XATTR {
+            return Err(Errno::PERM);
+        }
         let disk = to_disk(key).ok_or(Errno::PERM)?;
         let node = self.inodes.get(ino)?;
         self.copy_up(&node, true)?;

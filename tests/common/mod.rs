@@ -11,7 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[allow(unused_imports)]
 pub use ops::{Op, run_op};
+#[allow(unused_imports)]
 pub use tree::{Snapshot, snapshot};
 
 /// The strata binary under test.

@@ -1,0 +1,50 @@
+//! A bounded cache of directory fds, so that resolving names does not walk paths again.
+//!
+//! Lower layers never change while mounted, so their entries (keyed by layer and path) stay
+//! valid for the life of the mount. Upper entries are keyed by merged path and dropped whenever
+//! an operation removes, moves or replaces a directory there.
+
+use std::num::NonZeroUsize;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::layers::LayerIdx;
+
+/// How many directory fds stay open at most (well under the usual `nofile` limit).
+const CAPACITY: usize = 2048;
+
+/// Cached `O_PATH` fds of layer directories.
+pub struct DirCache {
+    map: Mutex<LruCache<(LayerIdx, PathBuf), Arc<OwnedFd>>>,
+}
+
+impl Default for DirCache {
+    fn default() -> Self {
+        DirCache { map: Mutex::new(LruCache::new(NonZeroUsize::new(CAPACITY).unwrap_or(NonZeroUsize::MIN))) }
+    }
+}
+
+impl DirCache {
+    /// The cached fd of directory `path` of layer `idx`.
+    pub fn get(&self, idx: LayerIdx, path: &Path) -> Option<Arc<OwnedFd>> {
+        self.map.lock().get(&(idx, path.to_path_buf())).cloned()
+    }
+
+    /// Remembers the fd of directory `path` of layer `idx`.
+    pub fn put(&self, idx: LayerIdx, path: &Path, fd: Arc<OwnedFd>) {
+        self.map.lock().put((idx, path.to_path_buf()), fd);
+    }
+
+    /// Forgets every entry of layer `idx` (the upper layer, after a directory moved or went).
+    pub fn forget_layer(&self, idx: LayerIdx) {
+        let mut map = self.map.lock();
+        let stale: Vec<_> = map.iter().filter(|((l, _), _)| *l == idx).map(|(k, _)| k.clone()).collect();
+        for k in stale {
+            map.pop(&k);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Unit tests of the union core on real temp dirs, calling [`Overlay`] directly (no mount).
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, XattrFlags};
+
+use super::inode::ROOT;
+use super::layers::{Stack, StackSpec};
+use super::ops::NewObject;
+use super::{Config, Ctx, Errno, FaultPoint, Overlay};
+
+/// A temp dir with `upper`, `work` and lower dirs `l0` (top) .. `lN`.
+struct Fixture {
+    dir: tempfile::TempDir,
+    lowers: usize,
+}
+
+impl Fixture {
+    fn new(lowers: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["upper", "work"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        for i in 0..lowers {
+            std::fs::create_dir(dir.path().join(format!("l{i}"))).unwrap();
+        }
+        Fixture { dir, lowers }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn file(&self, rel: &str, content: &str) {
+        let p = self.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    fn whiteout(&self, rel: &str) {
+        let p = self.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, &p, FileType::CharacterDevice, 0.into(), 0).unwrap();
+    }
+
+    fn overlay(&self) -> Overlay {
+        let spec = StackSpec {
+            lowers: (0..self.lowers).map(|i| self.p(&format!("l{i}"))).collect(),
+            upper: Some(self.p("upper")),
+            work: Some(self.p("work")),
+            userxattr: !rustix::process::geteuid().is_root(),
+            volatile: false,
+        };
+        Overlay::new(Stack::open(&spec).unwrap(), Config::default()).unwrap()
+    }
+
+    fn opaque_key(&self) -> &'static str {
+        if rustix::process::geteuid().is_root() { "trusted.overlay.opaque" } else { "user.overlay.opaque" }
+    }
+}
+
+fn names(ov: &Overlay, ino: u64) -> Vec<String> {
+    let mut v: Vec<String> =
+        ov.list_dir(ino).unwrap().into_iter().map(|e| e.name.to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn ino_of(ov: &Overlay, path: &str) -> Result<u64, Errno> {
+    let mut ino = ROOT;
+    for c in Path::new(path).iter() {
+        ino = ov.lookup(ino, c)?.0.ino;
+    }
+    Ok(ino)
+}
+
+fn read(ov: &Overlay, path: &str) -> String {
+    let fh = ov.open(ino_of(ov, path).unwrap(), libc::O_RDONLY).unwrap();
+    let data = ov.read(fh, 0, 1 << 20).unwrap();
+    ov.release(fh);
+    String::from_utf8(data).unwrap()
+}
+
+fn work_is_clean(f: &Fixture) -> bool {
+    std::fs::read_dir(f.p("work/work")).unwrap().next().is_none()
+}
+
+#[test]
+fn lookup_takes_the_top_layer_and_every_whiteout_form_hides() {
+    let f = Fixture::new(2);
+    f.file("l1/d/a", "low");
+    f.file("l0/d/a", "high");
+    f.file("l1/d/dev", "hidden by a device whiteout");
+    f.whiteout("l0/d/dev");
+    f.file("l1/d/aufs", "hidden by .wh.");
+    f.file("l0/d/.wh.aufs", "");
+    f.file("l1/d/xw", "hidden by an xattr whiteout");
+    f.file("l0/d/xw", "");
+    let ns = if rustix::process::geteuid().is_root() { "trusted" } else { "user" };
+    rustix::fs::lsetxattr(f.p("l0/d"), format!("{ns}.overlay.opaque").as_str(), b"x", XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(f.p("l0/d/xw"), format!("{ns}.overlay.whiteout").as_str(), b"", XattrFlags::empty()).unwrap();
+    f.file("upper/d/.wh.b", "");
+    f.file("l1/d/b", "hidden from upper");
+    let ov = f.overlay();
+    assert_eq!(read(&ov, "d/a"), "high");
+    for gone in ["d/dev", "d/aufs", "d/xw", "d/b", "d/.wh.aufs"] {
+        assert_eq!(ino_of(&ov, gone), Err(Errno::NOENT), "{gone}");
+    }
+    let d = ino_of(&ov, "d").unwrap();
+    assert_eq!(names(&ov, d), [".", "..", "a"]);
+}
+
+#[test]
+fn opaque_dirs_in_every_form_stop_the_merge() {
+    let f = Fixture::new(2);
+    f.file("l1/x/old", "");
+    f.file("l0/x/new", "");
+    rustix::fs::lsetxattr(f.p("l0/x"), f.opaque_key(), b"y", XattrFlags::empty()).unwrap();
+    f.file("l1/y/old", "");
+    f.file("l0/y/new", "");
+    f.file("l0/y/.wh..wh..opq", "");
+    f.file("l1/z/old", "");
+    f.file("l0/z", "a file ends the merge of a directory");
+    f.file("l1/w/old", "");
+    f.file("l0/w/new", "");
+    f.file("l0/.wh.w", "");
+    let ov = f.overlay();
+    for dir in ["x", "y", "w"] {
+        let ino = ino_of(&ov, dir).unwrap();
+        assert_eq!(names(&ov, ino), [".", "..", "new"], "{dir}");
+    }
+    assert!(ov.lookup(ino_of(&ov, "z").unwrap(), OsStr::new("old")).is_err());
+    assert_eq!(read(&ov, "z"), "a file ends the merge of a directory");
+}
+
+#[test]
+fn readdir_merges_names_once_and_hides_markers() {
+    let f = Fixture::new(2);
+    for (layer, name) in [("l1", "a"), ("l1", "b"), ("l0", "b"), ("l0", "c"), ("upper", "d"), ("upper", "a")] {
+        f.file(&format!("{layer}/dir/{name}"), layer);
+    }
+    f.file("l0/dir/.wh.a", "");
+    f.whiteout("upper/dir/c");
+    let ov = f.overlay();
+    let dir = ino_of(&ov, "dir").unwrap();
+    // `a` in upper survives the `.wh.a` of a lower layer; `c` is whited out by upper.
+    assert_eq!(names(&ov, dir), [".", "..", "a", "b", "d"]);
+    assert_eq!(read(&ov, "dir/a"), "upper");
+    let listed: Vec<_> = ov.list_dir(dir).unwrap().into_iter().filter(|e| e.name == "b").collect();
+    assert_eq!(listed[0].ino, ino_of(&ov, "dir/b").unwrap(), "readdir d_ino equals st_ino");
+}
+
+#[test]
+fn removing_a_lower_name_leaves_a_device_whiteout_and_creating_replaces_it() {
+    let f = Fixture::new(1);
+    f.file("l0/d/f", "lower");
+    f.file("l0/d/sub/x", "");
+    let ov = f.overlay();
+    let d = ino_of(&ov, "d").unwrap();
+    ov.unlink(d, OsStr::new("f")).unwrap();
+    let st = std::fs::symlink_metadata(f.p("upper/d/f")).unwrap();
+    assert_eq!((st.mode() & libc::S_IFMT, st.rdev()), (libc::S_IFCHR, 0));
+    assert_eq!(ino_of(&ov, "d/f"), Err(Errno::NOENT));
+    ov.create(&Ctx::ROOT, d, OsStr::new("f"), NewObject::File { mode: 0o640, flags: libc::O_RDWR }).unwrap();
+    assert!(std::fs::symlink_metadata(f.p("upper/d/f")).unwrap().is_file());
+    // A directory made over a whiteout is opaque: the old lower content stays hidden.
+    assert_eq!(ov.rmdir(d, OsStr::new("sub")), Err(Errno::NOTEMPTY));
+    ov.unlink(ino_of(&ov, "d/sub").unwrap(), OsStr::new("x")).unwrap();
+    ov.rmdir(d, OsStr::new("sub")).unwrap();
+    ov.create(&Ctx::ROOT, d, OsStr::new("sub"), NewObject::Dir { mode: 0o700 }).unwrap();
+    let mut v = [0u8; 4];
+    let n = rustix::fs::lgetxattr(f.p("upper/d/sub"), f.opaque_key(), &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"y");
+    assert_eq!(std::fs::metadata(f.p("upper/d/sub")).unwrap().permissions().mode() & 0o7777, 0o700);
+    assert_eq!(names(&ov, ino_of(&ov, "d/sub").unwrap()), [".", ".."]);
+    assert!(work_is_clean(&f));
+}
+
+#[test]
+fn copy_up_keeps_data_owner_mode_xattrs_times_and_inode_number() {
+    let f = Fixture::new(1);
+    f.file("l0/a/b/file", "0123456789");
+    std::fs::set_permissions(f.p("l0/a/b"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(f.p("l0/a/b/file"), std::fs::Permissions::from_mode(0o604)).unwrap();
+    rustix::fs::lsetxattr(f.p("l0/a/b/file"), "user.k", b"v", XattrFlags::empty()).unwrap();
+    let t = rustix::fs::Timespec { tv_sec: 1_000_000, tv_nsec: 5 };
+    let ts = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::utimensat(rustix::fs::CWD, f.p("l0/a/b/file"), &ts, rustix::fs::AtFlags::empty()).unwrap();
+    let ov = f.overlay();
+    let ino = ino_of(&ov, "a/b/file").unwrap();
+    let fh = ov.open(ino, libc::O_RDWR).unwrap();
+    let up = std::fs::symlink_metadata(f.p("upper/a/b/file")).unwrap();
+    assert_eq!(std::fs::read(f.p("upper/a/b/file")).unwrap(), b"0123456789");
+    assert_eq!((up.mode() & 0o7777, up.mtime(), up.mtime_nsec()), (0o604, 1_000_000, 5));
+    assert_eq!(std::fs::metadata(f.p("upper/a/b")).unwrap().permissions().mode() & 0o7777, 0o700);
+    let mut v = [0u8; 4];
+    let n = rustix::fs::lgetxattr(f.p("upper/a/b/file"), "user.k", &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"v");
+    ov.write(fh, 10, b"!").unwrap();
+    ov.release(fh);
+    assert_eq!(std::fs::read(f.p("l0/a/b/file")).unwrap(), b"0123456789", "the lower file is never written");
+    assert_eq!(ov.getattr(ino, None).unwrap().ino, ino, "st_ino is the same after copy-up");
+    drop(ov);
+    let again = f.overlay();
+    assert_eq!(ino_of(&again, "a/b/file").unwrap(), ino, "and after a remount");
+    assert!(work_is_clean(&f));
+}
+
+#[test]
+fn a_copy_up_that_fails_midway_leaves_upper_unchanged_and_work_clean() {
+    for point in [FaultPoint::MidData, FaultPoint::BeforeRename] {
+        let f = Fixture::new(1);
+        f.file("l0/d/file", &"x".repeat(100_000));
+        let ov = f.overlay();
+        let ino = ino_of(&ov, "d/file").unwrap();
+        ov.inject_fault(point);
+        assert_eq!(ov.open(ino, libc::O_WRONLY), Err(Errno::IO), "{point:?}");
+        assert!(!f.p("upper/d/file").exists(), "{point:?}: no partial file in upper");
+        assert!(work_is_clean(&f), "{point:?}: temp copy removed");
+        assert_eq!(read(&ov, "d/file").len(), 100_000, "{point:?}: the old view stays");
+        let fh = ov.open(ino, libc::O_WRONLY).unwrap();
+        ov.release(fh);
+        assert_eq!(std::fs::read(f.p("upper/d/file")).unwrap().len(), 100_000, "{point:?}: retry works");
+    }
+}
+
+#[test]
+fn leftovers_in_the_work_dir_are_removed_at_mount() {
+    let f = Fixture::new(1);
+    f.file("work/work/#strata-1-1", "half a copy");
+    f.file("work/work/#strata-1-2/deep/x", "half a dir");
+    let _ov = f.overlay();
+    assert!(work_is_clean(&f));
+}
+
+#[test]
+fn renaming_a_lower_directory_writes_a_redirect_and_keeps_its_content() {
+    let f = Fixture::new(1);
+    f.file("l0/src/sub/file", "content");
+    let ov = f.overlay();
+    let file_ino = ino_of(&ov, "src/sub/file").unwrap();
+    ov.rename(ROOT, OsStr::new("src"), ROOT, OsStr::new("dst"), rustix::fs::RenameFlags::empty()).unwrap();
+    assert_eq!(read(&ov, "dst/sub/file"), "content");
+    assert_eq!(ino_of(&ov, "dst/sub/file").unwrap(), file_ino);
+    assert_eq!(ino_of(&ov, "src"), Err(Errno::NOENT));
+    let key = if rustix::process::geteuid().is_root() { "trusted.overlay.redirect" } else { "user.overlay.redirect" };
+    let mut v = [0u8; 64];
+    let n = rustix::fs::lgetxattr(f.p("upper/dst"), key, &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"/src");
+    assert!(!f.p("upper/dst/sub").exists(), "the content is not copied");
+    drop(ov);
+    let again = f.overlay();
+    assert_eq!(read(&again, "dst/sub/file"), "content");
+}

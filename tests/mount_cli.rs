@@ -1,0 +1,390 @@
+//! The mount as a user meets it: command-line forms, setup errors, rootless and root mounts,
+//! layers on several filesystems, signals, concurrency.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("strata-cli-").tempdir_in("/tmp").unwrap()
+}
+
+fn dirs(t: &Path, names: &[&str]) {
+    for n in names {
+        std::fs::create_dir_all(t.join(n)).unwrap();
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn is_mounted(p: &Path) -> bool {
+    let p = p.canonicalize().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == p.to_str())
+}
+
+/// Runs a strata mount that must fail; returns its single stderr line.
+fn mount_error(args: &[&str]) -> String {
+    let out = Command::new(strata()).args(args).output().unwrap();
+    assert!(!out.status.success(), "strata {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line, got: {err}");
+    err
+}
+
+#[test]
+fn root_bad_setup_gets_one_clear_line_and_a_failure_status() {
+    if !require_root("root_bad_setup_gets_one_clear_line_and_a_failure_status") {
+        return;
+    }
+    let t = tmp();
+    let p = |s: &str| t.path().join(s).to_string_lossy().into_owned();
+    dirs(t.path(), &["l", "u", "w", "m", "u/inner", "tmpfs"]);
+    std::fs::write(t.path().join("notdir"), "").unwrap();
+    let opts = |l: &str, u: &str, w: &str| format!("lowerdir={},upperdir={},workdir={}", p(l), p(u), p(w));
+    let e = mount_error(&["mount", "-o", &opts("missing", "u", "w"), &p("m")]);
+    assert!(e.contains("missing") && e.contains("no such directory"), "{e}");
+    let e = mount_error(&["mount", "-o", &opts("notdir", "u", "w"), &p("m")]);
+    assert!(e.contains("notdir") && e.contains("not a directory"), "{e}");
+    let e = mount_error(&["mount", "-o", &opts("l", "u", "u/inner"), &p("m")]);
+    assert!(e.contains("must not be inside one another"), "{e}");
+    assert!(Command::new("mount").args(["-t", "tmpfs", "tmpfs", &p("tmpfs")]).status().unwrap().success());
+    let e = mount_error(&["mount", "-o", &opts("l", "u", "tmpfs"), &p("m")]);
+    Command::new("umount").arg(p("tmpfs")).status().unwrap();
+    assert!(e.contains("another filesystem"), "{e}");
+    let e = mount_error(&["mount", "-o", &format!("lowerdir={},bogus", p("l")), &p("m")]);
+    assert!(e.contains("unknown mount option bogus"), "{e}");
+    let e = mount_error(&["mount", "-o", &format!("lowerdir={},uidmapping=0:1:1", p("l")), &p("m")]);
+    assert!(e.contains("uidmapping") && e.contains("not supported"), "{e}");
+    let busy = mount(Fs::Strata, &[t.path().join("l")], None, None, &t.path().join("m"));
+    let e = mount_error(&["mount", "-o", &format!("lowerdir={}", p("l")), &p("m")]);
+    assert!(e.contains("busy"), "{e}");
+    busy.unmount();
+    // No /dev/fuse: an empty /dev in a private mount namespace.
+    let script = format!("mount -t tmpfs none /dev && exec {} mount -o lowerdir={} {}", strata(), p("l"), p("m"));
+    let out =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/fuse not found"), "{out:?}");
+}
+
+#[test]
+fn root_read_only_mount_answers_erofs() {
+    if !require_root("root_read_only_mount_answers_erofs") {
+        return;
+    }
+    let t = tmp();
+    build_layer(&t.path().join("l"), &[file("f", "x")]);
+    let m = mount(Fs::Strata, &[t.path().join("l")], None, None, &t.path().join("m"));
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"x");
+    let e = std::fs::write(m.path("f"), "y").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    let e = std::fs::create_dir(m.path("d")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+}
+
+#[test]
+fn root_fuse_overlayfs_command_line_and_mount_helper_forms() {
+    if !require_root("root_fuse_overlayfs_command_line_and_mount_helper_forms") {
+        return;
+    }
+    let t = tmp();
+    dirs(t.path(), &["u", "w", "m", "u2", "w2"]);
+    build_layer(&t.path().join("l"), &[file("f", "lower")]);
+    let opts = |u: &str, w: &str| {
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            t.path().join("l").display(),
+            t.path().join(u).display(),
+            t.path().join(w).display()
+        )
+    };
+    // podman's mount_program form: no verb, -o first.
+    let out = run(Command::new(strata()).args(["-o", &opts("u", "w")]).arg(t.path().join("m")));
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(t.path().join("m/f")).unwrap(), b"lower");
+    run(Command::new(strata()).arg("umount").arg(t.path().join("m")));
+    assert!(!is_mounted(&t.path().join("m")));
+    // mount -t fuse.strata, through /sbin/mount.fuse.strata.
+    let helper = Path::new("/sbin/mount.fuse.strata");
+    let installed = !helper.exists();
+    if installed {
+        std::os::unix::fs::symlink(strata(), helper).unwrap();
+    }
+    let out =
+        run(Command::new("mount").args(["-t", "fuse.strata", "-o", &opts("u2", "w2"), "none"]).arg(t.path().join("m")));
+    let mounted = is_mounted(&t.path().join("m"));
+    let content = std::fs::read(t.path().join("m/f"));
+    let _ = Command::new("umount").arg(t.path().join("m")).status();
+    if installed {
+        std::fs::remove_file(helper).unwrap();
+    }
+    assert!(out.status.success() && mounted, "mount -t fuse.strata failed");
+    assert_eq!(content.unwrap(), b"lower");
+}
+
+#[test]
+fn root_sigterm_unmounts_cleanly() {
+    if !require_root("root_sigterm_unmounts_cleanly") {
+        return;
+    }
+    let t = tmp();
+    dirs(t.path(), &["l", "m"]);
+    let mut child = Command::new(strata())
+        .args(["mount", "-f", "--lower"])
+        .arg(t.path().join("l"))
+        .arg(t.path().join("m"))
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if is_mounted(&t.path().join("m")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(is_mounted(&t.path().join("m")));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!is_mounted(&t.path().join("m")));
+}
+
+#[test]
+fn root_layers_on_different_filesystems_keep_unique_stable_inode_numbers() {
+    if !require_root("root_layers_on_different_filesystems_keep_unique_stable_inode_numbers") {
+        return;
+    }
+    let t = tmp();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    dirs(t.path(), &["a", "b", "u", "w", "m"]);
+    // Two tmpfs instances number their inodes alike: the same numbers appear in both layers.
+    for d in [&a, &b] {
+        assert!(Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(d).status().unwrap().success());
+    }
+    let _guard = Unmounter(vec![a.clone(), b.clone()]);
+    let entries: Vec<Entry> = (0..50).map(|i| file(&format!("d/f{i}"), "x")).collect();
+    build_layer(&a, &entries);
+    let entries: Vec<Entry> = (0..50).map(|i| file(&format!("d/g{i}"), "y")).collect();
+    build_layer(&b, &entries);
+    let lowers = [a.clone(), b.clone()];
+    let (u, w, mp) = (t.path().join("u"), t.path().join("w"), t.path().join("m"));
+    let m = mount(Fs::Strata, &lowers, Some(&u), Some(&w), &mp);
+    let before = snapshot(&m.mnt).inos;
+    let mut seen = std::collections::HashMap::new();
+    for (path, ino) in &before {
+        if let Some(other) = seen.insert(*ino, path.clone()) {
+            panic!("{path} and {other} share st_ino {ino}");
+        }
+    }
+    std::fs::write(m.path("d/f3"), "copied up").unwrap();
+    std::fs::write(m.path("d/g7"), "copied up").unwrap();
+    let after = snapshot(&m.mnt).inos;
+    assert_eq!(before, after, "copy-up changed an inode number");
+    m.unmount();
+    let m = mount(Fs::Strata, &lowers, Some(&u), Some(&w), &mp);
+    assert_eq!(before, snapshot(&m.mnt).inos, "a remount changed an inode number");
+}
+
+struct Unmounter(Vec<PathBuf>);
+
+impl Drop for Unmounter {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
+#[test]
+fn root_concurrent_writers_copy_a_file_up_once() {
+    if !require_root("root_concurrent_writers_copy_a_file_up_once") {
+        return;
+    }
+    let t = tmp();
+    build_layer(&t.path().join("l"), &[file("d/log", "start\n")]);
+    let m = mount(
+        Fs::Strata,
+        &[t.path().join("l")],
+        Some(&t.path().join("u")),
+        Some(&t.path().join("w")),
+        &t.path().join("m"),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let p = m.path("d/log");
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                f.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let text = std::fs::read_to_string(m.path("d/log")).unwrap();
+    assert!(text.starts_with("start\n"), "{text}");
+    assert_eq!(text.lines().count(), 9, "{text}");
+    assert_eq!(std::fs::read_to_string(t.path().join("l/d/log")).unwrap(), "start\n");
+    assert!(std::fs::read_dir(t.path().join("w/work")).unwrap().next().is_none());
+}
+
+#[test]
+fn root_mount_lets_other_users_in_with_kernel_permission_checks() {
+    if !require_root("root_mount_lets_other_users_in_with_kernel_permission_checks") {
+        return;
+    }
+    let t = tmp();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    build_layer(
+        &t.path().join("l"),
+        &[file("ro", "root's"), Entry::Dir("pub", 0o1777), Entry::File("secret".into(), b"s".to_vec(), 0o600)],
+    );
+    let m = mount(
+        Fs::Strata,
+        &[t.path().join("l")],
+        Some(&t.path().join("u")),
+        Some(&t.path().join("w")),
+        &t.path().join("m"),
+    );
+    let as_nobody = |script: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
+            .current_dir(&m.mnt)
+            .output()
+            .unwrap()
+    };
+    assert!(as_nobody("cat ro").status.success(), "allow_other lets other users read");
+    assert!(!as_nobody("cat secret").status.success(), "mode 0600 keeps them out");
+    assert!(!as_nobody("echo x >> ro").status.success(), "a 0644 root file is not theirs to write");
+    assert!(as_nobody("echo mine > pub/new").status.success());
+    let md = std::fs::metadata(m.path("pub/new")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (65534, 65534), "new files belong to their creator");
+    let up = std::fs::metadata(t.path().join("u/pub/new")).unwrap();
+    assert_eq!((up.uid(), up.gid()), (65534, 65534));
+}
+
+#[test]
+fn root_rootless_mount_by_an_unprivileged_user_in_a_user_namespace() {
+    if !require_root("root_rootless_mount_by_an_unprivileged_user_in_a_user_namespace") {
+        return;
+    }
+    let t = tmp();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    build_layer(&t.path().join("l"), &[file("d/f", "lower"), file("d/gone", "x"), file("keep/old", "o")]);
+    dirs(t.path(), &["u", "w", "m"]);
+    let bin = t.path().join("strata");
+    std::fs::copy(strata(), &bin).unwrap();
+    // A rootless user's layers are their own files (mapped to root in the namespace).
+    let chown = Command::new("chown").args(["-R", "65534:65534", "l", "u", "w", "m"]).current_dir(t.path()).status();
+    assert!(chown.unwrap().success());
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let p = |s: &str| t.path().join(s).display().to_string();
+    let script = format!(
+        "set -e; {bin} mount -o lowerdir={l},upperdir={u},workdir={w} {m}; \
+         echo more >> {m}/d/f; rm {m}/d/gone; rm -r {m}/keep; mkdir {m}/keep; cat {m}/d/f; umount {m}",
+        bin = bin.display(),
+        l = p("l"),
+        u = p("u"),
+        w = p("w"),
+        m = p("m")
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "--user", "--map-root-user", "--mount"])
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rootless run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "lowermore\n");
+    let wh = std::fs::symlink_metadata(t.path().join("u/d/gone")).unwrap();
+    assert_eq!((wh.mode() & libc::S_IFMT, wh.rdev()), (libc::S_IFCHR, 0), "whiteout by mknod in the namespace");
+    let mut v = [0u8; 4];
+    let n = rustix::fs::lgetxattr(t.path().join("u/keep"), "user.overlay.opaque", &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"y", "rootless opaque xattr is user.overlay.opaque");
+    // The kernel reads the rootless upper dir with -o userxattr.
+    let km = t.path().join("km");
+    let opts = format!("lowerdir={},upperdir={},workdir={},userxattr", p("l"), p("u"), p("w"));
+    std::fs::create_dir(&km).unwrap();
+    assert!(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&km).status().unwrap().success());
+    let listing = std::fs::read_dir(km.join("keep")).unwrap().count();
+    let gone = km.join("d/gone").exists();
+    let content = std::fs::read_to_string(km.join("d/f")).unwrap();
+    Command::new("umount").arg(&km).status().unwrap();
+    assert_eq!((listing, gone, content.as_str()), (0, false, "lowermore\n"));
+}
+
+fn getxattr(p: &Path, name: &str) -> Result<String, i32> {
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::lgetxattr(p, name, &mut buf[..]) {
+        Ok(n) => Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) => Err(e.raw_os_error()),
+    }
+}
+
+#[test]
+fn root_layer_xattr_names_the_layer_and_trace_prints_each_event() {
+    if !require_root("root_layer_xattr_names_the_layer_and_trace_prints_each_event") {
+        return;
+    }
+    let t = tmp();
+    build_layer(&t.path().join("l0"), &[file("d/top", "t")]);
+    build_layer(&t.path().join("l1"), &[file("d/f", "lower"), file("d/gone", "x"), file("old/x", "x")]);
+    dirs(t.path(), &["u", "w", "m"]);
+    let log = t.path().join("trace.log");
+    let opts = format!(
+        "lowerdir={}:{},upperdir={},workdir={}",
+        t.path().join("l0").display(),
+        t.path().join("l1").display(),
+        t.path().join("u").display(),
+        t.path().join("w").display()
+    );
+    let mut child = Command::new(strata())
+        .args(["mount", "--trace", "-o", &opts])
+        .arg(t.path().join("m"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let m = t.path().join("m");
+    for _ in 0..100 {
+        if is_mounted(&m) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let l1 = t.path().join("l1").canonicalize().unwrap();
+    assert_eq!(getxattr(&m.join("d/f"), "user.strata.layer"), Ok(format!("lower 2 ({})", l1.display())));
+    std::fs::write(m.join("d/f"), "changed").unwrap();
+    assert_eq!(getxattr(&m.join("d/f"), "user.strata.layer"), Ok("upper".into()));
+    assert!(getxattr(&m.join("d"), "user.strata.layer").unwrap().starts_with("upper, merged with lower 1"));
+    let listed = rustix::fs::llistxattr(m.join("d/f"), &mut [0u8; 256][..]).unwrap();
+    assert_eq!(listed, 0, "the virtual xattr is not listed (cp -a must not copy it)");
+    std::fs::remove_file(m.join("d/gone")).unwrap();
+    std::fs::remove_dir_all(m.join("old")).unwrap();
+    std::fs::create_dir(m.join("old")).unwrap();
+    std::fs::rename(m.join("d"), m.join("e")).unwrap();
+    Command::new("umount").arg(&m).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let trace = std::fs::read_to_string(&log).unwrap();
+    for line in [
+        "copy-up   /d/f  from lower 2",
+        "whiteout  /d/gone",
+        "whiteout  /old",
+        "opaque    /old  (a new directory over a whiteout)",
+        "redirect  /e  (its lower parts stay at /d)",
+    ] {
+        assert!(trace.contains(line), "missing {line:?} in:\n{trace}");
+    }
+}
