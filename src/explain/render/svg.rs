@@ -179,7 +179,6 @@ impl<'a> Picture<'_, 'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn band(&self, s: &mut String, y: usize, width: usize, fill: &str, title: &str, sub: &str) {
         let _ = write!(
             s,
@@ -203,7 +202,8 @@ impl<'a> Picture<'_, 'a> {
             let v = e.shown();
             let label = self.stack.layer(v.layer).info.label.clone();
             let tip = format!("/{} is shown from layer {label}", p.display());
-            cell(s, i, y, self.color(v.layer), 0.55, &name_of(p, v.node), &tip, Style::Solid);
+            let look = Look { color: self.color(v.layer), opacity: 0.55, style: Style::Solid };
+            cell(s, (i, y), look, &name_of(p, v.node), &tip);
             let _ = writeln!(
                 s,
                 "<text x=\"{}\" y=\"{}\" font-size=\"9\" text-anchor=\"end\" fill=\"#222\">{}</text>",
@@ -235,15 +235,16 @@ impl<'a> Picture<'_, 'a> {
             let color = self.color(id);
             match c {
                 Cell::Shown(n) => {
-                    cell(s, i, y, color, 0.35, &name_of(p, n), &format!("/{}: seen", p.display()), Style::Solid)
+                    let look = Look { color, opacity: 0.35, style: Style::Solid };
+                    cell(s, (i, y), look, &name_of(p, n), &format!("/{}: seen", p.display()))
                 }
                 Cell::Hidden(n) => {
                     let tip = format!("/{}: hidden by a higher layer", p.display());
-                    cell(s, i, y, "#9a9a9a", 0.12, &name_of(p, n), &tip, Style::Struck)
+                    cell(s, (i, y), Look::HIDDEN, &name_of(p, n), &tip)
                 }
                 Cell::Whiteout => {
                     let name = format!("✗ {}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-                    cell(s, i, y, "#222222", 0.9, &name, &format!("/{}: whiteout", p.display()), Style::Whiteout)
+                    cell(s, (i, y), Look::WHITEOUT, &name, &format!("/{}: whiteout", p.display()))
                 }
             }
         }
@@ -259,6 +260,7 @@ impl<'a> Picture<'_, 'a> {
     }
 }
 
+/// How a file box is drawn.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Style {
     Solid,
@@ -266,15 +268,33 @@ enum Style {
     Whiteout,
 }
 
+/// A box's colours and style.
+#[derive(Clone, Copy)]
+struct Look<'c> {
+    color: &'c str,
+    opacity: f32,
+    style: Style,
+}
+
+impl Look<'_> {
+    /// A version hidden by a higher layer: grey, dashed, struck through.
+    const HIDDEN: Look<'static> = Look { color: "#9a9a9a", opacity: 0.12, style: Style::Struck };
+    /// A whiteout: dark.
+    const WHITEOUT: Look<'static> = Look { color: "#222222", opacity: 0.9, style: Style::Whiteout };
+
+    fn dash(&self) -> &'static str {
+        if self.style == Style::Struck { " stroke-dasharray=\"3 2\"" } else { "" }
+    }
+}
+
 fn col_x(i: usize) -> usize {
     LABEL_W + i * (COL_W + GAP)
 }
 
-/// One file box.
-#[allow(clippy::too_many_arguments)]
-fn cell(s: &mut String, i: usize, band_y: usize, color: &str, opacity: f32, name: &str, tip: &str, style: Style) {
+/// One file box, in column `i` of the band at `band_y`.
+fn cell(s: &mut String, (i, band_y): (usize, usize), look: Look<'_>, name: &str, tip: &str) {
     let (x, y) = (col_x(i), band_y + (BAND_H - 6 - CELL_H) / 2);
-    let dash = if style == Style::Struck { " stroke-dasharray=\"3 2\"" } else { "" };
+    let Look { color, opacity, style } = look;
     let text_fill = match style {
         Style::Solid => "#111",
         Style::Struck => "#777",
@@ -284,9 +304,10 @@ fn cell(s: &mut String, i: usize, band_y: usize, color: &str, opacity: f32, name
     let _ = write!(
         s,
         "<g><title>{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{COL_W}\" height=\"{CELL_H}\" rx=\"4\" fill=\"{color}\" \
-         fill-opacity=\"{opacity}\" stroke=\"{color}\"{dash}/>\
+         fill-opacity=\"{opacity}\" stroke=\"{color}\"{}/>\
          <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{text_fill}\">{}</text>",
         esc(tip),
+        look.dash(),
         x + 6,
         y + 18,
         esc(&label)
@@ -306,18 +327,22 @@ fn cell(s: &mut String, i: usize, band_y: usize, color: &str, opacity: f32, name
 }
 
 fn legend(s: &mut String, y: usize) {
+    let seen = Look { color: PALETTE[1], opacity: 0.35, style: Style::Solid };
     let items = [
-        ("#59a14f", 0.35, "seen in the merged view", Style::Solid),
-        ("#9a9a9a", 0.12, "hidden: overwritten or deleted above", Style::Struck),
-        ("#222222", 0.9, "whiteout (deletes the name below)", Style::Whiteout),
+        (seen, "seen in the merged view"),
+        (Look::HIDDEN, "hidden: overwritten or deleted above"),
+        (Look::WHITEOUT, "whiteout (deletes the name below)"),
     ];
-    for (i, (color, op, text, style)) in items.into_iter().enumerate() {
+    for (i, (look, text)) in items.into_iter().enumerate() {
         let x = 16 + i * 300;
-        let dash = if style == Style::Struck { " stroke-dasharray=\"3 2\"" } else { "" };
         let _ = writeln!(
             s,
-            "<rect x=\"{x}\" y=\"{y}\" width=\"22\" height=\"14\" rx=\"3\" fill=\"{color}\" fill-opacity=\"{op}\" stroke=\"{color}\"{dash}/>\
+            "<rect x=\"{x}\" y=\"{y}\" width=\"22\" height=\"14\" rx=\"3\" fill=\"{}\" fill-opacity=\"{}\" stroke=\"{}\"{}/>\
              <text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text>",
+            look.color,
+            look.opacity,
+            look.color,
+            look.dash(),
             x + 28,
             y + 11,
             esc(text)
