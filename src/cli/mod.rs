@@ -1,10 +1,12 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod explain;
 mod history;
 mod image_mount;
 mod images;
 mod import;
 mod inspect;
+mod layers;
 mod load;
 pub mod mount;
 pub mod options;
@@ -12,6 +14,7 @@ mod prune;
 mod rmi;
 mod store_root;
 mod tag;
+mod tree;
 mod umount;
 
 use std::ffi::OsString;
@@ -57,6 +60,12 @@ enum Command {
     /// Mount and unmount images.
     #[command(subcommand)]
     Image(image_mount::ImageCommand),
+    /// Say where a path of an image or container comes from, and what hides it if it is gone.
+    Explain(explain::ExplainArgs),
+    /// Show what each layer of an image or container changes, and how much it wastes.
+    Layers(layers::LayersArgs),
+    /// Show the merged tree of an image or container, each entry with its layer.
+    Tree(tree::TreeArgs),
 }
 
 /// Runs the command line of this process.
@@ -79,6 +88,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => rmi::run(a, &root),
         Command::Prune(a) => prune::run(a, &root),
         Command::Image(c) => image_mount::run(c, &root),
+        Command::Explain(a) => explain::run(a, &root),
+        Command::Layers(a) => layers::run(a, &root),
+        Command::Tree(a) => tree::run(a, &root),
     }
 }
 

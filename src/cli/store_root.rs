@@ -51,6 +51,15 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints text to standard output; a reader that went away (`| head`) ends the output quietly.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to standard output"),
+        _ => Ok(()),
+    }
+}
+
 /// How long ago an RFC 3339 time was, as docker says it (`3 days ago`); `N/A` if unknown.
 pub fn human_age(rfc3339: Option<&str>) -> String {
     let Some(t) = rfc3339.and_then(|s| humantime::parse_rfc3339_weak(s).ok()) else {
