@@ -10,7 +10,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::fs::{FileType, Mode, OFlags, Stat, XattrFlags};
 
-use super::layers::{Upper, WhiteoutMode};
+use super::layers::{Upper, WhiteoutMode, XattrNs};
 use crate::sys::{Errno, Result, fd, xattr};
 
 /// Prefix of AUFS/OCI whiteout names.
@@ -107,29 +107,37 @@ pub fn has_wh_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool> {
 pub fn create(upper: &Upper, dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
     match upper.whiteouts {
         WhiteoutMode::Device => fd::mkwhiteout_at(dir, name),
-        WhiteoutMode::WhFile => {
-            let f = fd::open_at(dir, &wh_name(name), OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o600));
-            match f {
-                Ok(_) | Err(Errno::EXIST) => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
+        WhiteoutMode::WhFile => create_wh_file(dir, name),
     }
 }
 
 /// Marks the upper directory `dir` (an fd of the directory itself) opaque.
 pub fn set_opaque(upper: &Upper, dir: BorrowedFd<'_>) -> Result<()> {
     match upper.whiteouts {
-        WhiteoutMode::Device => xattr::set(dir, None, OsStr::new(&upper.ns.name("opaque")), b"y", XattrFlags::empty()),
-        WhiteoutMode::WhFile => {
-            let f = fd::open_at(
-                dir,
-                OsStr::new(OPAQUE_MARKER),
-                OFlags::CREATE | OFlags::WRONLY,
-                Mode::from_raw_mode(0o600),
-            );
-            f.map(drop)
-        }
+        WhiteoutMode::Device => set_opaque_xattr(dir, upper.ns),
+        WhiteoutMode::WhFile => create_opaque_file(dir),
+    }
+}
+
+/// The AUFS/OCI whiteout: an empty `.wh.NAME` file in `dir` (an existing one is fine).
+pub fn create_wh_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
+    empty_file(dir, &wh_name(name))
+}
+
+/// The AUFS/OCI opaque marker: an empty `.wh..wh..opq` file in directory `dir`.
+pub fn create_opaque_file(dir: BorrowedFd<'_>) -> Result<()> {
+    empty_file(dir, OsStr::new(OPAQUE_MARKER))
+}
+
+/// The kernel's opaque mark on directory `dir`: `overlay.opaque=y` in namespace `ns`.
+pub fn set_opaque_xattr(dir: BorrowedFd<'_>, ns: XattrNs) -> Result<()> {
+    xattr::set(dir, None, OsStr::new(&ns.name("opaque")), b"y", XattrFlags::empty())
+}
+
+fn empty_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
+    match fd::open_at(dir, name, OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o600)) {
+        Ok(_) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -24,7 +24,8 @@ use rustix::fs::{FileType, Mode, OFlags, Timespec, XattrFlags};
 use tar::{EntryType, Header};
 
 use crate::fs::layers::{XattrNs, remove_tree};
-use crate::fs::whiteout::{OPAQUE_MARKER, WH_PREFIX, is_private_xattr, wh_name};
+use crate::fs::whiteout;
+use crate::fs::whiteout::{OPAQUE_MARKER, WH_PREFIX, is_private_xattr};
 use crate::sys::fd::{self, SetTime};
 use crate::sys::{Errno, xattr};
 
@@ -483,10 +484,7 @@ impl Unpacker<'_> {
             None => match fd::mkwhiteout_at(dir.as_fd(), name) {
                 Ok(()) => Ok(()),
                 Err(Errno::PERM) if self.opts.rootless => {
-                    let flags = OFlags::WRONLY | OFlags::CREATE;
-                    fd::open_at(dir.as_fd(), &wh_name(name), flags, Mode::from_raw_mode(0o600))
-                        .map(drop)
-                        .map_err(sys(shown, "creating a .wh. whiteout file"))
+                    whiteout::create_wh_file(dir.as_fd(), name).map_err(sys(shown, "creating a .wh. whiteout file"))
                 }
                 Err(errno) => Err(UnpackError::Sys { entry: shown.into(), op: "creating the whiteout", errno }),
             },
@@ -494,15 +492,10 @@ impl Unpacker<'_> {
     }
 
     fn set_opaque(&self, dir: BorrowedFd<'_>, shown: &str) -> Result<()> {
-        let key = self.opts.ns().name("opaque");
-        match xattr::set(dir, None, OsStr::new(&key), b"y", XattrFlags::empty()) {
+        match whiteout::set_opaque_xattr(dir, self.opts.ns()) {
             Ok(()) => Ok(()),
-            Err(Errno::OPNOTSUPP) | Err(Errno::PERM) if self.opts.rootless => {
-                let flags = OFlags::WRONLY | OFlags::CREATE;
-                fd::open_at(dir, OsStr::new(OPAQUE_MARKER), flags, Mode::from_raw_mode(0o600))
-                    .map(drop)
-                    .map_err(|errno| UnpackError::Sys { entry: shown.into(), op: "creating the opaque marker", errno })
-            }
+            Err(Errno::OPNOTSUPP) | Err(Errno::PERM) if self.opts.rootless => whiteout::create_opaque_file(dir)
+                .map_err(|errno| UnpackError::Sys { entry: shown.into(), op: "creating the opaque marker", errno }),
             Err(errno) => Err(UnpackError::Sys { entry: shown.into(), op: "setting the opaque xattr", errno }),
         }
     }
