@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fuser::{MountOption, Session, SessionACL};
@@ -157,7 +158,32 @@ fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<
     let ov = Arc::new(ov);
     let session = Session::new(StrataFuse::new(ov.clone()), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
     ov.set_invalidator(Box::new(crate::fs::fuse::Notify(session.notifier())));
+    start_shrinker(ov, spec.cache_entries.unwrap_or(DEFAULT_CACHE_ENTRIES))?;
     Ok(session)
+}
+
+/// How many inodes the daemon keeps before asking the kernel to let the oldest go (~30 MB).
+const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+
+/// Keeps the daemon's memory flat on huge trees: twice a second, if the kernel holds more nodes
+/// than `keep`, ask it to drop the least recently used entries. Runs outside request handlers.
+fn start_shrinker(ov: Arc<Overlay>, keep: usize) -> anyhow::Result<()> {
+    let weak = Arc::downgrade(&ov);
+    drop(ov);
+    std::thread::Builder::new()
+        .name("strata-shrink".into())
+        .spawn(move || {
+            while let Some(ov) = weak.upgrade() {
+                let asked = ov.shrink_kernel_cache(keep);
+                drop(ov);
+                if asked > 0 {
+                    log::debug!("asked the kernel to drop {asked} cached entries");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .context("starting the cache shrinker")?;
+    Ok(())
 }
 
 fn default_threads() -> usize {

@@ -29,6 +29,8 @@ pub struct MountSpec {
     pub fsname: Option<String>,
     /// Read-only even if an upper dir is given.
     pub read_only: bool,
+    /// Inodes kept before the kernel is asked to drop the oldest (`cache_entries=`).
+    pub cache_entries: Option<usize>,
 }
 
 /// Options that fuse-overlayfs or the kernel accept and that need nothing from Strata.
@@ -160,6 +162,10 @@ impl MountSpec {
                 self.threads = Some(n.max(1));
             }
             "fsname" => self.fsname = Some(need()?.to_string()),
+            "cache_entries" => {
+                let n: usize = need()?.parse().with_context(|| format!("{key}: not a number"))?;
+                self.cache_entries = Some(n.max(1000));
+            }
             "subtype" => {}
             "allow_other" | "allow_root" => self.allow_other = Some(true),
             "ro" => self.read_only = true,

@@ -81,6 +81,13 @@ impl super::Invalidate for Notify {
             log::debug!("invalidating attributes of {ino}: {e}");
         }
     }
+
+    fn entry(&self, parent: u64, name: &OsStr) {
+        // ENOENT: the kernel has already dropped it.
+        if let Err(e) = self.0.inval_entry(INodeNo(parent), name) {
+            log::debug!("invalidating entry {:?} of {parent}: {e}", name);
+        }
+    }
 }
 
 fn errno(e: Errno) -> fuser::Errno {
@@ -176,6 +183,8 @@ impl Filesystem for StrataFuse {
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO;
+        // 1 MiB writes (256 pages, the kernel's largest) keep each worker's request buffer small.
+        let _ = config.set_max_write(1 << 20);
         let granted = wanted & config.capabilities();
         let _ = config.add_capabilities(granted);
         log::debug!("kernel capabilities used: {granted:?} (not offered: {:?})", wanted - granted);

@@ -100,6 +100,8 @@ pub struct Node {
     pub copy_lock: Mutex<()>,
     lookups: AtomicU64,
     opens: AtomicU64,
+    /// When the kernel last looked the node up (a tick of [`InodeTable`]), for eviction.
+    touched: AtomicU64,
 }
 
 impl Node {
@@ -111,6 +113,7 @@ impl Node {
             copy_lock: Mutex::new(()),
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
+            touched: AtomicU64::new(0),
         }
     }
 
@@ -144,6 +147,7 @@ impl Node {
 #[derive(Debug)]
 pub struct InodeTable {
     map: RwLock<HashMap<u64, Arc<Node>>>,
+    tick: AtomicU64,
 }
 
 impl InodeTable {
@@ -151,7 +155,7 @@ impl InodeTable {
     pub fn new(root_src: Src) -> InodeTable {
         let root = Arc::new(Node::new(ROOT, FileType::Directory, Vec::new(), root_src));
         root.lookups.store(1, Ordering::Relaxed);
-        InodeTable { map: RwLock::new(HashMap::from([(ROOT, root)])) }
+        InodeTable { map: RwLock::new(HashMap::from([(ROOT, root)])), tick: AtomicU64::new(0) }
     }
 
     /// The node `ino`, or `ESTALE`.
@@ -169,16 +173,15 @@ impl InodeTable {
     /// A known node gets the fresh source and the name; a node of another type under the same
     /// number (the number was reused after a deletion) is replaced.
     pub fn remember(&self, ino: u64, kind: FileType, parent: u64, name: &OsStr, src: Src) -> Arc<Node> {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed);
+        // A known node only needs the read lock: `forget` removes nodes under the write lock.
+        if let Some(node) = self.map.read().get(&ino).filter(|n| n.kind == kind) {
+            Self::refresh(node, parent, name, src, now);
+            return node.clone();
+        }
         let mut map = self.map.write();
-        if let Some(node) = map.get(&ino)
-            && node.kind == kind
-        {
-            {
-                let mut st = node.state.lock();
-                st.src = src;
-                add_name(&mut st.names, kind, parent, name);
-            }
-            node.lookups.fetch_add(1, Ordering::AcqRel);
+        if let Some(node) = map.get(&ino).filter(|n| n.kind == kind) {
+            Self::refresh(node, parent, name, src, now);
             return node.clone();
         }
         let node = Arc::new(Node::new(ino, kind, vec![(parent, name.to_owned())], src));
@@ -186,8 +189,17 @@ impl InodeTable {
             node.lookups.store(old.lookups.load(Ordering::Acquire), Ordering::Release);
         }
         node.lookups.fetch_add(1, Ordering::AcqRel);
+        node.touched.store(now, Ordering::Relaxed);
         map.insert(ino, node.clone());
         node
+    }
+
+    fn refresh(node: &Node, parent: u64, name: &OsStr, src: Src, now: u64) {
+        let mut st = node.state.lock();
+        st.src = src;
+        add_name(&mut st.names, node.kind, parent, name);
+        node.lookups.fetch_add(1, Ordering::AcqRel);
+        node.touched.store(now, Ordering::Relaxed);
     }
 
     /// Drops `n` lookups of `ino`; the node goes when none are left and nothing is open.
@@ -221,6 +233,26 @@ impl InodeTable {
     /// Every node (for walks that update many nodes after a directory rename).
     pub fn all(&self) -> Vec<Arc<Node>> {
         self.map.read().values().cloned().collect()
+    }
+
+    /// The names of the least recently looked-up nodes beyond `keep` (none open, never the
+    /// root): the kernel may be asked to drop these entries, after which it forgets the nodes.
+    pub fn eviction_candidates(&self, keep: usize) -> Vec<(u64, OsString)> {
+        let map = self.map.read();
+        if map.len() <= keep {
+            return Vec::new();
+        }
+        let mut aged: Vec<(u64, &Arc<Node>)> = map
+            .values()
+            .filter(|n| n.ino != ROOT && n.open_count() == 0)
+            .map(|n| (n.touched.load(Ordering::Relaxed), n))
+            .collect();
+        let excess = map.len() - keep;
+        if excess < aged.len() {
+            aged.select_nth_unstable_by_key(excess, |(t, _)| *t);
+            aged.truncate(excess);
+        }
+        aged.iter().filter_map(|(_, n)| n.state.lock().names.first().cloned()).collect()
     }
 
     /// Number of nodes (for tests and memory figures).

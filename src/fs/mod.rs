@@ -77,6 +77,8 @@ pub enum FaultPoint {
 pub trait Invalidate: Send + Sync {
     /// The attributes of node `ino` changed behind the kernel's back.
     fn attr(&self, ino: u64);
+    /// Asks the kernel to drop its cached entry `name` in `parent` (it forgets the node later).
+    fn entry(&self, parent: u64, name: &std::ffi::OsStr);
 }
 
 /// The merged filesystem.
@@ -128,6 +130,18 @@ impl Overlay {
     /// Connects the kernel cache invalidation (once the FUSE session exists).
     pub fn set_invalidator(&self, inv: Box<dyn Invalidate>) {
         let _ = self.invalidate.set(inv);
+    }
+
+    /// Keeps the inode table near `keep` nodes: asks the kernel to drop the entries of the least
+    /// recently used ones, which it then forgets. Call from a thread of its own, never from a
+    /// request handler (the kernel takes the parent directory's lock). Returns how many it asked.
+    pub fn shrink_kernel_cache(&self, keep: usize) -> usize {
+        let Some(inv) = self.invalidate.get() else { return 0 };
+        let victims = self.inodes.eviction_candidates(keep);
+        for (parent, name) in &victims {
+            inv.entry(*parent, name);
+        }
+        victims.len()
     }
 
     /// Drops the kernel's cached attributes of `ino` (after a copy-up changed them).
