@@ -104,9 +104,10 @@ pub fn mount_spec(spec: &MountSpec, mnt: &Path, mode: RunMode) -> anyhow::Result
     match mode {
         RunMode::Foreground { debug, trace } => {
             super::init_logging(if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info });
+            let signals = catch_signals()?;
             let session = prepare(spec, mnt, trace)?;
             log::info!("mounted {}", mnt.display());
-            serve(session)?;
+            serve(session, signals)?;
             Ok(ExitCode::SUCCESS)
         }
         RunMode::Background => {
@@ -116,10 +117,10 @@ pub fn mount_spec(spec: &MountSpec, mnt: &Path, mode: RunMode) -> anyhow::Result
                     Ok(()) => Ok(ExitCode::SUCCESS),
                     Err(msg) => Err(anyhow::anyhow!(msg)),
                 },
-                Forked::Child(ready) => match prepare(spec, mnt, false) {
-                    Ok(session) => {
+                Forked::Child(ready) => match catch_signals().and_then(|sig| Ok((sig, prepare(spec, mnt, false)?))) {
+                    Ok((signals, session)) => {
                         ready.ok();
-                        let _ = serve(session);
+                        let _ = serve(session, signals);
                         std::process::exit(0);
                     }
                     Err(e) => {
@@ -191,10 +192,15 @@ fn default_threads() -> usize {
 }
 
 /// Serves requests until the mount goes (umount, or SIGTERM/SIGINT/SIGHUP, which unmount).
-fn serve(mut session: Session<StrataFuse>) -> anyhow::Result<()> {
+/// Catches SIGTERM, SIGINT and SIGHUP; taken before mounting, so that no signal can end the
+/// daemon between the mount appearing and the handler being in place.
+fn catch_signals() -> anyhow::Result<signal_hook::iterator::Signals> {
+    signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .context("installing signal handlers")
+}
+
+fn serve(mut session: Session<StrataFuse>, mut signals: signal_hook::iterator::Signals) -> anyhow::Result<()> {
     let mut unmounter = session.unmount_callable();
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("strata-signals".into())
         .spawn(move || {
