@@ -59,6 +59,17 @@ fn differential(layers: &[Vec<Entry>], ops: &[Op]) -> Vec<String> {
     ms.unmount();
     mk.unmount();
     problems.extend(reread_upper(&lowers, &klowers, &su, &ss, t));
+    // The other way round: Strata reads the upper dir the kernel wrote as the kernel itself reads
+    // it with its default options (without `index=on`, whose index directory only the kernel
+    // uses to join hardlinks it copied up one name at a time).
+    let kk = mount(Fs::KernelPlain, &klowers, Some(&ku), Some(&t.join("kkw")), &t.join("kkm"));
+    let kernel_view = snapshot(&kk.mnt);
+    kk.unmount();
+    let sk2 = mount(Fs::Strata, &klowers, Some(&ku), Some(&t.join("skw")), &t.join("skm"));
+    let strata_view = snapshot(&sk2.mnt);
+    sk2.unmount();
+    let reading = kernel_view.diff(&strata_view, false);
+    problems.extend(reading.into_iter().map(|d| format!("strata reading the kernel's upper: {d}")));
     problems
 }
 
