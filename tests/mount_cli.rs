@@ -61,6 +61,23 @@ fn root_bad_setup_gets_one_clear_line_and_a_failure_status() {
     let e = mount_error(&["mount", "-o", &opts("l", "u", "tmpfs"), &p("m")]);
     Command::new("umount").arg(p("tmpfs")).status().unwrap();
     assert!(e.contains("another filesystem"), "{e}");
+    // An upper dir the caller may not use.
+    let locked = t.path().join("locked");
+    std::fs::create_dir_all(locked.join("u")).unwrap();
+    std::fs::create_dir_all(locked.join("w")).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = t.path().join("strata");
+    std::fs::copy(strata(), &bin).unwrap();
+    let args = format!("lowerdir={},upperdir={}/u,workdir={}/w", p("l"), locked.display(), locked.display());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["mount", "-o", &args, &p("m")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("permission denied") && err.contains("locked/u"), "{err}");
     let e = mount_error(&["mount", "-o", &format!("lowerdir={},bogus", p("l")), &p("m")]);
     assert!(e.contains("unknown mount option bogus"), "{e}");
     let e = mount_error(&["mount", "-o", &format!("lowerdir={},uidmapping=0:1:1", p("l")), &p("m")]);

@@ -55,6 +55,8 @@ pub enum Entry {
     Hardlink(String, String),
     /// A FIFO.
     Fifo(String),
+    /// A character device (major, minor).
+    CharDev(String, u32, u32),
     /// An xattr: path, name, value.
     Xattr(String, String, Vec<u8>),
     /// Owner of a path (lchown).
@@ -125,6 +127,12 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
                 parents(root, p);
                 rustix::fs::mknodat(rustix::fs::CWD, root.join(p), rustix::fs::FileType::Fifo, 0o644.into(), 0)
                     .unwrap();
+            }
+            Entry::CharDev(p, ma, mi) => {
+                parents(root, p);
+                let dev = rustix::fs::makedev(*ma, *mi);
+                let kind = rustix::fs::FileType::CharacterDevice;
+                rustix::fs::mknodat(rustix::fs::CWD, &root.join(p), kind, 0o666.into(), dev).unwrap();
             }
             Entry::Xattr(p, n, v) => {
                 rustix::fs::lsetxattr(root.join(p), n.as_str(), v, rustix::fs::XattrFlags::empty()).unwrap();

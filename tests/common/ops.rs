@@ -29,6 +29,8 @@ pub enum Op {
     ListXattr(String),
     RemoveXattr(String, String),
     Mkfifo(String),
+    /// mknod of a character device (major, minor) or, with `None`, a socket.
+    Mknod(String, Option<(u32, u32)>),
     Utimes(String, i64),
     /// Open read-write, unlink, write through the fd, read back, fstat nlink.
     OpenUnlinked(String),
@@ -166,6 +168,16 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
         Op::Mkfifo(f) => {
             let c = CString::new(p(f).as_os_str().as_bytes()).unwrap();
             rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), rustix::fs::FileType::Fifo, 0o644.into(), 0)
+                .map(|_| String::new())
+                .map_err(rx)
+        }
+        Op::Mknod(f, dev) => {
+            let c = CString::new(p(f).as_os_str().as_bytes()).unwrap();
+            let (kind, rdev) = match dev {
+                Some((ma, mi)) => (rustix::fs::FileType::CharacterDevice, rustix::fs::makedev(*ma, *mi)),
+                None => (rustix::fs::FileType::Socket, 0),
+            };
+            rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), kind, 0o640.into(), rdev)
                 .map(|_| String::new())
                 .map_err(rx)
         }
