@@ -132,7 +132,7 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
                 parents(root, p);
                 let dev = rustix::fs::makedev(*ma, *mi);
                 let kind = rustix::fs::FileType::CharacterDevice;
-                rustix::fs::mknodat(rustix::fs::CWD, &root.join(p), kind, 0o666.into(), dev).unwrap();
+                rustix::fs::mknodat(rustix::fs::CWD, root.join(p), kind, 0o666.into(), dev).unwrap();
             }
             Entry::Xattr(p, n, v) => {
                 rustix::fs::lsetxattr(root.join(p), n.as_str(), v, rustix::fs::XattrFlags::empty()).unwrap();
