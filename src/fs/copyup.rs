@@ -57,6 +57,18 @@ impl Overlay {
         Ok(())
     }
 
+    /// Copies up what a rename moves: a file with its hardlinks, or a directory (not its content).
+    pub(crate) fn copy_up_moving(&self, path: &Path, found: &Found) -> Result<()> {
+        if self.in_upper(&found.src) {
+            return Ok(());
+        }
+        match (&found.src, self.inodes.find(found.ino)) {
+            (Src::Dir(_), _) => self.ensure_upper_dir(path).map(drop),
+            (Src::File(..), Some(node)) => self.copy_up(&node, true),
+            (Src::File(..), None) => self.copy_up_file(path, found, true),
+        }
+    }
+
     /// The upper instance of the merged directory at `path`, copied up (with its parents) if
     /// it is not there yet. Returns an `O_PATH` fd of it.
     pub(crate) fn ensure_upper_dir(&self, path: &Path) -> Result<OwnedFd> {

@@ -14,8 +14,8 @@ use fuser::{
 use rustix::fs::{FileType as RxType, Stat};
 
 use super::attr::{Attr, SetAttr, attr_of};
+use super::create::NewObject;
 use super::inode::Node;
-use super::ops::NewObject;
 use super::passthrough::{Backings, Mode};
 use super::{Ctx, Errno, Overlay};
 use crate::sys::fd::SetTime;

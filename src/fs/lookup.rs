@@ -273,6 +273,12 @@ impl Overlay {
         Ok((node, found.st))
     }
 
+    /// Path of a node (for tests and tools).
+    pub fn path(&self, ino: u64) -> Result<PathBuf> {
+        let node = self.inodes.get(ino)?;
+        self.inodes.path_of(&node)
+    }
+
     /// Drops `n` kernel lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.forget(ino, n);

@@ -3,20 +3,22 @@
 //! [`Overlay`] holds the core; every operation is a plain method returning
 //! `Result<T, Errno>`, called by the thin FUSE adapter in [`fuse`] and directly by unit tests.
 //! The methods are spread over files by concern: [`lookup`] (resolving names through layers),
-//! [`readdir`] (merged listings), [`copyup`] (atomic copy-up), [`ops`] (create/remove/rename),
+//! [`readdir`] (merged listings), [`copyup`] (atomic copy-up), [`create`], [`remove`], [`rename`] (namespace changes),
 //! [`attr`] (getattr/setattr), [`xattrs`], [`handles`] (open files and their I/O).
 
 pub mod attr;
 pub mod copyup;
+pub mod create;
 pub mod dircache;
 pub mod fuse;
 pub mod handles;
 pub mod inode;
 pub mod layers;
 pub mod lookup;
-pub mod ops;
 pub mod passthrough;
 pub mod readdir;
+pub mod remove;
+pub mod rename;
 #[cfg(test)]
 mod tests;
 pub mod whiteout;

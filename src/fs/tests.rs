@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, XattrFlags};
 
+use super::create::NewObject;
 use super::inode::ROOT;
 use super::layers::{Stack, StackSpec};
-use super::ops::NewObject;
 use super::{Config, Ctx, Errno, FaultPoint, Overlay};
 
 /// A temp dir with `upper`, `work` and lower dirs `l0` (top) .. `lN`.

@@ -146,14 +146,7 @@ pub fn remove(dir: BorrowedFd<'_>, name: &OsStr, xwhiteouts: bool) -> Result<()>
     if let Some(st) = fd::try_stat_at(dir, name)?
         && is_whiteout(dir, name, &st, xwhiteouts)
     {
-        ignore_missing(fd::unlink_at(dir, name))?;
+        fd::ok_if_missing(fd::unlink_at(dir, name))?;
     }
-    ignore_missing(fd::unlink_at(dir, &wh_name(name)))
-}
-
-fn ignore_missing(r: Result<()>) -> Result<()> {
-    match r {
-        Err(Errno::NOENT) => Ok(()),
-        other => other,
-    }
+    fd::ok_if_missing(fd::unlink_at(dir, &wh_name(name)))
 }

@@ -225,6 +225,14 @@ pub fn sync_fd(fd: BorrowedFd<'_>, data_only: bool) -> Result<()> {
     if data_only { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }
 }
 
+/// Treats "no such file" as done (for removals that may race or repeat).
+pub fn ok_if_missing(r: Result<()>) -> Result<()> {
+    match r {
+        Err(Errno::NOENT) => Ok(()),
+        other => other,
+    }
+}
+
 /// Rejects names that are not one path component: empty, `.`, `..` or containing `/`.
 pub fn check_name(name: &OsStr) -> Result<()> {
     let b = name.as_bytes();

@@ -1,0 +1,251 @@
+//! Creating names (SEMANTICS.md "Namespace operations"): create, mkdir, mknod, symlink, link.
+//!
+//! New objects go straight into the upper dir, or, over a whiteout, are built in the work dir and
+//! swapped in by one rename, so the name never shows a half-made object. A new directory over a
+//! whiteout is made opaque (what was below must stay hidden). Owners are the caller's.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustix::fs::{FileType, Mode, OFlags, RenameFlags, Stat};
+
+use super::inode::{DirLayer, Node, Src};
+use super::layers;
+use super::whiteout;
+use super::{Ctx, Errno, Overlay, Result};
+use crate::sys::fd;
+
+/// What to create.
+#[derive(Debug)]
+pub enum NewObject<'a> {
+    /// A regular file, opened with these flags.
+    File { mode: u32, flags: i32 },
+    /// A directory.
+    Dir { mode: u32 },
+    /// A FIFO, socket, device node or empty regular file (type in `mode`).
+    Node { mode: u32, rdev: u64 },
+    /// A symlink to `target` (stored verbatim).
+    Symlink { target: &'a OsStr },
+}
+
+/// The result of a create: the node, its stat and, for `NewObject::File`, the open file.
+pub struct Created {
+    /// The new object's node (one lookup counted).
+    pub node: Arc<Node>,
+    /// Its stat.
+    pub st: Stat,
+    /// The open file, for `create`.
+    pub file: Option<File>,
+}
+
+/// A new object's owner: (uid, gid).
+type Owner = (u32, u32);
+
+/// What [`Overlay::make`] made: its type and, for a regular file, the open file.
+type Made = Result<(FileType, Option<File>)>;
+
+/// Where a name stands in the upper instance of its parent before it is created.
+struct Slot {
+    /// The upper instance of the parent directory.
+    parent: OwnedFd,
+    /// The upper dir has a whiteout object (device or xattr form) at the name.
+    whiteout: bool,
+    /// The upper dir has a `.wh.NAME` file.
+    wh_file: bool,
+}
+
+impl Overlay {
+    /// Creates `name` in directory `parent`.
+    pub fn create(&self, ctx: &Ctx, parent: u64, name: &OsStr, what: NewObject<'_>) -> Result<Created> {
+        let _tree = self.tree.write();
+        if whiteout::is_wh_name(name) {
+            return Err(Errno::INVAL);
+        }
+        let (pnode, layers, ppath) = self.dir_node(parent)?;
+        if self.find_child(&ppath, &layers, name)?.is_some() {
+            return Err(Errno::EXIST);
+        }
+        let slot = self.slot(&pnode, &layers, name)?;
+        let pst = fd::stat_fd(slot.parent.as_fd())?;
+        let (uid, gid) = owner_for(ctx, &pst);
+        let opaque = slot.whiteout || slot.wh_file;
+        let (kind, file) = if slot.whiteout {
+            self.create_over_whiteout(&slot, name, &what, uid, gid, &pst)?
+        } else {
+            self.make(slot.parent.as_fd(), name, &what, (uid, gid), &pst, opaque)?
+        };
+        if slot.wh_file {
+            fd::ok_if_missing(fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(name)))?;
+        }
+        if opaque && kind == FileType::Directory {
+            self.trace(format_args!("opaque    /{}  (a new directory over a whiteout)", ppath.join(name).display()));
+        }
+        let st = fd::stat_at(slot.parent.as_fd(), name)?;
+        let ino = self.stack.compose_ino(0, st.st_ino);
+        let src = Src::upper(kind, &ppath.join(name));
+        let node = self.inodes.remember(ino, kind, parent, name, src);
+        Ok(Created { node, st, file })
+    }
+
+    /// Copies up the parent and reports what the upper dir has at `name`.
+    fn slot(&self, parent: &Arc<Node>, layers: &[DirLayer], name: &OsStr) -> Result<Slot> {
+        self.copy_up(parent, true)?;
+        let path = self.inodes.path_of(parent)?;
+        let ufd = self.stack.upper_root()?;
+        let dir = fd::open_dir(ufd, &path)?;
+        let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).map(|d| d.xwh).unwrap_or(false);
+        let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
+            Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
+            None => false,
+        };
+        let wh_file = whiteout::has_wh_file(dir.as_fd(), name)?;
+        Ok(Slot { parent: dir, whiteout, wh_file })
+    }
+
+    /// Builds the object in the work dir and swaps it with the whiteout at `name`.
+    fn create_over_whiteout(
+        &self,
+        slot: &Slot,
+        name: &OsStr,
+        what: &NewObject<'_>,
+        uid: u32,
+        gid: u32,
+        pst: &Stat,
+    ) -> Result<(FileType, Option<File>)> {
+        let work = self.stack.upper()?.work.as_fd();
+        let tmp = self.tmp_name();
+        let made = self.make(work, &tmp, what, (uid, gid), pst, true);
+        let swapped = made.and_then(|r| {
+            fd::rename_at(work, &tmp, slot.parent.as_fd(), name, RenameFlags::EXCHANGE)?;
+            Ok(r)
+        });
+        // After the exchange, `tmp` names the old whiteout; before it, the half-made object.
+        let _ = layers::remove_tree(work, &tmp);
+        self.upper_dirs_changed();
+        swapped
+    }
+
+    /// Creates the object `name` in `dir` with its owner and mode; a directory may be made opaque.
+    /// Nothing is left behind if a step fails.
+    fn make(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        what: &NewObject<'_>,
+        owner: Owner,
+        pst: &Stat,
+        opaque: bool,
+    ) -> Made {
+        match *what {
+            NewObject::File { mode, flags } => self.make_file(dir, name, mode, flags, owner),
+            NewObject::Dir { mode } => self.make_dir(dir, name, mode, owner, pst, opaque),
+            NewObject::Node { mode, rdev } => self.make_node(dir, name, mode, rdev, owner),
+            NewObject::Symlink { target } => {
+                fd::symlink_at(target, dir, name)?;
+                undo_on_error(dir, name, self.give_owner(dir, name, owner.0, owner.1))?;
+                Ok((FileType::Symlink, None))
+            }
+        }
+    }
+
+    fn make_file(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, flags: i32, owner: Owner) -> Made {
+        let acc = OFlags::from_bits_retain((flags & libc::O_ACCMODE) as u32);
+        let file = fd::open_at(dir, name, OFlags::CREATE | OFlags::EXCL | acc, Mode::from_raw_mode(mode & 0o7777))?;
+        undo_on_error(dir, name, self.own_new(dir, name, owner, mode))?;
+        Ok((FileType::RegularFile, Some(File::from(file))))
+    }
+
+    /// A directory inherits the set-gid bit of its parent, as on any Linux filesystem.
+    fn make_dir(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, owner: Owner, pst: &Stat, opaque: bool) -> Made {
+        let mode = (mode & 0o7777) | (pst.st_mode & libc::S_ISGID);
+        fd::mkdir_at(dir, name, mode)?;
+        let finished = self.own_new(dir, name, owner, mode).and_then(|()| {
+            if opaque {
+                let sub = fd::open_dir(dir, Path::new(name))?;
+                whiteout::set_opaque(self.stack.upper()?, sub.as_fd())?;
+            }
+            Ok(())
+        });
+        undo_on_error(dir, name, finished)?;
+        Ok((FileType::Directory, None))
+    }
+
+    /// A FIFO, socket or device node; `mknod` of a regular file (or of type 0) makes an empty file.
+    fn make_node(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64, owner: Owner) -> Made {
+        let kind = if mode & libc::S_IFMT == 0 { FileType::RegularFile } else { FileType::from_raw_mode(mode) };
+        if kind == FileType::RegularFile {
+            let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY;
+            drop(fd::open_at(dir, name, flags, Mode::from_raw_mode(mode & 0o7777))?);
+        } else {
+            fd::mknod_at(dir, name, mode, rdev)?;
+        }
+        undo_on_error(dir, name, self.own_new(dir, name, owner, mode))?;
+        Ok((kind, None))
+    }
+
+    /// Gives a new object its caller's owner; set-id bits are applied after the chown (which clears them).
+    fn own_new(&self, dir: BorrowedFd<'_>, name: &OsStr, (uid, gid): Owner, mode: u32) -> Result<()> {
+        self.give_owner(dir, name, uid, gid)?;
+        if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            fd::chmod_at(dir, name, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the name `newname` in `newparent` for the object `ino` (a hardlink).
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<(Arc<Node>, Stat)> {
+        let _tree = self.tree.write();
+        if whiteout::is_wh_name(newname) {
+            return Err(Errno::INVAL);
+        }
+        let node = self.inodes.get(ino)?;
+        if node.is_dir() {
+            return Err(Errno::PERM);
+        }
+        let (pnode, layers, ppath) = self.dir_node(newparent)?;
+        if self.find_child(&ppath, &layers, newname)?.is_some() {
+            return Err(Errno::EXIST);
+        }
+        self.copy_up(&node, true)?;
+        let from = self.locate(&node)?;
+        let from_name = from.name().ok_or(Errno::INVAL)?;
+        let slot = self.slot(&pnode, &layers, newname)?;
+        if slot.whiteout {
+            let work = self.stack.upper()?.work.as_fd();
+            let tmp = self.tmp_name();
+            fd::link_at(from.dir(), from_name, work, &tmp)?;
+            let r = fd::rename_at(work, &tmp, slot.parent.as_fd(), newname, RenameFlags::empty());
+            if r.is_err() {
+                let _ = fd::unlink_at(work, &tmp);
+            }
+            r?;
+        } else {
+            fd::link_at(from.dir(), from_name, slot.parent.as_fd(), newname)?;
+        }
+        if slot.wh_file {
+            fd::ok_if_missing(fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(newname)))?;
+        }
+        self.mark_impure(slot.parent.as_fd());
+        let st = fd::stat_at(slot.parent.as_fd(), newname)?;
+        let src = Src::upper(node.kind, &ppath.join(newname));
+        let node = self.inodes.remember(node.ino, node.kind, newparent, newname, src);
+        Ok((node, st))
+    }
+}
+
+/// The owner of a new object: the caller, with the parent's group where the parent is set-gid.
+fn owner_for(ctx: &Ctx, parent: &Stat) -> (u32, u32) {
+    let gid = if parent.st_mode & libc::S_ISGID != 0 { parent.st_gid } else { ctx.gid };
+    (ctx.uid, gid)
+}
+
+/// Removes the object just made as `name` when finishing it failed, and passes the error on.
+fn undo_on_error(dir: BorrowedFd<'_>, name: &OsStr, r: Result<()>) -> Result<()> {
+    if r.is_err() {
+        let _ = layers::remove_tree(dir, name);
+    }
+    r
+}
