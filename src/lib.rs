@@ -4,9 +4,11 @@
 //! - [`sys`]: the only place with raw syscalls (fd-relative layer access, xattrs, data copies).
 //! - [`fs`]: the union filesystem core and its FUSE adapter.
 //! - [`image`]: the image store (import, unpack, names) behind `strata load`, `images`, ...
+//! - [`container`]: containers (`strata run`, `ps`, `exec`, `stop`, `start`, `rm`, `logs`).
 //! - [`cli`]: the `strata` command line.
 
 pub mod cli;
+pub mod container;
 pub mod fs;
 pub mod image;
 pub mod sys;

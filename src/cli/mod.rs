@@ -1,5 +1,7 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod container_verbs;
+mod exec;
 mod history;
 mod image_mount;
 mod images;
@@ -9,7 +11,9 @@ mod load;
 pub mod mount;
 pub mod options;
 mod prune;
+mod ps;
 mod rmi;
+mod run;
 mod store_root;
 mod tag;
 mod umount;
@@ -57,6 +61,20 @@ enum Command {
     /// Mount and unmount images.
     #[command(subcommand)]
     Image(image_mount::ImageCommand),
+    /// Run a command in a new container.
+    Run(run::RunArgs),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Start stopped containers (in the background).
+    Start(container_verbs::StartArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(container_verbs::StopArgs),
+    /// Remove containers.
+    Rm(container_verbs::RmArgs),
+    /// Show the output of a detached container.
+    Logs(container_verbs::LogsArgs),
 }
 
 /// Runs the command line of this process.
@@ -79,6 +97,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => rmi::run(a, &root),
         Command::Prune(a) => prune::run(a, &root),
         Command::Image(c) => image_mount::run(c, &root),
+        Command::Run(a) => run::run(a, &root),
+        Command::Ps(a) => ps::run(a, &root),
+        Command::Exec(a) => exec::run(a, &root),
+        Command::Start(a) => container_verbs::start(a, &root),
+        Command::Stop(a) => container_verbs::stop(a, &root),
+        Command::Rm(a) => container_verbs::rm(a, &root),
+        Command::Logs(a) => container_verbs::logs(a, &root),
     }
 }
 
