@@ -190,9 +190,7 @@ fn needs_setuid(lowers: &[PathBuf]) -> bool {
     const DIRS: [&str; 7] = ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin", "usr/libexec"];
     lowers.iter().flat_map(|l| DIRS.iter().map(move |d| l.join(d))).any(|dir| {
         let Ok(entries) = std::fs::read_dir(&dir) else { return false };
-        entries.flatten().any(|e| {
-            e.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o6000 != 0)
-        })
+        entries.flatten().any(|e| e.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o6000 != 0))
     })
 }
 

@@ -74,15 +74,12 @@ fn run(mut l: Launch) -> i32 {
     {
         return fail(&l, 125, &format!("entering a user namespace: {e}"));
     }
-    if let Err(e) = ns::unshare(Namespaces { pid: true, ..Default::default() }) {
-        return fail(&l, 125, &format!("creating a PID namespace: {e}"));
-    }
     let (mon_end, init_end) = match fdpass::socket_pair() {
         Ok(p) => p,
         Err(e) => return fail(&l, 125, &format!("socket pair: {e}")),
     };
     let dir = l.container.dir(&l.root);
-    let pid = match ns::fork() {
+    let pid = match ns::fork_into_new_pid_namespace() {
         Ok(None) => {
             drop(mon_end);
             let stdio = std::mem::replace(&mut l.stdio, Stdio::Tty(None));

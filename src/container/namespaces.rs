@@ -116,7 +116,8 @@ fn helper_exists(name: &str) -> bool {
 }
 
 fn run_map_helper(helper: &str, pid: i32, id: u32, r: SubRange) -> Result<(), NsError> {
-    let args = [pid.to_string(), "0".into(), id.to_string(), "1".into(), "1".into(), r.start.to_string(), r.count.to_string()];
+    let args =
+        [pid.to_string(), "0".into(), id.to_string(), "1".into(), "1".into(), r.start.to_string(), r.count.to_string()];
     let out = Command::new(helper)
         .args(&args)
         .output()

@@ -192,7 +192,8 @@ fn prepare_and_exec(spec: &Spec<'_>) -> Result<std::convert::Infallible, Process
     if spec.no_new_privs {
         creds::set_no_new_privs().map_err(setup_err("setting no_new_privs"))?;
     }
-    let path = CString::new(program.as_os_str().as_bytes()).map_err(|e| setup_err("program path")(io::Error::other(e)))?;
+    let path =
+        CString::new(program.as_os_str().as_bytes()).map_err(|e| setup_err("program path")(io::Error::other(e)))?;
     let args = cstrings(spec.args.iter().map(|s| s.as_bytes()))?;
     let envs = cstrings(env.iter().map(|s| s.as_bytes()))?;
     creds::reset_signals();

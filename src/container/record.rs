@@ -153,8 +153,10 @@ impl Container {
     /// Writes the record atomically (temp file, fsync, rename, fsync of the directory).
     pub fn save(&self, root: &Path) -> Result<()> {
         let path = self.dir(root).join("container.json");
-        let bytes = serde_json::to_vec_pretty(self).map_err(|source| RecordError::Json { path: path.clone(), source })?;
-        crate::image::store::write_atomic(&path, &bytes).map_err(|e| RecordError::Io { path, source: io::Error::other(e) })
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|source| RecordError::Json { path: path.clone(), source })?;
+        crate::image::store::write_atomic(&path, &bytes)
+            .map_err(|e| RecordError::Io { path, source: io::Error::other(e) })
     }
 }
 

@@ -28,7 +28,7 @@ pub enum RemoveError {
         /// The container.
         name: String,
         /// The cause.
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// The rootfs is still mounted and cannot be unmounted.
     #[error("removing container {name}: {path} is still mounted")]
@@ -60,7 +60,7 @@ pub fn delete(root: &Path, c: &Container) -> Result<(), RemoveError> {
     if mount::is_mount_point(&merged) && mount::unmount(&merged, true).is_err() {
         return Err(RemoveError::Mounted { name: c.name.clone(), path: merged.display().to_string() });
     }
-    let store_err = |source| RemoveError::Store { name: c.name.clone(), source };
+    let store_err = |e| RemoveError::Store { name: c.name.clone(), source: Box::new(e) };
     let s = Store::open(root).map_err(store_err)?;
     {
         let lock = s.write().map_err(store_err)?;

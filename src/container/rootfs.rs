@@ -88,8 +88,11 @@ pub fn setup(sys: &dyn Syscall, plan: &Plan) -> Result<(), RootfsError> {
     for v in &plan.volumes {
         let kind = if v.host.is_dir() { TargetKind::Dir } else { TargetKind::File };
         let attrs = Attrs { rdonly: v.readonly, ..Default::default() };
-        sys.bind(&v.host, Path::new(&v.target), kind, attrs)
-            .map_err(mount_err(format!("volume {} on {}", v.host.display(), v.target)))?;
+        sys.bind(&v.host, Path::new(&v.target), kind, attrs).map_err(mount_err(format!(
+            "volume {} on {}",
+            v.host.display(),
+            v.target
+        )))?;
     }
     sys.pivot_root().map_err(root_err)
 }
@@ -156,8 +159,11 @@ mod tests {
     fn mounts_come_in_order_and_pivot_is_last() {
         let sys = RecordingSyscall::default();
         let v = |t: &str| Volume { host: "/tmp".into(), target: t.into(), readonly: t == "/a" };
-        setup(&sys, &Plan::new(Path::new("/c"), &RunConfig { volumes: vec![v("/a/b"), v("/a")], ..Default::default() }))
-            .unwrap();
+        setup(
+            &sys,
+            &Plan::new(Path::new("/c"), &RunConfig { volumes: vec![v("/a/b"), v("/a")], ..Default::default() }),
+        )
+        .unwrap();
         let calls = sys.calls.borrow();
         assert_eq!(calls[0], Call::MakePrivate);
         assert_eq!(calls[1], Call::OpenRootfs("/c/merged".into()));
@@ -168,12 +174,15 @@ mod tests {
         let at = |p: &str| t.iter().position(|x| x == p).unwrap();
         assert!(at("/dev/pts") < at("/sys") && at("/sys") < at("/etc/hosts"));
         assert!(at("/a") < at("/a/b"), "parent volumes first: {t:?}");
-        assert!(sys.calls.borrow().iter().any(|c| matches!(c, Call::Bind(_, t, _, a) if t == Path::new("/a") && a.rdonly)));
+        assert!(
+            sys.calls.borrow().iter().any(|c| matches!(c, Call::Bind(_, t, _, a) if t == Path::new("/a") && a.rdonly))
+        );
     }
 
     #[test]
     fn sys_is_read_only_and_falls_back_to_a_bind() {
-        let sys = RecordingSyscall { fail: Some(|c| matches!(c, Call::Mount(t, ..) if t == "sysfs")), ..Default::default() };
+        let sys =
+            RecordingSyscall { fail: Some(|c| matches!(c, Call::Mount(t, ..) if t == "sysfs")), ..Default::default() };
         setup(&sys, &plan(vec![])).unwrap();
         let calls = sys.calls.borrow();
         let bind = calls.iter().find(|c| matches!(c, Call::Bind(s, ..) if s == Path::new("/sys"))).unwrap();
@@ -188,7 +197,10 @@ mod tests {
         let pts = calls.iter().find(|c| matches!(c, Call::Mount(t, ..) if t == "devpts")).unwrap();
         assert!(matches!(pts, Call::Mount(_, o, ..) if !o.iter().any(|x| x.starts_with("gid="))));
         drop(calls);
-        let fail = RecordingSyscall { fail: Some(|c| matches!(c, Call::Bind(_, t, ..) if t == Path::new("/v"))), ..Default::default() };
+        let fail = RecordingSyscall {
+            fail: Some(|c| matches!(c, Call::Bind(_, t, ..) if t == Path::new("/v"))),
+            ..Default::default()
+        };
         let v = Volume { host: "/srv".into(), target: "/v".into(), readonly: false };
         let e = setup(&fail, &plan(vec![v])).unwrap_err().to_string();
         assert!(e.starts_with("mounting volume /srv on /v:"), "{e}");

@@ -39,7 +39,7 @@ pub enum StartError {
         /// The image.
         image: String,
         /// The cause.
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// Setting up failed before the monitor ran.
     #[error("{what}: {source}")]
@@ -109,7 +109,8 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
     let mount = mount_spec(root, &c)?;
     let stdio = stdio(root, &c, mode).map_err(io_err("setting up the container's stdio"))?;
     let (client, channel) = fdpass::socket_pair().map_err(io_err("socket pair"))?;
-    let launch = Launch { root: root.to_path_buf(), container: c, mount, stdio, channel, detached: mode == Mode::Detached };
+    let launch =
+        Launch { root: root.to_path_buf(), container: c, mount, stdio, channel, detached: mode == Mode::Detached };
     let pid = match ns::fork().map_err(io_err("forking the monitor"))? {
         None => {
             drop(client);
@@ -153,7 +154,7 @@ fn handshake(client: &OwnedFd, monitor: i32) -> Result<Started, StartError> {
 
 /// The rootfs mount: the image's layers (top first) under the container's upper dir.
 fn mount_spec(root: &Path, c: &Container) -> Result<MountSpec, StartError> {
-    let image_err = |source| StartError::Image { name: c.name.clone(), image: c.image.clone(), source };
+    let image_err = |e| StartError::Image { name: c.name.clone(), image: c.image.clone(), source: Box::new(e) };
     let store = Store::open(root).map_err(image_err)?;
     let digest = Digest::parse(&c.manifest)
         .map_err(|e| image_err(StoreError::Io { path: PathBuf::from(&c.manifest), source: io::Error::other(e) }))?;
@@ -169,7 +170,11 @@ fn mount_spec(root: &Path, c: &Container) -> Result<MountSpec, StartError> {
         userxattr: c.config.rootless,
         volatile: false,
     };
-    Ok(MountSpec { stack, fsname: Some(format!("strata:{}", c.id)), ..Default::default() })
+    let mut spec = MountSpec { stack, fsname: Some(format!("strata:{}", c.id)), ..Default::default() };
+    // Like a kernel overlay rootfs: setuid programs and device nodes of the image work (a
+    // mount in a user namespace stays nodev whatever is asked).
+    spec.flags = vec![fuser::MountOption::Suid, fuser::MountOption::Dev];
+    Ok(spec)
 }
 
 /// PID 1's stdio: the caller's (stdin only with `-i`), the log when detached, or a terminal.
@@ -181,7 +186,11 @@ fn stdio(root: &Path, c: &Container, mode: Mode) -> io::Result<Stdio> {
         (Mode::Detached, true) => Ok(Stdio::Tty(None)),
         (Mode::Foreground, false) => {
             let stdin = if c.config.interactive { io::stdin().as_fd().try_clone_to_owned()? } else { null()? };
-            Ok(Stdio::Fds([stdin, io::stdout().as_fd().try_clone_to_owned()?, io::stderr().as_fd().try_clone_to_owned()?]))
+            Ok(Stdio::Fds([
+                stdin,
+                io::stdout().as_fd().try_clone_to_owned()?,
+                io::stderr().as_fd().try_clone_to_owned()?,
+            ]))
         }
         (Mode::Detached, false) => {
             let log = OwnedFd::from(super::logs::open_for_append(&c.dir(root))?);

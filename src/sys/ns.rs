@@ -70,6 +70,21 @@ pub fn fork() -> io::Result<Option<i32>> {
     }
 }
 
+/// Forks a child that is PID 1 of a new PID namespace (`clone(CLONE_NEWPID)` with fork
+/// semantics): `None` in the child, its pid in the parent. Unlike `unshare(CLONE_NEWPID)`, the
+/// caller may still start threads afterwards. Call it only while the process has one thread.
+pub fn fork_into_new_pid_namespace() -> io::Result<Option<i32>> {
+    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: without CLONE_VM and with a null stack, clone behaves as fork: the child gets a
+    // copy of the address space. The caller is single-threaded, so no lock is held elsewhere.
+    let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match r {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid as i32)),
+    }
+}
+
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
