@@ -98,7 +98,6 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
         command,
         state: State::default(),
         config: cfg,
-        mount_targets: Vec::new(),
     };
     let dir = c.dir(root);
     make_dir(&dir, &c.config)?;
@@ -154,14 +153,17 @@ fn pick_name(root: &Path, given: Option<&str>, id: &str) -> Result<String, Creat
     Ok(name.unwrap_or(base))
 }
 
-/// The container's directory: upper, work, merged, and the `/etc` files.
+/// The container's directory: upper, work, merged, the init layer and the `/etc` files.
 fn make_dir(dir: &Path, cfg: &RunConfig) -> Result<(), CreateError> {
-    for sub in ["upper", "work", "merged"] {
+    for sub in ["upper", "work", "merged", "init/etc", "init/proc", "init/dev", "init/sys"] {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(io_err(&p))?;
     }
-    let upper = dir.join("upper");
-    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755)).map_err(io_err(&upper))?;
+    for (_, target) in super::rootfs::ETC_FILES {
+        let p = dir.join("init").join(target.trim_start_matches('/'));
+        std::fs::write(&p, "").map_err(io_err(&p))?;
+    }
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     hosts.push_str(&format!("127.0.1.1\t{}\n", cfg.hostname));
     let resolv = match cfg.network {

@@ -9,15 +9,14 @@
 //! `error CODE MESSAGE`.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::init::{self, Init, Stdio};
 use super::record::{self, Container, Status};
-use super::rootfs::{ETC_FILES, Plan};
+use super::rootfs::Plan;
 use super::signals::Forwarder;
 use crate::cli::options::MountSpec;
-use crate::sys::mountfd::{self, TargetKind};
 use crate::sys::ns::{self, Exit, Namespaces};
 use crate::sys::{creds, fdpass};
 
@@ -122,26 +121,24 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
             return fail(l, 125, &format!("mounting the rootfs: {}", crate::cli::one_line(&e)));
         }
     };
-    let targets = make_targets(&merged);
-    let _ = record::update(&l.root, &l.container.id, |c| c.mount_targets = targets.clone());
     let started = fdpass::send(init.as_fd(), b"go", None).and_then(|()| wait_exec(&init));
     let master = match started {
         Ok(Ok(master)) => master,
         Ok(Err((code, msg))) => {
             let _ = ns::wait_child(pid);
-            teardown(session, &merged, &targets);
+            teardown(session);
             return fail(l, code, &msg);
         }
         Err(e) => {
             let _ = ns::kill(pid, libc::SIGKILL);
             let _ = ns::wait_child(pid);
-            teardown(session, &merged, &targets);
+            teardown(session);
             return fail(l, 125, &format!("starting the container: {e}"));
         }
     };
     drop(init);
     let exit = follow(l, pid, master);
-    teardown(session, &merged, &targets);
+    teardown(session);
     finish(l, exit)
 }
 
@@ -207,7 +204,6 @@ fn finish(l: &Launch, exit: Exit) -> i32 {
         c.state.pid_start = None;
         c.state.monitor_pid = None;
         c.state.finished = Some(record::now());
-        c.mount_targets.clear();
     });
     if l.container.config.auto_remove {
         let _ = super::remove::delete(&l.root, &l.container);
@@ -215,31 +211,8 @@ fn finish(l: &Launch, exit: Exit) -> i32 {
     code
 }
 
-/// Creates, in the upper dir, the `/etc` files missing from the image that get bind-mounted
-/// over; returns them (deepest last) so [`teardown`] removes them again and commits skip them.
-fn make_targets(merged: &Path) -> Vec<String> {
-    let Ok(root) = mountfd::open_host_dir(merged) else { return Vec::new() };
-    let mut made = Vec::new();
-    if !mountfd::exists_in_root(root.as_fd(), Path::new("/etc")) {
-        made.push("/etc".to_string());
-    }
-    for (_, target) in ETC_FILES {
-        if !mountfd::exists_in_root(root.as_fd(), Path::new(target))
-            && mountfd::open_target(root.as_fd(), Path::new(target), TargetKind::File).is_ok()
-        {
-            made.push(target.to_string());
-        }
-    }
-    made
-}
-
-/// Removes the targets [`make_targets`] made, and unmounts the rootfs.
-fn teardown(session: fuser::BackgroundSession, merged: &Path, targets: &[String]) {
-    if let Ok(root) = mountfd::open_host_dir(merged) {
-        for t in targets.iter().rev() {
-            let _ = mountfd::remove_empty_in_root(root.as_fd(), Path::new(t));
-        }
-    }
+/// Unmounts the rootfs.
+fn teardown(session: fuser::BackgroundSession) {
     let (tx, rx) = std::sync::mpsc::channel();
     let _ = std::thread::Builder::new().name("umount".into()).spawn(move || {
         let _ = tx.send(session.umount_and_join());

@@ -4,6 +4,9 @@
 //! ROOT/containers/<id>/container.json   this record (written atomically: temp, fsync, rename)
 //! ROOT/containers/<id>/upper/           the container's changes (overlay upper-dir format)
 //! ROOT/containers/<id>/work/            the union's work dir
+//! ROOT/containers/<id>/init/            a layer above the image's: empty mount targets
+//!                                       (/etc/hosts, /etc/resolv.conf, /etc/hostname, /proc,
+//!                                       /dev, /sys), so they never appear in upper/
 //! ROOT/containers/<id>/merged/          where the rootfs is mounted while the container runs
 //! ROOT/containers/<id>/hosts, resolv.conf, hostname   bind-mounted onto /etc/… inside
 //! ROOT/containers/<id>/container.log    output of a detached container
@@ -11,8 +14,7 @@
 //! ```
 //!
 //! `<id>` is 64 lowercase hex characters. Other commands (`explain`, `layers`, `commit`) read
-//! records through [`find`] and [`list`]; `mount_targets` names the files Strata created in the
-//! upper dir only to bind-mount over them, which a commit leaves out.
+//! records through [`find`] and [`list`]; a commit reads `upper/` alone.
 
 use std::fs::{self, File};
 use std::io;
@@ -129,9 +131,6 @@ pub struct Container {
     /// How its process is set up.
     #[serde(default)]
     pub config: RunConfig,
-    /// Paths (inside the rootfs) Strata created in the upper dir only as bind-mount targets.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mount_targets: Vec<String>,
 }
 
 /// `ROOT/containers`.
@@ -254,7 +253,6 @@ mod tests {
             command: vec!["/bin/sh".into()],
             state: State::default(),
             config: RunConfig::default(),
-            mount_targets: Vec::new(),
         }
     }
 

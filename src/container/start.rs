@@ -152,7 +152,8 @@ fn handshake(client: &OwnedFd, monitor: i32) -> Result<Started, StartError> {
     }
 }
 
-/// The rootfs mount: the image's layers (top first) under the container's upper dir.
+/// The rootfs mount: the init layer and the image's layers (top first) under the container's
+/// upper dir.
 fn mount_spec(root: &Path, c: &Container) -> Result<MountSpec, StartError> {
     let image_err = |e| StartError::Image { name: c.name.clone(), image: c.image.clone(), source: Box::new(e) };
     let store = Store::open(root).map_err(image_err)?;
@@ -164,7 +165,9 @@ fn mount_spec(root: &Path, c: &Container) -> Result<MountSpec, StartError> {
     };
     let dir = c.dir(root);
     let stack = StackSpec {
-        lowers: img.config.rootfs.diff_ids.iter().rev().map(|d| store.layer_path(d)).collect(),
+        lowers: std::iter::once(dir.join("init"))
+            .chain(img.config.rootfs.diff_ids.iter().rev().map(|d| store.layer_path(d)))
+            .collect(),
         upper: Some(dir.join("upper")),
         work: Some(dir.join("work")),
         userxattr: c.config.rootless,

@@ -192,27 +192,3 @@ pub fn symlink_in(dir: BorrowedFd<'_>, name: &str, target: &str) -> io::Result<(
         Err(e) => Err(e.into()),
     }
 }
-
-/// Whether `path` exists beneath `root` (resolved inside it).
-pub fn exists_in_root(root: BorrowedFd<'_>, path: &Path) -> bool {
-    openat2_in_root(root, path, OFlags::PATH, Mode::empty()).is_ok()
-}
-
-/// Removes `path` beneath `root` if it is an empty regular file, or an empty directory.
-pub fn remove_empty_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let name = path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let dir = openat2_in_root(
-        root,
-        path.parent().unwrap_or(Path::new(".")),
-        OFlags::DIRECTORY | OFlags::RDONLY,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-    match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-        rustix::fs::FileType::RegularFile if st.st_size == 0 => {
-            Ok(rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())?)
-        }
-        rustix::fs::FileType::Directory => Ok(rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::REMOVEDIR)?),
-        _ => Ok(()),
-    }
-}
