@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::record::{self, Container, Result, Status};
+use super::record::{self, Container, RecordError, Result, Status};
 use crate::sys::{mount, ns};
 
 /// Whether the process recorded for `c` is alive (the same process: its start time matches).
@@ -51,7 +51,14 @@ pub fn refresh(root: &Path, c: &Container) -> Result<Container> {
 pub fn wait_stopped(root: &Path, c: &Container, timeout: Duration) -> Result<(Container, bool)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let now = refresh(root, &record::load(&c.dir(root))?)?;
+        let now = match record::load(&c.dir(root)) {
+            Ok(now) => refresh(root, &now)?,
+            // Removed by its monitor (`--rm`): it has stopped for good.
+            Err(RecordError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((c.clone(), true));
+            }
+            Err(e) => return Err(e),
+        };
         if now.state.status != Status::Running {
             return Ok((now, true));
         }

@@ -3,10 +3,12 @@
 //! onto a target fd that was resolved inside the container's rootfs (`openat2` with
 //! `RESOLVE_IN_ROOT`), so no path string is ever resolved on the host. Also `pivot_root` by fd.
 
-use std::ffi::OsStr;
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Component, Path};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{
@@ -66,30 +68,56 @@ fn openat2_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags, mode: Mode)
 
 /// Opens `path` (absolute or relative, read as inside the rootfs) beneath `root` as an `O_PATH`
 /// fd, creating what is missing. Symlinks met on the way resolve as if `root` were `/`, so a
-/// link in the image cannot lead the target out onto the host.
+/// link in the image cannot lead the target out onto the host; a dangling link gets its target
+/// made, inside the rootfs.
 pub fn open_target(root: BorrowedFd<'_>, path: &Path, kind: TargetKind) -> io::Result<OwnedFd> {
-    let names: Vec<&OsStr> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "'..' is not allowed in a container path"));
     }
+    let mut todo: VecDeque<OsString> = names_of(path).collect();
+    let mut walked = PathBuf::new();
     let mut fd = openat2_in_root(root, Path::new("."), OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
-    let mut walked = std::path::PathBuf::new();
-    for (i, name) in names.iter().enumerate() {
-        walked.push(name);
-        let want_file = i + 1 == names.len() && kind == TargetKind::File;
-        fd = match openat2_in_root(root, &walked, OFlags::PATH, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_in(root, &walked, name, want_file)?,
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            walked.pop();
+            continue;
+        }
+        let next = walked.join(&name);
+        match openat2_in_root(root, &next, OFlags::PATH, Mode::empty()) {
+            Ok(f) => fd = f,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let parent = openat2_in_root(root, &walked, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+                if let Ok(target) = rustix::fs::readlinkat(&parent, &name, Vec::new()) {
+                    links += 1;
+                    if links > 40 {
+                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    }
+                    let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
+                    if target.is_absolute() {
+                        walked = PathBuf::new();
+                    }
+                    for n in names_of(&target).collect::<Vec<_>>().into_iter().rev() {
+                        todo.push_front(n);
+                    }
+                    continue;
+                }
+                fd = create_in(root, &next, &name, todo.is_empty() && kind == TargetKind::File)?;
+            }
             Err(e) => return Err(e),
-        };
+        }
+        walked = next;
     }
     Ok(fd)
+}
+
+/// The names of `path`'s components (`..` kept as a name, `.` and `/` dropped).
+fn names_of(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        _ => None,
+    })
 }
 
 /// Creates `name` (a file or a dir) in the parent of `walked` beneath `root`, and opens it.
@@ -190,5 +218,30 @@ pub fn symlink_in(dir: BorrowedFd<'_>, name: &str, target: &str) -> io::Result<(
     match rustix::fs::symlinkat(target, dir, name) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn targets_resolve_and_are_made_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, outside) = (t.path().join("root"), t.path().join("outside"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        // An absolute link to a host path, and a relative one climbing out.
+        std::os::unix::fs::symlink(&outside, root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside", root.join("etc/rel")).unwrap();
+        let rfd = open_host_dir(&root).unwrap();
+        open_target(rfd.as_fd(), Path::new("/abs/sub"), TargetKind::Dir).unwrap();
+        open_target(rfd.as_fd(), Path::new("/etc/rel/file"), TargetKind::File).unwrap();
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing made outside the root");
+        assert!(root.join(outside.strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(root.join("outside/file").is_file());
+        let e = open_target(rfd.as_fd(), Path::new("/etc/../x"), TargetKind::Dir).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }
