@@ -390,28 +390,57 @@ fn root_signals_are_passed_to_pid_1() {
     assert!(!env.mounted());
 }
 
+/// Runs `strata ARGS` under `script` (a terminal), feeding `input` after a pause; returns its
+/// exit code and output (without carriage returns).
+fn in_terminal(env: &Env, args: &str, input: &str) -> (Option<i32>, String) {
+    let line = format!("stty rows 30 cols 100; {} --root {} {args}", env.bin.display(), env.root().display());
+    let mut child = Command::new("script")
+        .args(["-eqc", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils) is needed");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = stdin.write_all(input.as_bytes());
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let out = finish(child, LIMIT);
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+}
+
 #[test]
 fn root_tty_is_a_real_terminal() {
     if !require_root() {
         return;
     }
     let env = Env::new();
-    let line = format!(
-        "stty rows 30 cols 100; {} --root {} run -it --rm {IMAGE} sh -c 'tty; stty size; echo $TERM; exit 4'",
-        env.bin.display(),
-        env.root().display()
-    );
-    let child = Command::new("script")
-        .args(["-eqc", &line, "/dev/null"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) is needed");
-    let out = finish(child, LIMIT);
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(4), "{text}");
+    let (code, text) =
+        in_terminal(&env, &format!("run -t --rm {IMAGE} sh -c 'tty; stty size; echo $TERM; exit 4'"), "");
+    assert_eq!(code, Some(4), "{text}");
     assert!(text.contains("/dev/pts/0\n30 100\nxterm\n"), "{text:?}");
+    let (code, text) = in_terminal(&env, &format!("run -it --rm {IMAGE} sh"), "echo in $$\nexit 9\n");
+    assert_eq!(code, Some(9), "{text}");
+    assert!(text.contains("in 1\n"), "{text:?}");
+    env.ok(&["run", "-d", "--name", "t", IMAGE, "sleep", "1000"]);
+    env.wait_status("t", "running");
+    let (code, text) = in_terminal(&env, "exec -it t sh", "tty; echo exec $$\nexit 2\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("/dev/pts/") && text.contains("exec "), "{text:?}");
+    env.ok(&["rm", "-f", "t"]);
+    // -i without -t: stdin is passed on.
+    let mut child =
+        env.cmd(&["run", "--rm", "-i", IMAGE, "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    }
+    let out = finish(child, LIMIT);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub fn start(root: &Path, c: &Container, req: &Request) -> Result<Running, ExecE
     let helper = match ns::fork().map_err(io_err("forking"))? {
         None => {
             drop(client);
-            helper_main(&child, pidfd, join, req, size)
+            helper_main(child, pidfd, join, req, size)
         }
         Some(p) => p,
     };
@@ -159,18 +159,19 @@ fn report_and_exit(channel: &OwnedFd, code: i32, msg: &str) -> ! {
 }
 
 /// The helper: joins the namespaces, forks the command into the PID namespace, waits for it.
-fn helper_main(child: &Child<'_>, pidfd: OwnedFd, join: ns::Namespaces, req: &Request, size: Option<Size>) -> ! {
+fn helper_main(child: Child<'_>, pidfd: OwnedFd, join: ns::Namespaces, req: &Request, size: Option<Size>) -> ! {
     if let Err(e) = ns::join(pidfd.as_fd(), join) {
         report_and_exit(&child.channel, 125, &format!("joining the container's namespaces: {e}"));
     }
     drop(pidfd);
     let pid = match ns::fork() {
-        Ok(None) => command_main(child, req, size),
+        Ok(None) => command_main(&child, req, size),
         Ok(Some(pid)) => pid,
         Err(e) => report_and_exit(&child.channel, 125, &format!("forking: {e}")),
     };
     let _ = fdpass::send(child.channel.as_fd(), format!("pid {pid}").as_bytes(), None);
     // The command holds the channel until it executes: the client sees the end then.
+    drop(child);
     let code = ns::wait_child(pid).map(ns::Exit::status).unwrap_or(125);
     creds::exit_now(code)
 }
