@@ -554,6 +554,35 @@ fn root_rm_flag_removes_the_container_and_start_of_a_running_one_fails() {
     assert!(!env.mounted());
 }
 
+#[test]
+fn root_a_killed_monitor_leaves_a_consistent_record() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["run", "-d", "--name", "km", IMAGE, "sh", "-c", "echo kept > /data/kept; sleep 1000"]);
+    let r = env.wait_status("km", "running");
+    std::thread::sleep(Duration::from_millis(300));
+    let monitor = r["state"]["monitor_pid"].as_i64().unwrap();
+    Command::new("kill").args(["-9", &monitor.to_string()]).status().unwrap();
+    // Its PID 1 goes with it; ps notices, records the end and takes the dead mount down.
+    let deadline = Instant::now() + LIMIT;
+    while !env.ok(&["ps", "-a"]).contains("Exited") {
+        assert!(Instant::now() < deadline, "the container never showed as exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = env.record("km");
+    assert_eq!(r["state"]["status"], "exited");
+    assert!(r["state"]["pid"].is_null());
+    assert!(!env.mounted());
+    assert_eq!(std::fs::read_to_string(env.dir_of("km").join("upper/data/kept")).unwrap(), "kept\n");
+    env.ok(&["start", "km"]);
+    env.wait_status("km", "running");
+    assert_eq!(env.ok(&["exec", "km", "cat", "/data/kept"]), "kept\n");
+    env.ok(&["rm", "-f", "km"]);
+    assert!(!env.mounted());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Failures
 

@@ -168,6 +168,7 @@ fn follow(l: &Launch, pid: i32, master: Option<OwnedFd>) -> Exit {
         c.state.pid = Some(pid);
         c.state.pid_start = ns::start_time(pid);
         c.state.monitor_pid = Some(std::process::id() as i32);
+        c.state.monitor_start = ns::start_time(std::process::id() as i32);
         c.state.started = Some(record::now());
         c.state.finished = None;
         c.state.exit_code = None;
@@ -203,6 +204,7 @@ fn finish(l: &Launch, exit: Exit) -> i32 {
         c.state.pid = None;
         c.state.pid_start = None;
         c.state.monitor_pid = None;
+        c.state.monitor_start = None;
         c.state.finished = Some(record::now());
     });
     if l.container.config.auto_remove {

@@ -103,6 +103,9 @@ pub struct State {
     /// The host pid of the monitor process that waits for PID 1 and owns the rootfs mount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_pid: Option<i32>,
+    /// The start time of `monitor_pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_start: Option<u64>,
     /// Why the last start failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

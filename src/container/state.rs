@@ -8,21 +8,20 @@ use std::time::{Duration, Instant};
 use super::record::{self, Container, RecordError, Result, Status};
 use crate::sys::{mount, ns};
 
+/// Whether `pid` runs and is the process that started at `start` (when known).
+fn same_process(pid: Option<i32>, start: Option<u64>) -> bool {
+    let Some(pid) = pid else { return false };
+    ns::is_running(pid) && start.is_none_or(|t| ns::start_time(pid) == Some(t))
+}
+
 /// Whether the process recorded for `c` is alive (the same process: its start time matches).
 pub fn is_alive(c: &Container) -> bool {
-    let Some(pid) = c.state.pid else { return false };
-    if !ns::exists(pid) {
-        return false;
-    }
-    match c.state.pid_start {
-        Some(t) => ns::start_time(pid) == Some(t),
-        None => true,
-    }
+    same_process(c.state.pid, c.state.pid_start)
 }
 
 /// Whether the monitor recorded for `c` is alive.
 pub fn monitor_alive(c: &Container) -> bool {
-    c.state.monitor_pid.is_some_and(ns::exists)
+    same_process(c.state.monitor_pid, c.state.monitor_start)
 }
 
 /// The record of `c`, corrected if it says running for a process and monitor that are gone.
@@ -40,6 +39,7 @@ pub fn refresh(root: &Path, c: &Container) -> Result<Container> {
             c.state.pid = None;
             c.state.pid_start = None;
             c.state.monitor_pid = None;
+            c.state.monitor_start = None;
             c.state.finished = Some(record::now());
             c.state.error = Some("the container's monitor ended before it".into());
         }

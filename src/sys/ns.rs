@@ -144,11 +144,6 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether a process `pid` exists (signal 0).
-pub fn exists(pid: i32) -> bool {
-    pid > 0 && kill(pid, 0).map_or_else(|e| e.raw_os_error() == Some(libc::EPERM), |()| true)
-}
-
 /// `sethostname(2)` (in the caller's UTS namespace).
 pub fn set_hostname(name: &str) -> io::Result<()> {
     Ok(rustix::system::sethostname(name.as_bytes())?)
@@ -200,11 +195,20 @@ pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Fields 3 and on of `/proc/PID/stat` (the command, field 2, may hold spaces and parentheses).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_string).collect())
+}
+
 /// The start time of `pid` (clock ticks since boot, field 22 of `/proc/PID/stat`): with the pid,
 /// it names one process for good.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command (field 2) may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Whether `pid` exists and has not ended (a zombie waiting for its parent has ended).
+pub fn is_running(pid: i32) -> bool {
+    pid > 0 && stat_fields(pid).and_then(|f| f.first().cloned()).is_some_and(|s| s != "Z" && s != "X")
 }
