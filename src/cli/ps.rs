@@ -78,6 +78,6 @@ mod tests {
     fn long_commands_are_cut() {
         assert_eq!(command_text(&["sleep".into(), "5".into()]), "\"sleep 5\"");
         let long = command_text(&["/bin/sh".into(), "-c".into(), "while true; do sleep 1; done".into()]);
-        assert_eq!(long, "\"/bin/sh -c while tru…\"");
+        assert_eq!(long, "\"/bin/sh -c while tr…\"");
     }
 }
