@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::{self, ConfigError, ImageRuntime, Network, Overrides, RunConfig};
 use super::record::{self, Container, RecordError, State};
-use crate::image::store::{MountRecord, Store, StoreError};
+use crate::image::store::{Image, MountRecord, Store, StoreError};
 
 /// What went wrong creating a container; each names the image, name or path at fault.
 #[derive(Debug, thiserror::Error)]
@@ -101,20 +101,26 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     };
     let dir = c.dir(root);
     make_dir(&dir, &c.config)?;
-    let merged = dir.join("merged").canonicalize().map_err(io_err(&dir))?;
-    {
-        let lock = store.write()?;
-        let rec = MountRecord {
-            mountpoint: merged,
-            image: format!("container {}", c.name),
-            manifest: img.descriptor.digest.clone(),
-            writable: true,
-            mounted: false,
-        };
-        lock.save_mount(&rec)?;
-    }
+    keep_image(&store, &c, &img)?;
     c.save(root)?;
     Ok(c)
+}
+
+/// Records in the store that the container uses the image, so `rmi`/`prune` keep its layers
+/// (a mount record for its `merged/` dir, dropped by `rm`).
+fn keep_image(store: &Store, c: &Container, img: &Image) -> Result<(), CreateError> {
+    let dir = c.dir(store.root());
+    let merged = dir.join("merged").canonicalize().map_err(io_err(&dir))?;
+    let lock = store.write()?;
+    let rec = MountRecord {
+        mountpoint: merged,
+        image: format!("container {}", c.name),
+        manifest: img.descriptor.digest.clone(),
+        writable: true,
+        mounted: false,
+    };
+    lock.save_mount(&rec)?;
+    Ok(())
 }
 
 /// 64 random lowercase hex characters.
@@ -147,8 +153,8 @@ fn pick_name(root: &Path, given: Option<&str>, id: &str) -> Result<String, Creat
         }
         return Ok(n.into());
     }
-    let b = hex::decode(&id[..4]).unwrap_or_default();
-    let base = format!("{}_{}", ADJECTIVES[b[0] as usize % 16], NOUNS[b[1] as usize % 16]);
+    let digit = |i: usize| id.get(i..i + 1).and_then(|d| usize::from_str_radix(d, 16).ok()).unwrap_or(0);
+    let base = format!("{}_{}", ADJECTIVES[digit(0)], NOUNS[digit(1)]);
     let name = (0..).map(|i| if i == 0 { base.clone() } else { format!("{base}{i}") }).find(|n| !taken.contains(n));
     Ok(name.unwrap_or(base))
 }
@@ -204,7 +210,7 @@ mod tests {
     fn names_are_checked_and_made_unique() {
         let dir = tempfile::tempdir().unwrap();
         let id = "0011".to_string() + &"0".repeat(60);
-        assert_eq!(pick_name(dir.path(), None, &id).unwrap(), "amber_chalk");
+        assert_eq!(pick_name(dir.path(), None, &id).unwrap(), "amber_basalt");
         assert!(matches!(pick_name(dir.path(), Some("-x"), &id), Err(CreateError::BadName(_))));
         assert_eq!(pick_name(dir.path(), Some("web.1"), &id).unwrap(), "web.1");
     }

@@ -67,6 +67,7 @@ fn fail(l: &Launch, code: i32, msg: &str) -> i32 {
 
 fn run(mut l: Launch) -> i32 {
     let _ = rustix::process::setsid();
+    let _ = std::env::set_current_dir("/");
     quiet_stdio();
     if l.container.config.rootless
         && let Err(e) = enter_user_namespace(&l.channel)

@@ -147,6 +147,11 @@ impl Container {
         containers_dir(root).join(&self.id)
     }
 
+    /// `ROOT/containers/<id>/upper`: every change the container made (what a commit reads).
+    pub fn upper_dir(&self, root: &Path) -> PathBuf {
+        self.dir(root).join("upper")
+    }
+
     /// The first 12 characters of the id, as `ps` shows it.
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]

@@ -106,6 +106,8 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
         let how = if c.config.rootless { "rootless" } else { "as root" };
         return Err(StartError::Privilege(c.name, how));
     }
+    // The monitor leaves the caller's working directory: the root must not be relative to it.
+    let root = &std::path::absolute(root).map_err(io_err("the store root"))?;
     let mount = mount_spec(root, &c)?;
     let stdio = stdio(root, &c, mode).map_err(io_err("setting up the container's stdio"))?;
     let (client, channel) = fdpass::socket_pair().map_err(io_err("socket pair"))?;
