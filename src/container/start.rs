@@ -42,8 +42,10 @@ pub enum StartError {
         source: Box<StoreError>,
     },
     /// Setting up failed before the monitor ran.
-    #[error("{what}: {source}")]
+    #[error("starting container {name}: {what}: {source}")]
     Io {
+        /// The container.
+        name: String,
         /// Which step.
         what: String,
         /// The cause.
@@ -91,8 +93,8 @@ pub struct Started {
     pub master: Option<OwnedFd>,
 }
 
-fn io_err(what: &str) -> impl FnOnce(io::Error) -> StartError + '_ {
-    move |source| StartError::Io { what: what.to_string(), source }
+fn io_err<'a>(name: &'a str, what: &'a str) -> impl FnOnce(io::Error) -> StartError + 'a {
+    move |source| StartError::Io { name: name.to_string(), what: what.to_string(), source }
 }
 
 /// Starts `c`. Call it while the process has a single thread (it forks).
@@ -107,13 +109,14 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
         return Err(StartError::Privilege(c.name, how));
     }
     // The monitor leaves the caller's working directory: the root must not be relative to it.
-    let root = &std::path::absolute(root).map_err(io_err("the store root"))?;
+    let root = &std::path::absolute(root).map_err(io_err(&c.name, "the store root"))?;
     let mount = mount_spec(root, &c)?;
-    let stdio = stdio(root, &c, mode).map_err(io_err("setting up the container's stdio"))?;
-    let (client, channel) = fdpass::socket_pair().map_err(io_err("socket pair"))?;
+    let stdio = stdio(root, &c, mode).map_err(io_err(&c.name, "setting up stdio"))?;
+    let (client, channel) = fdpass::socket_pair().map_err(io_err(&c.name, "socket pair"))?;
+    let name = c.name.clone();
     let launch =
         Launch { root: root.to_path_buf(), container: c, mount, stdio, channel, detached: mode == Mode::Detached };
-    let pid = match ns::fork().map_err(io_err("forking the monitor"))? {
+    let pid = match ns::fork().map_err(io_err(&name, "forking the monitor"))? {
         None => {
             drop(client);
             monitor::main(launch)
@@ -121,7 +124,7 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
         Some(pid) => pid,
     };
     drop(launch);
-    let started = handshake(&client, pid);
+    let started = handshake(&client, pid, &name);
     if started.is_err() {
         let _ = ns::wait_child(pid);
     }
@@ -129,9 +132,9 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
 }
 
 /// Follows the monitor's reports until the command runs or fails.
-fn handshake(client: &OwnedFd, monitor: i32) -> Result<Started, StartError> {
+fn handshake(client: &OwnedFd, monitor: i32, name: &str) -> Result<Started, StartError> {
     loop {
-        let (msg, fd) = fdpass::recv(client.as_fd()).map_err(io_err("waiting for the container's monitor"))?;
+        let (msg, fd) = fdpass::recv(client.as_fd()).map_err(io_err(name, "waiting for its monitor"))?;
         let text = String::from_utf8_lossy(&msg).into_owned();
         match text.split_once(' ').unwrap_or((text.as_str(), "")) {
             ("", _) => {
@@ -141,7 +144,7 @@ fn handshake(client: &OwnedFd, monitor: i32) -> Result<Started, StartError> {
             ("userns", _) => {
                 let mapped = namespaces::map_ids(monitor);
                 let reply = if mapped.is_ok() { "mapped" } else { "error" };
-                fdpass::send(client.as_fd(), reply.as_bytes(), None).map_err(io_err("answering the monitor"))?;
+                fdpass::send(client.as_fd(), reply.as_bytes(), None).map_err(io_err(name, "answering its monitor"))?;
                 mapped?;
             }
             ("ok", pid) => return Ok(Started { monitor, pid: pid.parse().unwrap_or(0), master: fd }),
