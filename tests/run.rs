@@ -380,9 +380,11 @@ fn root_signals_are_passed_to_pid_1() {
     for (sig, code) in [("TERM", 42), ("INT", 43)] {
         let name = format!("sig{code}");
         let script = format!("trap 'exit {code}' {sig}; echo ready; while :; do sleep 0.1; done");
-        let child = env.spawn(&["run", "--name", &name, IMAGE, "sh", "-c", &script]);
-        env.wait_status(&name, "running");
-        std::thread::sleep(Duration::from_millis(300));
+        let mut child = env.spawn(&["run", "--name", &name, IMAGE, "sh", "-c", &script]);
+        // The trap is set once "ready" is out.
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+        assert_eq!(first, "ready\n");
         Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
         let out = finish(child, LIMIT);
         assert_eq!(out.status.code(), Some(code), "SIG{sig}: {}", String::from_utf8_lossy(&out.stderr));
@@ -523,7 +525,11 @@ fn root_detached_container_ps_exec_stop_start_rm() {
     assert_eq!(env.ok(&["start", "web"]), "web\n");
     env.wait_status("web", "running");
     assert_eq!(env.ok(&["exec", "web", "cat", "/data/kept"]), "data\n");
-    assert_eq!(env.ok(&["logs", "web"]), "up\nup\n");
+    let deadline = Instant::now() + LIMIT;
+    while env.ok(&["logs", "web"]) != "up\nup\n" {
+        assert!(Instant::now() < deadline, "logs: {:?}", env.ok(&["logs", "web"]));
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let err = env.fails(1, &["rm", "web"]);
     assert!(err.contains("is running"), "{err}");
     assert_eq!(env.ok(&["rm", "-f", &id[..8]]), format!("{}\n", &id[..8]));
@@ -562,7 +568,12 @@ fn root_a_killed_monitor_leaves_a_consistent_record() {
     let env = Env::new();
     env.ok(&["run", "-d", "--name", "km", IMAGE, "sh", "-c", "echo kept > /data/kept; sleep 1000"]);
     let r = env.wait_status("km", "running");
-    std::thread::sleep(Duration::from_millis(300));
+    let kept = env.dir_of("km").join("upper/data/kept");
+    let deadline = Instant::now() + LIMIT;
+    while std::fs::read_to_string(&kept).ok().as_deref() != Some("kept\n") {
+        assert!(Instant::now() < deadline, "the file was never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let monitor = r["state"]["monitor_pid"].as_i64().unwrap();
     Command::new("kill").args(["-9", &monitor.to_string()]).status().unwrap();
     // Its PID 1 goes with it; ps notices, records the end and takes the dead mount down.

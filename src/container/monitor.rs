@@ -95,6 +95,7 @@ fn run(mut l: Launch) -> i32 {
         Ok(Some(pid)) => pid,
         Err(e) => return fail(&l, 125, &format!("forking the container process: {e}")),
     };
+    // PID 1 has its copies; the monitor closes its own (else a reader would never see the end).
     drop(init_end);
     l.stdio = Stdio::Tty(None);
     supervise(&l, pid, mon_end)
