@@ -35,24 +35,24 @@ fn fixture() -> PathBuf {
 const IMAGE: &str = "oci-multi";
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Waits for `child` at most `limit` (then kills it), collecting its output.
+/// Reads `from` to its end in a thread; the result comes through the returned channel.
+fn drain(from: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut f) = from {
+            let _ = f.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// Waits for `child` at most `limit` (then kills it), collecting its output. A process it
+/// left behind holding its stdout/stderr does not make the test hang: the pipes get a few
+/// seconds after it ended.
 fn finish(mut child: Child, limit: Duration) -> Output {
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut o = Vec::new();
-        if let Some(s) = out.as_mut() {
-            let _ = s.read_to_end(&mut o);
-        }
-        o
-    });
-    let ereader = std::thread::spawn(move || {
-        let mut e = Vec::new();
-        if let Some(s) = err.as_mut() {
-            let _ = s.read_to_end(&mut e);
-        }
-        e
-    });
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -64,7 +64,10 @@ fn finish(mut child: Child, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: reader.join().unwrap(), stderr: ereader.join().unwrap() }
+    let pipe = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(10)).expect("a process left behind still holds the output")
+    };
+    Output { status, stdout: pipe(out), stderr: pipe(err) }
 }
 
 /// A store with the fixture image loaded, in a temp dir of its own; containers left by a

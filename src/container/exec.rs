@@ -106,6 +106,7 @@ pub fn start(root: &Path, c: &Container, req: &Request) -> Result<Running, ExecE
     let user = req.user.clone().unwrap_or_else(|| c.config.user.clone());
     let cwd = req.workdir.clone().unwrap_or_else(|| c.config.cwd.clone());
     let child = Child { channel: helper_end, args: &req.command, env, cwd, user, no_new_privs: c.config.no_new_privs };
+    super::signals::hold();
     let helper = match ns::fork().map_err(io_err("forking"))? {
         None => {
             drop(client);

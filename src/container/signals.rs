@@ -1,6 +1,9 @@
 //! Signals aimed at a container: the `strata run`/`exec` client and the monitor pass on what
 //! they receive (Ctrl-C, SIGTERM, ...) to the container's process; a window-size change is
 //! passed to the pty instead. Zombies are reaped by the monitor, which waits for PID 1.
+//!
+//! The signals are blocked ([`hold`]) before the client forks, so one that comes before the
+//! container's pid is known waits, pending, and is passed on once a [`Forwarder`] runs.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -10,10 +13,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::sys::ns;
+use crate::sys::{creds, ns};
 
 /// The signals passed on to the container.
 pub const FORWARDED: [i32; 6] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2];
+
+/// Holds the [`FORWARDED`] signals back (blocked, pending) in the calling thread until a
+/// [`Forwarder`] starts; call it before forking and before starting threads.
+pub fn hold() {
+    creds::block_signals(&FORWARDED, true);
+}
 
 /// Passes signals on until dropped.
 pub struct Forwarder {
@@ -47,6 +56,8 @@ impl Forwarder {
                 }
             }
         })?;
+        // Handlers are in place: what came while held is delivered now.
+        creds::block_signals(&FORWARDED, false);
         Ok(Forwarder { handle, thread: Some(thread), target })
     }
 

@@ -116,6 +116,7 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
     let name = c.name.clone();
     let launch =
         Launch { root: root.to_path_buf(), container: c, mount, stdio, channel, detached: mode == Mode::Detached };
+    super::signals::hold();
     let pid = match ns::fork().map_err(io_err(&name, "forking the monitor"))? {
         None => {
             drop(client);

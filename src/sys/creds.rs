@@ -81,6 +81,22 @@ pub fn reset_signals() {
     }
 }
 
+/// Blocks (`block`) or unblocks `sigs` for the calling thread; threads it starts afterwards
+/// inherit the mask, and so does a forked child. A blocked signal waits, pending, until some
+/// thread unblocks it.
+pub fn block_signals(sigs: &[i32], block: bool) {
+    let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    // SAFETY: the set is initialised by sigemptyset before use and lives across the calls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
 /// Makes `fd` the standard descriptor `target` (0, 1 or 2), kept across `execve`.
 pub fn dup_to(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
     // SAFETY: dup2 onto a standard descriptor this process owns.
