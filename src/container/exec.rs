@@ -13,6 +13,7 @@ use super::init;
 use super::namespaces;
 use super::process;
 use super::record::{Container, RecordError, Status};
+use super::report::{self, Report};
 use super::state;
 use crate::sys::pty::{self, Size};
 use crate::sys::{creds, fdpass, ns};
@@ -122,20 +123,12 @@ pub fn start(root: &Path, c: &Container, req: &Request) -> Result<Running, ExecE
 fn collect(client: OwnedFd, helper: i32) -> Result<Running, ExecError> {
     let (mut pid, mut master, mut error) = (0, None, None);
     loop {
-        let (msg, fd) = match fdpass::recv(client.as_fd()) {
-            Ok(m) => m,
-            Err(_) => break,
-        };
-        let text = String::from_utf8_lossy(&msg).into_owned();
-        match text.split_once(' ').unwrap_or((text.as_str(), "")) {
-            ("", _) => break,
-            ("pid", p) => pid = p.parse().unwrap_or(0),
-            ("pty", _) => master = fd,
-            ("error", rest) => {
-                let (code, message) = rest.split_once(' ').unwrap_or(("125", rest));
-                error = Some(ExecError::Failed { code: code.parse().unwrap_or(125), message: message.into() });
-            }
-            _ => {}
+        match report::recv(client.as_fd()) {
+            Ok((Report::Pid(p), _)) => pid = p,
+            Ok((Report::Pty, fd)) => master = fd,
+            Ok((Report::Error { code, message }, _)) => error = Some(ExecError::Failed { code, message }),
+            Ok((Report::End, _)) | Err(_) => break,
+            Ok(_) => {}
         }
     }
     if let Some(e) = error {
@@ -155,7 +148,7 @@ struct Child<'a> {
 }
 
 fn report_and_exit(channel: &OwnedFd, code: i32, msg: &str) -> ! {
-    let _ = fdpass::send(channel.as_fd(), format!("error {code} {msg}").as_bytes(), None);
+    let _ = report::send(channel.as_fd(), &Report::Error { code, message: msg.to_string() }, None);
     creds::exit_now(code)
 }
 
@@ -170,7 +163,7 @@ fn helper_main(child: Child<'_>, pidfd: OwnedFd, join: ns::Namespaces, req: &Req
         Ok(Some(pid)) => pid,
         Err(e) => report_and_exit(&child.channel, 125, &format!("forking: {e}")),
     };
-    let _ = fdpass::send(child.channel.as_fd(), format!("pid {pid}").as_bytes(), None);
+    let _ = report::send(child.channel.as_fd(), &Report::Pid(pid), None);
     // The command holds the channel until it executes: the client sees the end then.
     drop(child);
     let code = ns::wait_child(pid).map(ns::Exit::status).unwrap_or(125);
@@ -197,7 +190,7 @@ fn command_main(child: &Child<'_>, req: &Request, size: Option<Size>) -> ! {
 fn stdio(child: &Child<'_>, req: &Request, size: Option<Size>) -> io::Result<()> {
     if req.tty {
         let p = init::open_terminal(size)?;
-        fdpass::send(child.channel.as_fd(), b"pty", Some(p.master.as_fd()))?;
+        report::send(child.channel.as_fd(), &Report::Pty, Some(p.master.as_fd()))?;
         return init::attach_terminal(p.slave);
     }
     if !req.interactive {

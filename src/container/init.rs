@@ -12,10 +12,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::config::RunConfig;
 use super::namespaces::{self, NsError};
 use super::process::{self, ProcessError};
+use super::report::{self, Report};
 use super::rootfs::{self, Plan, RootfsError};
 use super::syscall::LinuxSyscall;
 use crate::sys::pty::{self, Size};
-use crate::sys::{creds, fdpass, ns};
+use crate::sys::{creds, ns};
 
 /// The stdio of a container process.
 pub enum Stdio {
@@ -69,16 +70,15 @@ impl InitError {
 /// Runs PID 1 up to `execve`; on failure reports to the monitor and exits with the failure's code.
 pub fn main(init: Init) -> ! {
     let _ = ns::set_parent_death_signal(libc::SIGKILL);
-    match fdpass::recv(init.channel.as_fd()) {
-        Ok((m, _)) if m == b"go" => {}
+    match report::recv(init.channel.as_fd()) {
+        Ok((Report::Go, _)) => {}
         _ => creds::exit_now(1),
     }
     let e = match run(&init) {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let msg = format!("error {} {}", e.code(), e);
-    let _ = fdpass::send(init.channel.as_fd(), msg.as_bytes(), None);
+    let _ = report::send(init.channel.as_fd(), &Report::Error { code: e.code(), message: e.to_string() }, None);
     creds::exit_now(e.code())
 }
 
@@ -108,7 +108,7 @@ fn stdio(init: &Init) -> std::io::Result<()> {
         }
         Stdio::Tty(size) => {
             let p = open_terminal(*size)?;
-            fdpass::send(init.channel.as_fd(), b"pty", Some(p.master.as_fd()))?;
+            report::send(init.channel.as_fd(), &Report::Pty, Some(p.master.as_fd()))?;
             attach_terminal(p.slave)
         }
     }

@@ -7,6 +7,7 @@
 //! - [`monitor`]: the per-container process owning the rootfs mount and waiting for PID 1;
 //! - [`init`]: PID 1 up to `execve`; [`namespaces`], [`rootfs`] and [`process`] are its steps,
 //!   written against the [`syscall::Syscall`] trait so they are tested without privileges;
+//! - [`report`]: the messages between those processes;
 //! - [`tty`], [`signals`], [`logs`]: terminals, signal forwarding, the detached log;
 //! - [`state`]: whether a container still runs, and correcting records that say otherwise;
 //! - [`exec`], [`stop`], [`remove`]: the other verbs.
@@ -23,6 +24,7 @@ pub mod namespaces;
 pub mod process;
 pub mod record;
 pub mod remove;
+pub mod report;
 pub mod rootfs;
 pub mod signals;
 pub mod start;

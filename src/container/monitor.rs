@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::init::{self, Init, Stdio};
 use super::record::{self, Container, Status};
+use super::report::{self, Report};
 use super::rootfs::Plan;
 use super::signals::Forwarder;
 use crate::cli::options::MountSpec;
@@ -58,7 +59,7 @@ fn fail(l: &Launch, code: i32, msg: &str) -> i32 {
         c.state.error = Some(msg.to_string());
         c.state.pid = None;
     });
-    let _ = fdpass::send(l.channel.as_fd(), format!("error {code} {msg}").as_bytes(), None);
+    let _ = report::send(l.channel.as_fd(), &Report::Error { code, message: msg.to_string() }, None);
     if l.container.config.auto_remove {
         let _ = super::remove::delete(&l.root, &l.container);
     }
@@ -104,10 +105,10 @@ fn run(mut l: Launch) -> i32 {
 /// Rootless: a new user namespace, mapped by the client, then a mount namespace of its own.
 fn enter_user_namespace(client: &OwnedFd) -> std::io::Result<()> {
     ns::unshare(Namespaces { user: true, ..Default::default() })?;
-    fdpass::send(client.as_fd(), b"userns", None)?;
-    let (reply, _) = fdpass::recv(client.as_fd())?;
-    if reply != b"mapped" {
-        return Err(std::io::Error::other(String::from_utf8_lossy(&reply).into_owned()));
+    report::send(client.as_fd(), &Report::UserNs, None)?;
+    match report::recv(client.as_fd())? {
+        (Report::Mapped, _) => {}
+        (other, _) => return Err(std::io::Error::other(format!("the client answered {other:?}"))),
     }
     ns::unshare(Namespaces { mount: true, ..Default::default() })
 }
@@ -123,7 +124,7 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
             return fail(l, 125, &format!("mounting the rootfs: {}", crate::cli::one_line(&e)));
         }
     };
-    let started = fdpass::send(init.as_fd(), b"go", None).and_then(|()| wait_exec(&init));
+    let started = report::send(init.as_fd(), &Report::Go, None).and_then(|()| wait_exec(&init));
     let master = match started {
         Ok(Ok(master)) => master,
         Ok(Err((code, msg))) => {
@@ -144,22 +145,16 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
     finish(l, exit)
 }
 
-/// Waits for PID 1 to exec: `Ok(master)` once the socket closes, or its `error CODE MESSAGE`.
+/// Waits for PID 1 to exec: `Ok(master)` once the socket closes, or its error (code, message).
 fn wait_exec(init: &OwnedFd) -> std::io::Result<Result<Option<OwnedFd>, (i32, String)>> {
     let mut master = None;
     loop {
-        let (msg, fd) = fdpass::recv(init.as_fd())?;
-        if msg.is_empty() {
-            return Ok(Ok(master));
+        match report::recv(init.as_fd())? {
+            (Report::End, _) => return Ok(Ok(master)),
+            (Report::Pty, fd) => master = fd,
+            (Report::Error { code, message }, _) => return Ok(Err((code, message))),
+            (other, _) => return Ok(Err((125, format!("unexpected report {other:?}")))),
         }
-        if msg == b"pty" {
-            master = fd;
-            continue;
-        }
-        let text = String::from_utf8_lossy(&msg).into_owned();
-        let rest = text.strip_prefix("error ").unwrap_or(&text);
-        let (code, m) = rest.split_once(' ').unwrap_or(("125", rest));
-        return Ok(Err((code.parse().unwrap_or(125), m.to_string())));
     }
 }
 
@@ -187,7 +182,7 @@ fn follow(l: &Launch, pid: i32, master: Option<OwnedFd>) -> Exit {
         other => other,
     };
     let fd = to_client.as_ref().map(|m| m.as_fd());
-    let _ = fdpass::send(l.channel.as_fd(), format!("ok {pid}").as_bytes(), fd);
+    let _ = report::send(l.channel.as_fd(), &Report::Ok(pid), fd);
     drop(to_client);
     let exit = ns::wait_child(pid).unwrap_or(Exit::Code(255));
     drop(forwarder);

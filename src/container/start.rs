@@ -11,6 +11,7 @@ use super::init::Stdio;
 use super::monitor::{self, Launch};
 use super::namespaces::{self, NsError};
 use super::record::{Container, RecordError, Status};
+use super::report::{self, Report};
 use super::state;
 use crate::cli::options::MountSpec;
 use crate::fs::layers::StackSpec;
@@ -135,25 +136,22 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
 /// Follows the monitor's reports until the command runs or fails.
 fn handshake(client: &OwnedFd, monitor: i32, name: &str) -> Result<Started, StartError> {
     loop {
-        let (msg, fd) = fdpass::recv(client.as_fd()).map_err(io_err(name, "waiting for its monitor"))?;
-        let text = String::from_utf8_lossy(&msg).into_owned();
-        match text.split_once(' ').unwrap_or((text.as_str(), "")) {
-            ("", _) => {
+        match report::recv(client.as_fd()).map_err(io_err(name, "waiting for its monitor"))? {
+            (Report::UserNs, _) => {
+                let mapped = namespaces::map_ids(monitor);
+                let reply = if mapped.is_ok() { Report::Mapped } else { Report::Other("not mapped".into()) };
+                report::send(client.as_fd(), &reply, None).map_err(io_err(name, "answering its monitor"))?;
+                mapped?;
+            }
+            (Report::Ok(pid), master) => return Ok(Started { monitor, pid, master }),
+            (Report::Error { code, message }, _) => return Err(StartError::Failed { code, message }),
+            (Report::End, _) => {
                 let message = "the container's monitor ended before the container started".into();
                 return Err(StartError::Failed { code: 125, message });
             }
-            ("userns", _) => {
-                let mapped = namespaces::map_ids(monitor);
-                let reply = if mapped.is_ok() { "mapped" } else { "error" };
-                fdpass::send(client.as_fd(), reply.as_bytes(), None).map_err(io_err(name, "answering its monitor"))?;
-                mapped?;
+            (other, _) => {
+                return Err(StartError::Failed { code: 125, message: format!("unexpected report {other:?}") });
             }
-            ("ok", pid) => return Ok(Started { monitor, pid: pid.parse().unwrap_or(0), master: fd }),
-            ("error", rest) => {
-                let (code, message) = rest.split_once(' ').unwrap_or(("125", rest));
-                return Err(StartError::Failed { code: code.parse().unwrap_or(125), message: message.into() });
-            }
-            _ => return Err(StartError::Failed { code: 125, message: format!("unexpected report {text:?}") }),
         }
     }
 }
