@@ -53,6 +53,11 @@ pub enum ProcessError {
         /// What is missing.
         reason: String,
     },
+    /// The user's ids have no mapping in the container's user namespace.
+    #[error(
+        "user {0}: its ids are not mapped in the user namespace (rootless: give the caller ranges in /etc/subuid and /etc/subgid)"
+    )]
+    Unmapped(String),
     /// A step before exec failed.
     #[error("{what}: {source}")]
     Setup {
@@ -188,7 +193,10 @@ fn prepare_and_exec(spec: &Spec<'_>) -> Result<std::convert::Infallible, Process
     std::env::set_current_dir(spec.cwd).map_err(setup_err("changing to the working directory"))?;
     let program = find_program(spec.args.first().map(String::as_str).unwrap_or_default(), &env)?;
     creds::bound_capabilities(DEFAULT_CAPS).map_err(setup_err("bounding capabilities"))?;
-    creds::set_ids(ids.uid, ids.gid, &ids.groups).map_err(setup_err("setting the user"))?;
+    creds::set_ids(ids.uid, ids.gid, &ids.groups).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => ProcessError::Unmapped(spec.user.to_string()),
+        _ => setup_err("setting the user")(e),
+    })?;
     if spec.no_new_privs {
         creds::set_no_new_privs().map_err(setup_err("setting no_new_privs"))?;
     }
