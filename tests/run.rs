@@ -358,11 +358,15 @@ fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
     assert!(pids.lines().all(|p| p.parse::<u32>().unwrap() < 10), "{pids}");
     assert!(pids.lines().any(|p| p == "1"));
     let mounts = env.sh(&[], "cat /proc/mounts");
-    let allowed = ["/", "/proc", "/sys", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
+    let allowed = ["/", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
     for line in mounts.lines() {
         let at = line.split(' ').nth(1).unwrap();
-        assert!(allowed.contains(&at) || at.starts_with("/dev"), "host mount visible: {line}");
+        let kernel = ["/dev", "/proc", "/sys"].iter().any(|k| at == *k || at.starts_with(&format!("{k}/")));
+        assert!(allowed.contains(&at) || kernel, "host mount visible: {line}");
     }
+    let out = env.run(&["run", "--rm", IMAGE, "sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"), "/proc/sys is read-only");
+    assert_eq!(env.sh(&[], "cat /proc/keys"), "", "/proc/keys is masked");
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()));
     let status = env.sh(&[], "grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status");
     assert_eq!(lines(&status), ["CapBnd:\t00000000a80425fb", "NoNewPrivs:\t1"]);

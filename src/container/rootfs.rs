@@ -38,6 +38,24 @@ pub enum RootfsError {
 /// The host devices bound into `/dev`.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Kernel interfaces a container must not change (Docker's list): bound read-only.
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Kernel interfaces a container must not see (Docker's list): covered.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
 /// The files of `/etc` the container gets from beside its record: (file name there, target).
 pub const ETC_FILES: [(&str, &str); 3] =
     [("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname")];
@@ -80,6 +98,7 @@ pub fn setup(sys: &dyn Syscall, plan: &Plan) -> Result<(), RootfsError> {
     sys.mount_fs("proc", &[], NOSUID_NODEV_NOEXEC, Path::new("/proc")).map_err(mount_err("proc on /proc"))?;
     dev(sys, plan.rootless)?;
     sys_ro(sys)?;
+    protect_kernel(sys)?;
     for (file, target) in ETC_FILES {
         let src = plan.dir.join(file);
         sys.bind(&src, Path::new(target), TargetKind::File, Attrs::default())
@@ -118,6 +137,21 @@ fn dev(sys: &dyn Syscall, rootless: bool) -> Result<(), RootfsError> {
         [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")];
     for (name, link) in links.into_iter().chain([("stderr", "/proc/self/fd/2")]) {
         sys.symlink(Path::new("/dev"), name, link).map_err(mount_err(format!("/dev/{name}")))?;
+    }
+    Ok(())
+}
+
+/// Read-only and masked kernel paths; those this kernel does not have are skipped.
+fn protect_kernel(sys: &dyn Syscall) -> Result<(), RootfsError> {
+    let skip_missing = |r: io::Result<()>, what: &str| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(mount_err(what)),
+    };
+    for p in READONLY_PATHS {
+        skip_missing(sys.bind_readonly(Path::new(p)), &format!("{p} (read-only)"))?;
+    }
+    for p in MASKED_PATHS {
+        skip_missing(sys.mask(Path::new(p)), &format!("{p} (masked)"))?;
     }
     Ok(())
 }
@@ -173,6 +207,12 @@ mod tests {
         assert_eq!(&t[..3], ["/proc", "/dev", "/dev/null"]);
         let at = |p: &str| t.iter().position(|x| x == p).unwrap();
         assert!(at("/dev/pts") < at("/sys") && at("/sys") < at("/etc/hosts"));
+        let calls = sys.calls.borrow();
+        let ro = calls.iter().position(|c| *c == Call::ReadOnly("/proc/sys".into())).unwrap();
+        let masked = calls.iter().position(|c| *c == Call::Mask("/proc/kcore".into())).unwrap();
+        let sysfs = calls.iter().position(|c| matches!(c, Call::Mount(t, ..) if t == "sysfs")).unwrap();
+        assert!(sysfs < ro && ro < masked, "kernel paths are protected once /proc and /sys are there");
+        drop(calls);
         assert!(at("/a") < at("/a/b"), "parent volumes first: {t:?}");
         assert!(
             sys.calls.borrow().iter().any(|c| matches!(c, Call::Bind(_, t, _, a) if t == Path::new("/a") && a.rdonly))

@@ -27,6 +27,12 @@ pub trait Syscall {
     fn mount_fs(&self, fstype: &str, options: &[(&str, &str)], attrs: Attrs, target: &Path) -> io::Result<()>;
     /// Bind-mounts the host path `source` (recursively) on `target`, created as `kind` if missing.
     fn bind(&self, source: &Path, target: &Path, kind: TargetKind, attrs: Attrs) -> io::Result<()>;
+    /// Makes what is at `target` (a subtree of a mount) read-only: bound on itself, read-only.
+    /// A missing target is an error of kind `NotFound`.
+    fn bind_readonly(&self, target: &Path) -> io::Result<()>;
+    /// Hides what is at `target`: an empty read-only tmpfs over a directory, `/dev/null` over a
+    /// file. A missing target is an error of kind `NotFound`.
+    fn mask(&self, target: &Path) -> io::Result<()>;
     /// Creates the symlink `name` -> `link` in the directory `dir`.
     fn symlink(&self, dir: &Path, name: &str, link: &str) -> io::Result<()>;
     /// Makes the rootfs the root and drops the old root.
@@ -82,6 +88,24 @@ impl Syscall for LinuxSyscall {
         mountfd::attach(mnt.as_fd(), at.as_fd())
     }
 
+    fn bind_readonly(&self, target: &Path) -> io::Result<()> {
+        let at = mountfd::open_existing(self.rootfs()?.as_fd(), target)?;
+        let mnt = mountfd::clone_at(at.as_fd())?;
+        mountfd::set_attrs(mnt.as_fd(), Attrs { rdonly: true, ..Default::default() }, true)?;
+        mountfd::attach(mnt.as_fd(), at.as_fd())
+    }
+
+    fn mask(&self, target: &Path) -> io::Result<()> {
+        let at = mountfd::open_existing(self.rootfs()?.as_fd(), target)?;
+        let mnt = if rustix::fs::fstat(&at)?.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let ro = Attrs { rdonly: true, nosuid: true, nodev: true, noexec: true };
+            mountfd::new_fs("tmpfs", &[("size", "0")], ro)?
+        } else {
+            mountfd::clone_tree(Path::new("/dev/null"), false)?
+        };
+        mountfd::attach(mnt.as_fd(), at.as_fd())
+    }
+
     fn symlink(&self, dir: &Path, name: &str, link: &str) -> io::Result<()> {
         let d = mountfd::open_dir_in_root(self.rootfs()?.as_fd(), dir)?;
         mountfd::symlink_in(d.as_fd(), name, link)
@@ -109,6 +133,10 @@ pub enum Call {
     Mount(String, Vec<String>, Attrs, PathBuf),
     /// `bind`: source, target, kind, attrs.
     Bind(PathBuf, PathBuf, TargetKind, Attrs),
+    /// `bind_readonly`.
+    ReadOnly(PathBuf),
+    /// `mask`.
+    Mask(PathBuf),
     /// `symlink`: dir, name, link.
     Symlink(PathBuf, String, String),
     /// `pivot_root`.
@@ -154,6 +182,12 @@ impl Syscall for RecordingSyscall {
     }
     fn bind(&self, source: &Path, target: &Path, kind: TargetKind, attrs: Attrs) -> io::Result<()> {
         self.record(Call::Bind(source.into(), target.into(), kind, attrs))
+    }
+    fn bind_readonly(&self, target: &Path) -> io::Result<()> {
+        self.record(Call::ReadOnly(target.into()))
+    }
+    fn mask(&self, target: &Path) -> io::Result<()> {
+        self.record(Call::Mask(target.into()))
     }
     fn symlink(&self, dir: &Path, name: &str, link: &str) -> io::Result<()> {
         self.record(Call::Symlink(dir.into(), name.into(), link.into()))

@@ -137,6 +137,20 @@ fn create_in(root: BorrowedFd<'_>, walked: &Path, name: &OsStr, file: bool) -> i
     openat2_in_root(root, walked, OFlags::PATH, Mode::empty())
 }
 
+/// Opens an existing `path` beneath `root` (resolved inside it) as an `O_PATH` fd.
+pub fn open_existing(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    openat2_in_root(root, path, OFlags::PATH, Mode::empty())
+}
+
+/// A detached copy of the mount tree at the object `at` is open on (recursively).
+pub fn clone_at(at: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_RECURSIVE
+        | OpenTreeFlags::AT_EMPTY_PATH;
+    Ok(rustix::mount::open_tree(at, "", flags)?)
+}
+
 /// Opens a directory with `RESOLVE_IN_ROOT` for reading, to create symlinks in it.
 pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
     openat2_in_root(root, path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
