@@ -367,6 +367,13 @@ fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
     let out = env.run(&["run", "--rm", IMAGE, "sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"), "/proc/sys is read-only");
     assert_eq!(env.sh(&[], "cat /proc/keys"), "", "/proc/keys is masked");
+    // A device node made inside (CAP_MKNOD is kept) cannot reach a host device.
+    for dir in ["/tmp", "/dev"] {
+        let script = format!("mknod {dir}/disk b 7 0 && head -c 1 {dir}/disk");
+        let out = env.run(&["run", "--rm", IMAGE, "sh", "-c", &script]);
+        assert_ne!(out.status.code(), Some(0), "a device node in {dir} could be opened");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    }
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()));
     let status = env.sh(&[], "grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status");
     assert_eq!(lines(&status), ["CapBnd:\t00000000a80425fb", "NoNewPrivs:\t1"]);

@@ -166,6 +166,8 @@ fn make_dir(dir: &Path, cfg: &RunConfig) -> Result<(), CreateError> {
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(io_err(&p))?;
     }
+    // Only its owner goes in: the merged view may hold setuid programs the container made.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     for (_, target) in super::rootfs::ETC_FILES {
         let p = dir.join("init").join(target.trim_start_matches('/'));
         std::fs::write(&p, "").map_err(io_err(&p))?;

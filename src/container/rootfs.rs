@@ -106,7 +106,7 @@ pub fn setup(sys: &dyn Syscall, plan: &Plan) -> Result<(), RootfsError> {
     }
     for v in &plan.volumes {
         let kind = if v.host.is_dir() { TargetKind::Dir } else { TargetKind::File };
-        let attrs = Attrs { rdonly: v.readonly, ..Default::default() };
+        let attrs = Attrs { rdonly: v.readonly, nodev: true, ..Default::default() };
         sys.bind(&v.host, Path::new(&v.target), kind, attrs).map_err(mount_err(format!(
             "volume {} on {}",
             v.host.display(),
@@ -118,7 +118,8 @@ pub fn setup(sys: &dyn Syscall, plan: &Plan) -> Result<(), RootfsError> {
 
 /// `/dev`: a tmpfs with the host's harmless devices bound in, a private devpts, shm, links.
 fn dev(sys: &dyn Syscall, rootless: bool) -> Result<(), RootfsError> {
-    let devfs = Attrs { nosuid: true, ..Default::default() };
+    // nodev: only the devices bound in below (mounts of their own) and devpts work.
+    let devfs = Attrs { nosuid: true, nodev: true, ..Default::default() };
     sys.mount_fs("tmpfs", &[("mode", "755"), ("size", "65536k")], devfs, Path::new("/dev"))
         .map_err(mount_err("tmpfs on /dev"))?;
     for d in DEVICES {

@@ -178,9 +178,9 @@ fn mount_spec(root: &Path, c: &Container) -> Result<MountSpec, StartError> {
         volatile: false,
     };
     let mut spec = MountSpec { stack, fsname: Some(format!("strata:{}", c.id)), ..Default::default() };
-    // Like a kernel overlay rootfs: setuid programs and device nodes of the image work (a
-    // mount in a user namespace stays nodev whatever is asked).
-    spec.flags = vec![fuser::MountOption::Suid, fuser::MountOption::Dev];
+    // Setuid programs of the image work; device nodes do not (without a devices cgroup, a
+    // node made inside could reach a host disk).
+    spec.flags = vec![fuser::MountOption::Suid, fuser::MountOption::NoDev];
     Ok(spec)
 }
 
