@@ -5,6 +5,9 @@
 //! they return early, except under `CI=true`, where they fail. The rootless test drops to uid
 //! 65534 with `setpriv` (util-linux) and needs `/dev/fuse` usable by it.
 
+#[allow(unused_imports)] // its helpers for the union tests are not used here
+mod common;
+
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,20 +16,6 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
-}
-
-/// Whether this test may run: it needs root; under CI=true not being root is a failure.
-fn require_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(!in_ci(), "this test needs root, and CI=true");
-    eprintln!("skipped: needs root");
-    false
-}
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/oci-multi")
@@ -173,15 +162,10 @@ impl Env {
 
     /// Waits until the container `name` is in `status`.
     fn wait_status(&self, name: &str, status: &str) -> serde_json::Value {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let r = self.find(name).unwrap_or_default();
-            if r["state"]["status"] == status {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "{name} never became {status}: {r}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(&format!("{name} never became {status}"), || {
+            self.find(name).is_some_and(|r| r["state"]["status"] == status)
+        });
+        self.record(name)
     }
 
     /// Whether anything of this store is mounted (in the host's mount table).
@@ -205,6 +189,15 @@ impl Drop for Env {
     }
 }
 
+/// Polls `done` until it holds; fails the test with `what` after [`LIMIT`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
@@ -214,7 +207,7 @@ fn lines(s: &str) -> Vec<&str> {
 
 #[test]
 fn root_run_gives_output_and_exit_codes() {
-    if !require_root() {
+    if !common::require_root("root_run_gives_output_and_exit_codes") {
         return;
     }
     let env = Env::new();
@@ -237,7 +230,7 @@ fn root_run_gives_output_and_exit_codes() {
 
 #[test]
 fn root_the_image_command_runs_by_default() {
-    if !require_root() {
+    if !common::require_root("root_the_image_command_runs_by_default") {
         return;
     }
     let env = Env::new();
@@ -252,7 +245,7 @@ fn root_the_image_command_runs_by_default() {
 
 #[test]
 fn root_env_workdir_and_user_come_from_the_image_and_flags() {
-    if !require_root() {
+    if !common::require_root("root_env_workdir_and_user_come_from_the_image_and_flags") {
         return;
     }
     let env = Env::new();
@@ -276,7 +269,7 @@ fn root_env_workdir_and_user_come_from_the_image_and_flags() {
 
 #[test]
 fn root_changes_are_written_to_the_container_upper_dir() {
-    if !require_root() {
+    if !common::require_root("root_changes_are_written_to_the_container_upper_dir") {
         return;
     }
     let env = Env::new();
@@ -296,7 +289,7 @@ fn root_changes_are_written_to_the_container_upper_dir() {
 
 #[test]
 fn root_volumes_are_bind_mounts_from_the_host() {
-    if !require_root() {
+    if !common::require_root("root_volumes_are_bind_mounts_from_the_host") {
         return;
     }
     let env = Env::new();
@@ -318,7 +311,7 @@ fn root_volumes_are_bind_mounts_from_the_host() {
 
 #[test]
 fn root_a_symlink_in_the_image_cannot_send_a_volume_onto_the_host() {
-    if !require_root() {
+    if !common::require_root("root_a_symlink_in_the_image_cannot_send_a_volume_onto_the_host") {
         return;
     }
     let env = Env::new();
@@ -345,7 +338,7 @@ fn root_a_symlink_in_the_image_cannot_send_a_volume_onto_the_host() {
 
 #[test]
 fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
-    if !require_root() {
+    if !common::require_root("root_pid_1_hostname_proc_and_mounts_are_the_container_s") {
         return;
     }
     let env = Env::new();
@@ -387,7 +380,7 @@ fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
 
 #[test]
 fn root_signals_are_passed_to_pid_1() {
-    if !require_root() {
+    if !common::require_root("root_signals_are_passed_to_pid_1") {
         return;
     }
     let env = Env::new();
@@ -431,7 +424,7 @@ fn in_terminal(env: &Env, args: &str, input: &str) -> (Option<i32>, String) {
 
 #[test]
 fn root_tty_is_a_real_terminal() {
-    if !require_root() {
+    if !common::require_root("root_tty_is_a_real_terminal") {
         return;
     }
     let env = Env::new();
@@ -461,7 +454,7 @@ fn root_tty_is_a_real_terminal() {
 
 #[test]
 fn root_tty_follows_window_size_changes() {
-    if !require_root() {
+    if !common::require_root("root_tty_follows_window_size_changes") {
         return;
     }
     let env = Env::new();
@@ -506,7 +499,7 @@ fn root_tty_follows_window_size_changes() {
 
 #[test]
 fn root_detached_container_ps_exec_stop_start_rm() {
-    if !require_root() {
+    if !common::require_root("root_detached_container_ps_exec_stop_start_rm") {
         return;
     }
     let env = Env::new();
@@ -539,11 +532,7 @@ fn root_detached_container_ps_exec_stop_start_rm() {
     assert_eq!(env.ok(&["start", "web"]), "web\n");
     env.wait_status("web", "running");
     assert_eq!(env.ok(&["exec", "web", "cat", "/data/kept"]), "data\n");
-    let deadline = Instant::now() + LIMIT;
-    while env.ok(&["logs", "web"]) != "up\nup\n" {
-        assert!(Instant::now() < deadline, "logs: {:?}", env.ok(&["logs", "web"]));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the log never held both starts", || env.ok(&["logs", "web"]) == "up\nup\n");
     let err = env.fails(1, &["rm", "web"]);
     assert!(err.contains("is running"), "{err}");
     assert_eq!(env.ok(&["rm", "-f", &id[..8]]), format!("{}\n", &id[..8]));
@@ -555,7 +544,7 @@ fn root_detached_container_ps_exec_stop_start_rm() {
 
 #[test]
 fn root_rm_flag_removes_the_container_and_start_of_a_running_one_fails() {
-    if !require_root() {
+    if !common::require_root("root_rm_flag_removes_the_container_and_start_of_a_running_one_fails") {
         return;
     }
     let env = Env::new();
@@ -566,36 +555,24 @@ fn root_rm_flag_removes_the_container_and_start_of_a_running_one_fails() {
     let err = env.fails(1, &["start", "bg"]);
     assert!(err.contains("already running"), "{err}");
     env.ok(&["stop", "-t", "0", "bg"]);
-    let deadline = Instant::now() + LIMIT;
-    while !env.container_ids().is_empty() {
-        assert!(Instant::now() < deadline, "--rm did not remove the container");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("--rm did not remove the container", || env.container_ids().is_empty());
     assert!(!env.mounted());
 }
 
 #[test]
 fn root_a_killed_monitor_leaves_a_consistent_record() {
-    if !require_root() {
+    if !common::require_root("root_a_killed_monitor_leaves_a_consistent_record") {
         return;
     }
     let env = Env::new();
     env.ok(&["run", "-d", "--name", "km", IMAGE, "sh", "-c", "echo kept > /data/kept; sleep 1000"]);
     let r = env.wait_status("km", "running");
     let kept = env.dir_of("km").join("upper/data/kept");
-    let deadline = Instant::now() + LIMIT;
-    while std::fs::read_to_string(&kept).ok().as_deref() != Some("kept\n") {
-        assert!(Instant::now() < deadline, "the file was never written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the file was never written", || std::fs::read_to_string(&kept).ok().as_deref() == Some("kept\n"));
     let monitor = r["state"]["monitor_pid"].as_i64().unwrap();
     Command::new("kill").args(["-9", &monitor.to_string()]).status().unwrap();
     // Its PID 1 goes with it; ps notices, records the end and takes the dead mount down.
-    let deadline = Instant::now() + LIMIT;
-    while !env.ok(&["ps", "-a"]).contains("Exited") {
-        assert!(Instant::now() < deadline, "the container never showed as exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the container never showed as exited", || env.ok(&["ps", "-a"]).contains("Exited"));
     let r = env.record("km");
     assert_eq!(r["state"]["status"], "exited");
     assert!(r["state"]["pid"].is_null());
@@ -613,7 +590,7 @@ fn root_a_killed_monitor_leaves_a_consistent_record() {
 
 #[test]
 fn root_failures_are_one_line_and_leave_no_mount() {
-    if !require_root() {
+    if !common::require_root("root_failures_are_one_line_and_leave_no_mount") {
         return;
     }
     let env = Env::new();
@@ -637,7 +614,7 @@ fn root_failures_are_one_line_and_leave_no_mount() {
 
 #[test]
 fn root_rootless_run_as_an_unprivileged_user() {
-    if !require_root() {
+    if !common::require_root("root_rootless_run_as_an_unprivileged_user") {
         return;
     }
     // The test drops to uid 65534, which must be able to open /dev/fuse.
