@@ -5,9 +5,11 @@
 //! - [`fs`]: the union filesystem core and its FUSE adapter.
 //! - [`image`]: the image store (import, unpack, names) behind `strata load`, `images`, ...
 //! - [`explain`]: where each path of an image or container comes from, and what each layer did.
+//! - [`container`]: containers (`strata run`, `ps`, `exec`, `stop`, `start`, `rm`, `logs`).
 //! - [`cli`]: the `strata` command line.
 
 pub mod cli;
+pub mod container;
 pub mod explain;
 pub mod fs;
 pub mod image;

@@ -1,5 +1,7 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod container_verbs;
+mod exec;
 mod explain;
 mod history;
 mod image_mount;
@@ -11,7 +13,9 @@ mod load;
 pub mod mount;
 pub mod options;
 mod prune;
+mod ps;
 mod rmi;
+mod run;
 mod store_root;
 mod tag;
 mod tree;
@@ -66,6 +70,20 @@ enum Command {
     Layers(layers::LayersArgs),
     /// Show the merged tree of an image or container, each entry with its layer.
     Tree(tree::TreeArgs),
+    /// Run a command in a new container.
+    Run(run::RunArgs),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Start stopped containers (in the background).
+    Start(container_verbs::StartArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(container_verbs::StopArgs),
+    /// Remove containers.
+    Rm(container_verbs::RmArgs),
+    /// Show the output of a detached container.
+    Logs(container_verbs::LogsArgs),
 }
 
 /// Runs the command line of this process.
@@ -91,6 +109,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Explain(a) => explain::run(a, &root),
         Command::Layers(a) => layers::run(a, &root),
         Command::Tree(a) => tree::run(a, &root),
+        Command::Run(a) => run::run(a, &root),
+        Command::Ps(a) => ps::run(a, &root),
+        Command::Exec(a) => exec::run(a, &root),
+        Command::Start(a) => container_verbs::start(a, &root),
+        Command::Stop(a) => container_verbs::stop(a, &root),
+        Command::Rm(a) => container_verbs::rm(a, &root),
+        Command::Logs(a) => container_verbs::logs(a, &root),
     }
 }
 

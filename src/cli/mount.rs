@@ -133,6 +133,13 @@ pub fn mount_spec(spec: &MountSpec, mnt: &Path, mode: RunMode) -> anyhow::Result
     }
 }
 
+/// Mounts `spec` on `mnt`, served by threads of the calling process (a container's monitor)
+/// until the returned session is unmounted or the process ends.
+pub fn spawn_mount(spec: &MountSpec, mnt: &Path) -> anyhow::Result<fuser::BackgroundSession> {
+    let session = prepare(spec, mnt, false)?;
+    session.spawn().context("starting the mount threads")
+}
+
 /// Checks the setup, opens the layers and mounts; the kernel is ready to send requests after it.
 fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<StrataFuse>> {
     check_mountpoint(mnt)?;

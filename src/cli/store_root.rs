@@ -71,7 +71,7 @@ pub fn human_age(rfc3339: Option<&str>) -> String {
     }
 }
 
-fn human_duration(secs: u64) -> String {
+pub(crate) fn human_duration(secs: u64) -> String {
     let (mins, hours) = (secs / 60, (secs as f64 / 3600.0).round() as u64);
     match () {
         _ if secs < 1 => "Less than a second".into(),

@@ -6,10 +6,15 @@
 //! follows a symlink stored in a layer. This module (with `mount`) holds the crate's `unsafe`.
 
 pub mod copy;
+pub mod creds;
 pub mod daemon;
 pub mod fd;
+pub mod fdpass;
 pub mod lock;
 pub mod mount;
+pub mod mountfd;
+pub mod ns;
+pub mod pty;
 pub mod xattr;
 
 pub use rustix::io::Errno;

@@ -1,0 +1,128 @@
+//! `strata run`: create a container from an image and start its command, attached (the
+//! command's exit status becomes ours) or detached (`-d`: print the id).
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::container::config::{Network, Overrides};
+use crate::container::create::{self, Request};
+use crate::container::signals::Forwarder;
+use crate::container::start::{self, Mode, Started};
+use crate::container::tty;
+use crate::sys::ns;
+
+/// The network of a container.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum NetworkArg {
+    /// Its own network namespace with only loopback, up.
+    #[default]
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// Arguments of `strata run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// A name for the container (default: one made up).
+    #[arg(long)]
+    name: Option<String>,
+    /// Remove the container when its command ends.
+    #[arg(long)]
+    rm: bool,
+    /// Keep stdin open and pass it to the command.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the command a terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Run in the background: print the container id; output goes to `strata logs`.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Set an environment variable (`K=V`, or `K` to pass this one's value).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<String>,
+    /// User (and group) to run as: names from the image's /etc/passwd and /etc/group, or ids.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// Bind-mount a host path into the container.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    volumes: Vec<String>,
+    /// Hostname inside the container (default: the short id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Network: none (loopback only) or host.
+    #[arg(long, value_enum, default_value_t = NetworkArg::None)]
+    network: NetworkArg,
+    /// The image: a name or an id.
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// The command and its arguments (default: the image's Entrypoint + Cmd).
+    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    fn request(&self) -> Request {
+        let network = match self.network {
+            NetworkArg::None => Network::None,
+            NetworkArg::Host => Network::Host,
+        };
+        let overrides = Overrides {
+            command: self.command.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            volumes: self.volumes.clone(),
+            hostname: self.hostname.clone(),
+            network,
+            tty: self.tty,
+            interactive: self.interactive,
+            auto_remove: self.rm,
+        };
+        Request { image: self.image.clone(), name: self.name.clone(), overrides }
+    }
+}
+
+/// Prints `e` as strata's one error line and gives `code` as the exit status.
+pub(super) fn failed(code: i32, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("strata: {e}");
+    ExitCode::from(code.clamp(1, 255) as u8)
+}
+
+/// Runs `strata run`.
+pub fn run(a: RunArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    let c = match create::create(root, &a.request()) {
+        Ok(c) => c,
+        Err(e) => return Ok(failed(125, &e)),
+    };
+    let mode = if a.detach { Mode::Detached } else { Mode::Foreground };
+    match start::start(root, &c, mode) {
+        Err(e) => Ok(failed(e.code(), &e)),
+        Ok(_) if a.detach => {
+            println!("{}", c.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(s) => Ok(attach(s, a.interactive)),
+    }
+}
+
+/// Stays with a started command: passes signals on, relays its terminal, and gives its status.
+pub(super) fn attach_to(pid: i32, waited: i32, master: Option<std::os::fd::OwnedFd>, interactive: bool) -> ExitCode {
+    let for_signals = master.as_ref().and_then(|m| m.as_fd().try_clone_to_owned().ok());
+    let forwarder = Forwarder::start(pid, for_signals).ok();
+    if let Some(m) = master {
+        let _ = tty::relay(m, interactive);
+    }
+    let code = ns::wait_child(waited).map(ns::Exit::status).unwrap_or(125);
+    drop(forwarder);
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn attach(s: Started, interactive: bool) -> ExitCode {
+    attach_to(s.pid, s.monitor, s.master, interactive)
+}

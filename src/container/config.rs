@@ -1,0 +1,276 @@
+//! How a container's process is set up: the command, environment, working directory, user,
+//! terminal, hostname, network and volumes, from the image config (`Env`, `Cmd`,
+//! `Entrypoint`, `WorkingDir`, `User`) with the `run` flags overriding it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `PATH` when neither the image nor `-e` sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Why a run configuration cannot be made; each names the flag or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither the image nor the command line gives a command.
+    #[error("image {0} has no command (Entrypoint/Cmd): give one after the image name")]
+    NoCommand(String),
+    /// `-w` is not absolute.
+    #[error("the working directory {0:?} is invalid: it needs to be an absolute path")]
+    RelativeWorkdir(String),
+    /// A `-v` does not have the HOST:CTR[:ro|rw] form.
+    #[error("invalid volume {0:?}: expected HOST:CONTAINER[:ro|rw], both absolute paths")]
+    BadVolume(String),
+    /// A volume's host path is not there.
+    #[error("volume {spec:?}: host path {path} does not exist")]
+    MissingHostPath {
+        /// The `-v` value.
+        spec: String,
+        /// The host path.
+        path: PathBuf,
+    },
+    /// `-e` without a name.
+    #[error("invalid environment variable {0:?}")]
+    BadEnv(String),
+}
+
+/// The network a container gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// A network namespace of its own with only the loopback interface, up.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// A host directory or file bind-mounted into the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// The host path (absolute, canonical).
+    pub host: PathBuf,
+    /// Where inside the container (absolute; resolved inside the rootfs at mount time).
+    pub target: String,
+    /// Read-only.
+    pub readonly: bool,
+}
+
+/// Everything about a container's process that `start` and `exec` need again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// The working directory inside the container.
+    pub cwd: String,
+    /// `USER[:GROUP]` (names or ids; empty: root).
+    pub user: String,
+    /// Stdio is a terminal.
+    pub tty: bool,
+    /// Stdin stays open.
+    pub interactive: bool,
+    /// The hostname inside.
+    pub hostname: String,
+    /// The network.
+    pub network: Network,
+    /// Bind mounts from the host.
+    pub volumes: Vec<Volume>,
+    /// Set `no_new_privs` (unless the image ships setuid programs it needs).
+    pub no_new_privs: bool,
+    /// Remove the container when its process ends.
+    pub auto_remove: bool,
+    /// Made by an unprivileged user (runs in a user namespace).
+    pub rootless: bool,
+}
+
+/// The runtime part of an image config (`config` in OCI `config.md`), as far as `run` uses it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageRuntime {
+    /// `KEY=VALUE` entries.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// Default arguments.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// The program and its first arguments.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// The working directory.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// `USER[:GROUP]`.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// What the user asked for on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// The command after the image name (replaces Cmd).
+    pub command: Vec<String>,
+    /// `-e K=V` (or `-e K`: the value from this process's environment).
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-v HOST:CTR[:ro|rw]`.
+    pub volumes: Vec<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--network`.
+    pub network: Network,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// The command PID 1 runs: Entrypoint, then the given command or else Cmd.
+pub fn command(image: &str, rt: &ImageRuntime, given: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut cmd: Vec<String> = rt.entrypoint.clone().unwrap_or_default();
+    if given.is_empty() {
+        cmd.extend(rt.cmd.clone().unwrap_or_default());
+    } else {
+        cmd.extend(given.iter().cloned());
+    }
+    if cmd.is_empty() {
+        return Err(ConfigError::NoCommand(image.to_string()));
+    }
+    Ok(cmd)
+}
+
+/// The environment: the image's, `-e` on top (same key replaced), PATH defaulted, HOSTNAME
+/// set, TERM for a terminal.
+pub fn environment(rt: &ImageRuntime, flags: &[String], hostname: &str, tty: bool) -> Result<Vec<String>, ConfigError> {
+    let mut env: Vec<String> = rt.env.clone().unwrap_or_default();
+    let set = |env: &mut Vec<String>, entry: String| {
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    };
+    for e in flags {
+        match e.split_once('=') {
+            Some(("", _)) => return Err(ConfigError::BadEnv(e.clone())),
+            Some(_) => set(&mut env, e.clone()),
+            None if e.is_empty() => return Err(ConfigError::BadEnv(e.clone())),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    set(&mut env, format!("{e}={v}"));
+                }
+            }
+        }
+    }
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+    if !has(&env, "PATH") {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+    if tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    Ok(env)
+}
+
+/// Parses one `-v HOST:CTR[:ro|rw]`; the host path must exist.
+pub fn volume(spec: &str) -> Result<Volume, ConfigError> {
+    let bad = || ConfigError::BadVolume(spec.to_string());
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, target, readonly) = match parts.as_slice() {
+        [h, t] => (*h, *t, false),
+        [h, t, "ro"] => (*h, *t, true),
+        [h, t, "rw"] => (*h, *t, false),
+        _ => return Err(bad()),
+    };
+    if !host.starts_with('/') || !target.starts_with('/') || target.split('/').any(|c| c == "..") {
+        return Err(bad());
+    }
+    let host = std::fs::canonicalize(host)
+        .map_err(|_| ConfigError::MissingHostPath { spec: spec.to_string(), path: PathBuf::from(host) })?;
+    Ok(Volume { host, target: target.to_string(), readonly })
+}
+
+/// The whole run configuration (the hostname chosen by the caller).
+pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String) -> Result<RunConfig, ConfigError> {
+    let cwd = match &o.workdir {
+        Some(w) if !w.starts_with('/') => return Err(ConfigError::RelativeWorkdir(w.clone())),
+        Some(w) => w.clone(),
+        None => rt.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+    };
+    let volumes = o.volumes.iter().map(|v| volume(v)).collect::<Result<Vec<_>, _>>()?;
+    Ok(RunConfig {
+        env: environment(rt, &o.env, &hostname, o.tty)?,
+        cwd,
+        user: o.user.clone().or_else(|| rt.user.clone()).unwrap_or_default(),
+        tty: o.tty,
+        interactive: o.interactive,
+        hostname,
+        network: o.network,
+        volumes,
+        no_new_privs: true,
+        auto_remove: o.auto_remove,
+        rootless: !rustix::process::geteuid().is_root(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> ImageRuntime {
+        serde_json::from_str(
+            r#"{"Env":["PATH=/bin","FX_VAR=hello"],"Cmd":["/bin/sh"],"WorkingDir":"/data","User":"1000"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn command_is_entrypoint_then_given_or_cmd() {
+        let mut r = rt();
+        assert_eq!(command("i", &r, &[]).unwrap(), vec!["/bin/sh"]);
+        assert_eq!(command("i", &r, &["echo".into(), "hi".into()]).unwrap(), vec!["echo", "hi"]);
+        r.entrypoint = Some(vec!["/init".into()]);
+        assert_eq!(command("i", &r, &["x".into()]).unwrap(), vec!["/init", "x"]);
+        assert!(matches!(command("i", &ImageRuntime::default(), &[]), Err(ConfigError::NoCommand(_))));
+    }
+
+    #[test]
+    fn flags_override_the_image() {
+        let o = Overrides {
+            env: vec!["FX_VAR=bye".into(), "NEW=1".into()],
+            workdir: Some("/tmp".into()),
+            user: Some("0:0".into()),
+            ..Default::default()
+        };
+        let c = build(&rt(), &o, "box".into()).unwrap();
+        assert_eq!(c.env, vec!["PATH=/bin", "FX_VAR=bye", "NEW=1", "HOSTNAME=box"]);
+        assert_eq!((c.cwd.as_str(), c.user.as_str()), ("/tmp", "0:0"));
+        let c = build(&rt(), &Overrides::default(), "box".into()).unwrap();
+        assert_eq!((c.cwd.as_str(), c.user.as_str()), ("/data", "1000"));
+    }
+
+    #[test]
+    fn path_is_defaulted_and_relative_workdir_refused() {
+        let env = environment(&ImageRuntime::default(), &[], "h", true).unwrap();
+        assert_eq!(env[0], format!("PATH={DEFAULT_PATH}"));
+        assert!(env.contains(&"TERM=xterm".to_string()));
+        let o = Overrides { workdir: Some("rel".into()), ..Default::default() };
+        assert!(matches!(build(&rt(), &o, "h".into()), Err(ConfigError::RelativeWorkdir(_))));
+        assert!(matches!(environment(&rt(), &["=x".into()], "h", false), Err(ConfigError::BadEnv(_))));
+    }
+
+    #[test]
+    fn volumes_parse_and_need_their_host_path() {
+        let v = volume("/tmp:/mnt:ro").unwrap();
+        assert!(v.readonly && v.target == "/mnt");
+        assert!(matches!(volume("/nonexistent-strata:/mnt"), Err(ConfigError::MissingHostPath { .. })));
+        for bad in ["tmp:/mnt", "/tmp:mnt", "/tmp", "/tmp:/a:/b:ro", "/tmp:/a/../b", "/tmp:/mnt:xx"] {
+            assert!(matches!(volume(bad), Err(ConfigError::BadVolume(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The container's PID 1 before it becomes the command: forked by the monitor into the new PID
+//! namespace, it waits for the rootfs mount, enters its own namespaces, builds the rootfs and
+//! pivots into it, sets up its stdio (a new terminal from the container's own devpts, or the
+//! descriptors it was given) and executes the command.
+//!
+//! It talks to the monitor over a socket: the monitor sends `go`; PID 1 answers with `pty`
+//! (and the terminal's master) when it has one, with `error CODE MESSAGE` if a step fails, and
+//! the socket closes by itself (close-on-exec) when the command starts.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::config::RunConfig;
+use super::namespaces::{self, NsError};
+use super::process::{self, ProcessError};
+use super::report::{self, Report};
+use super::rootfs::{self, Plan, RootfsError};
+use super::syscall::LinuxSyscall;
+use crate::sys::pty::{self, Size};
+use crate::sys::{creds, ns};
+
+/// The stdio of a container process.
+pub enum Stdio {
+    /// These descriptors become 0, 1 and 2.
+    Fds([OwnedFd; 3]),
+    /// A new terminal, of this size if known.
+    Tty(Option<Size>),
+}
+
+/// What PID 1 needs.
+pub struct Init {
+    /// The socket to the monitor.
+    pub channel: OwnedFd,
+    /// The process configuration.
+    pub config: RunConfig,
+    /// The command.
+    pub command: Vec<String>,
+    /// The rootfs to build.
+    pub plan: Plan,
+    /// Stdio.
+    pub stdio: Stdio,
+}
+
+/// Why PID 1 could not become the command.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Entering the namespaces failed.
+    #[error(transparent)]
+    Namespaces(#[from] NsError),
+    /// Building the rootfs failed.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// Stdio could not be set up.
+    #[error("setting up stdio: {0}")]
+    Stdio(std::io::Error),
+    /// The last steps or the exec failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+impl InitError {
+    /// The exit status `run` gives for it (127 not found, 126 not runnable, else 125).
+    pub fn code(&self) -> i32 {
+        match self {
+            InitError::Process(p) => p.code(),
+            _ => 125,
+        }
+    }
+}
+
+/// Runs PID 1 up to `execve`; on failure reports to the monitor and exits with the failure's code.
+pub fn main(init: Init) -> ! {
+    let _ = ns::set_parent_death_signal(libc::SIGKILL);
+    match report::recv(init.channel.as_fd()) {
+        Ok((Report::Go, _)) => {}
+        _ => creds::exit_now(1),
+    }
+    let e = match run(&init) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = report::send(init.channel.as_fd(), &Report::Error { code: e.code(), message: e.to_string() }, None);
+    creds::exit_now(e.code())
+}
+
+fn run(init: &Init) -> Result<std::convert::Infallible, InitError> {
+    let sys = LinuxSyscall::default();
+    namespaces::enter(&sys, &init.config)?;
+    rootfs::setup(&sys, &init.plan)?;
+    stdio(init).map_err(InitError::Stdio)?;
+    let spec = process::Spec {
+        args: &init.command,
+        env: &init.config.env,
+        cwd: &init.config.cwd,
+        user: &init.config.user,
+        no_new_privs: init.config.no_new_privs,
+    };
+    Err(process::exec(&spec).into())
+}
+
+/// Sets up 0, 1 and 2: the given descriptors, or a new terminal whose master goes to the monitor.
+fn stdio(init: &Init) -> std::io::Result<()> {
+    match &init.stdio {
+        Stdio::Fds(fds) => {
+            for (i, fd) in fds.iter().enumerate() {
+                creds::dup_to(fd.as_fd(), i as i32)?;
+            }
+            Ok(())
+        }
+        Stdio::Tty(size) => {
+            let p = open_terminal(*size)?;
+            report::send(init.channel.as_fd(), &Report::Pty, Some(p.master.as_fd()))?;
+            attach_terminal(p.slave)
+        }
+    }
+}
+
+/// A new pty from the caller's `/dev/ptmx`, sized.
+pub fn open_terminal(size: Option<Size>) -> std::io::Result<pty::Pty> {
+    let p = pty::open_pty()?;
+    if let Some(s) = size {
+        pty::set_size(p.slave.as_fd(), s)?;
+    }
+    Ok(p)
+}
+
+/// Makes `slave` the controlling terminal of a new session and stdio 0, 1, 2.
+pub fn attach_terminal(slave: OwnedFd) -> std::io::Result<()> {
+    pty::make_controlling(&slave)?;
+    for i in 0..3 {
+        creds::dup_to(slave.as_fd(), i)?;
+    }
+    Ok(())
+}
