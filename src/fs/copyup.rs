@@ -51,9 +51,14 @@ impl Overlay {
         if found.ino != node.ino {
             return Err(Errno::STALE);
         }
+        // Copied up already through another node of the object (see `InodeTable::renumber`).
+        if self.in_upper(&found.src) {
+            node.set_src(found.src);
+            return Ok(());
+        }
         self.copy_up_file(&path, &found, with_data)?;
         node.set_src(Src::File(0, Arc::from(path.as_path())));
-        self.attr_changed(node.ino);
+        self.attr_changed(node.nodeid);
         Ok(())
     }
 
@@ -62,7 +67,7 @@ impl Overlay {
         if self.in_upper(&found.src) {
             return Ok(());
         }
-        match (&found.src, self.inodes.find(found.ino)) {
+        match (&found.src, self.inodes.find_object(found.ino)) {
             (Src::Dir(_), _) => self.ensure_upper_dir(path).map(drop),
             (Src::File(..), Some(node)) => self.copy_up(&node, true),
             (Src::File(..), None) => self.copy_up_file(path, found, true),
@@ -97,9 +102,9 @@ impl Overlay {
                 let fd = self.copy_up_dir(cur.as_fd(), &cur_path, &found)?;
                 layers =
                     std::iter::once(DirLayer::new(0, false, &cur_path)).chain(found_layers.iter().cloned()).collect();
-                if let Some(node) = self.inodes.find(found.ino) {
+                if let Some(node) = self.inodes.find_object(found.ino) {
                     node.set_src(Src::Dir(layers.clone()));
-                    self.attr_changed(node.ino);
+                    self.attr_changed(node.nodeid);
                 }
                 fd
             };

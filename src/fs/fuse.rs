@@ -39,20 +39,23 @@ impl StrataFuse {
         StrataFuse { ov, backings: Backings::new(false) }
     }
 
-    /// Replies to an open of handle `fh` of `ino` in the mode the passthrough table decides.
-    fn reply_open(&self, ino: u64, fh: u64, reply: ReplyOpen) {
+    /// Replies to an open of handle `fh` of node `nodeid` in the mode the passthrough table
+    /// decides. On a conflict (the node still passes through to the lower file, the object now
+    /// lives in upper) the object gets a new node id and the open `ESTALE`: the kernel walks the
+    /// path again, revalidating, finds the new node id and opens a fresh inode.
+    fn reply_open(&self, nodeid: u64, fh: u64, reply: ReplyOpen) {
         let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
-        match self.backings.open(ino, fh, h.layer, self.may_back(h.layer), || reply.open_backing(&h.file)) {
+        match self.backings.open(nodeid, fh, h.layer, || reply.open_backing(&h.file)) {
             Mode::Passthrough(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
-            Mode::DirectIo => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
             Mode::Cached => reply.opened(FileHandle(fh), self.cache_flags(h.layer)),
+            Mode::Conflict => {
+                self.ov.release(fh);
+                match self.ov.renumber(nodeid) {
+                    Ok(()) => reply.error(fuser::Errno::ESTALE),
+                    Err(e) => reply.error(errno(e)),
+                }
+            }
         }
-    }
-
-    /// Whether a file of `layer` may be a passthrough backing file: never a lower file of a
-    /// writable mount (see [`super::passthrough`]).
-    fn may_back(&self, layer: crate::fs::layers::LayerIdx) -> bool {
-        self.ov.stack.upper.is_none() || self.ov.stack.is_upper(layer)
     }
 
     /// Lower files never change: their page cache may outlive an open.
@@ -66,7 +69,7 @@ impl StrataFuse {
 
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let attr = fuse_attr(&attr_of(node.ino, &node.src(), st));
-        reply.entry(&self.ttl(), &attr, Generation(0));
+        reply.entry_for_node(INodeNo(node.nodeid), &self.ttl(), &attr, Generation(0));
     }
 }
 
@@ -430,8 +433,8 @@ impl Filesystem for StrataFuse {
             // fit in the reply must not stay counted.
             let Ok((node, st)) = self.ov.lookup(ino.0, &e.name) else { continue };
             let attr = fuse_attr(&attr_of(node.ino, &node.src(), &st));
-            if reply.add(INodeNo(node.ino), next, &e.name, &self.ttl(), &attr, Generation(0)) {
-                self.ov.forget(node.ino, 1);
+            if reply.add(INodeNo(node.nodeid), next, &e.name, &self.ttl(), &attr, Generation(0)) {
+                self.ov.forget(node.nodeid, 1);
                 break;
             }
         }
@@ -518,15 +521,16 @@ impl Filesystem for StrataFuse {
                     return reply.error(fuser::Errno::EIO);
                 };
                 let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                let ino = c.node.ino;
+                let nodeid = c.node.nodeid;
                 let fh = self.ov.add_file(c.node, file, writable);
                 let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
-                let (ttl, g, f) = (self.ttl(), Generation(0), FileHandle(fh));
-                match self.backings.open(ino, fh, h.layer, self.may_back(h.layer), || reply.open_backing(&h.file)) {
-                    Mode::Passthrough(b) => reply.created_passthrough(&ttl, &attr, g, f, FopenFlags::empty(), &b),
-                    Mode::DirectIo => reply.created(&ttl, &attr, g, f, FopenFlags::FOPEN_DIRECT_IO),
-                    Mode::Cached => reply.created(&ttl, &attr, g, f, FopenFlags::empty()),
-                }
+                let (ttl, g, f, node) = (self.ttl(), Generation(0), FileHandle(fh), INodeNo(nodeid));
+                // A new object has no other open file: no conflict is possible.
+                let backing = match self.backings.open(nodeid, fh, h.layer, || reply.open_backing(&h.file)) {
+                    Mode::Passthrough(b) => Some(b),
+                    Mode::Cached | Mode::Conflict => None,
+                };
+                reply.created_for_node(node, &ttl, &attr, g, f, FopenFlags::empty(), backing.as_deref());
             }
             Err(e) => reply.error(errno(e)),
         }

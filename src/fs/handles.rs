@@ -196,7 +196,7 @@ impl Overlay {
         let h = self.handles.dir(fh)?;
         let mut entries = h.entries.lock();
         if offset == 0 || entries.is_none() {
-            *entries = Some(Arc::new(self.list_dir(h.node.ino)?));
+            *entries = Some(Arc::new(self.list_dir(h.node.nodeid)?));
         }
         entries.clone().ok_or(Errno::IO)
     }

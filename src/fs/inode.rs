@@ -1,8 +1,10 @@
-//! The inode table: one node per object of the merged view, keyed by its stable inode number.
+//! The inode table: one node per object of the merged view, keyed by its FUSE node id.
 //!
-//! A node's number is also its FUSE node id (fuser sends `attr.ino` as both). Names of one real
-//! inode (hardlinks) share a node. Nodes live while the kernel holds lookups on them or a handle
-//! is open; `forget` drops them.
+//! An object's node id is its stable inode number (`st_ino`), except after [`InodeTable::renumber`]:
+//! an object copied up while files of it were open in passthrough mode on its lower file gets a
+//! fresh node id — a fresh kernel inode, free to pass through to the upper copy — and keeps its
+//! `st_ino`. Names of one real inode (hardlinks) share a node. Nodes live while the kernel holds
+//! lookups on them or a handle is open; `forget` drops them.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -90,7 +92,9 @@ pub struct NodeState {
 /// One object of the merged view.
 #[derive(Debug)]
 pub struct Node {
-    /// Stable inode number, also the FUSE node id.
+    /// The FUSE node id (the kernel's handle for this node).
+    pub nodeid: u64,
+    /// The stable inode number `stat` reports.
     pub ino: u64,
     /// File type (never changes for a node).
     pub kind: FileType,
@@ -105,8 +109,9 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(ino: u64, kind: FileType, names: Vec<(u64, OsString)>, src: Src) -> Node {
+    fn new(nodeid: u64, ino: u64, kind: FileType, names: Vec<(u64, OsString)>, src: Src) -> Node {
         Node {
+            nodeid,
             ino,
             kind,
             state: Mutex::new(NodeState { names, src, pinned: None }),
@@ -147,25 +152,55 @@ impl Node {
 #[derive(Debug)]
 pub struct InodeTable {
     map: RwLock<HashMap<u64, Arc<Node>>>,
+    /// Objects given a new node id, by inode number.
+    renumbered: RwLock<HashMap<u64, u64>>,
+    next_nodeid: AtomicU64,
     tick: AtomicU64,
 }
+
+/// Node ids handed out by [`InodeTable::renumber`] have the top bit set; inode numbers made by
+/// [`super::layers::compose`] keep it clear unless 128 filesystems make up one mount.
+const RENUMBERED: u64 = 1 << 63;
 
 impl InodeTable {
     /// A table holding only the root directory.
     pub fn new(root_src: Src) -> InodeTable {
-        let root = Arc::new(Node::new(ROOT, FileType::Directory, Vec::new(), root_src));
+        let root = Arc::new(Node::new(ROOT, ROOT, FileType::Directory, Vec::new(), root_src));
         root.lookups.store(1, Ordering::Relaxed);
-        InodeTable { map: RwLock::new(HashMap::from([(ROOT, root)])), tick: AtomicU64::new(0) }
+        InodeTable {
+            map: RwLock::new(HashMap::from([(ROOT, root)])),
+            renumbered: RwLock::new(HashMap::new()),
+            next_nodeid: AtomicU64::new(RENUMBERED),
+            tick: AtomicU64::new(0),
+        }
     }
 
-    /// The node `ino`, or `ESTALE`.
-    pub fn get(&self, ino: u64) -> Result<Arc<Node>> {
-        self.map.read().get(&ino).cloned().ok_or(Errno::STALE)
+    /// The node with node id `nodeid`, or `ESTALE`.
+    pub fn get(&self, nodeid: u64) -> Result<Arc<Node>> {
+        self.map.read().get(&nodeid).cloned().ok_or(Errno::STALE)
     }
 
-    /// The node `ino` if the kernel still knows it.
-    pub fn find(&self, ino: u64) -> Option<Arc<Node>> {
-        self.map.read().get(&ino).cloned()
+    /// The node with node id `nodeid` if the kernel still knows it.
+    pub fn find(&self, nodeid: u64) -> Option<Arc<Node>> {
+        self.map.read().get(&nodeid).cloned()
+    }
+
+    /// The current node of the object with inode number `ino`, if the kernel knows it.
+    pub fn find_object(&self, ino: u64) -> Option<Arc<Node>> {
+        self.find(self.nodeid_of(ino))
+    }
+
+    /// The node id lookups of object `ino` answer with.
+    fn nodeid_of(&self, ino: u64) -> u64 {
+        self.renumbered.read().get(&ino).copied().unwrap_or(ino)
+    }
+
+    /// Gives object `ino` a new node id: the next lookup makes a new kernel inode for it, while
+    /// the old one lives on for files already open on it.
+    pub fn renumber(&self, ino: u64) -> u64 {
+        let nodeid = self.next_nodeid.fetch_add(1, Ordering::Relaxed);
+        self.renumbered.write().insert(ino, nodeid);
+        nodeid
     }
 
     /// Records a lookup of `name` in `parent` that found object `ino`, and counts it.
@@ -174,23 +209,24 @@ impl InodeTable {
     /// number (the number was reused after a deletion) is replaced.
     pub fn remember(&self, ino: u64, kind: FileType, parent: u64, name: &OsStr, src: Src) -> Arc<Node> {
         let now = self.tick.fetch_add(1, Ordering::Relaxed);
+        let nodeid = self.nodeid_of(ino);
         // A known node only needs the read lock: `forget` removes nodes under the write lock.
-        if let Some(node) = self.map.read().get(&ino).filter(|n| n.kind == kind) {
+        if let Some(node) = self.map.read().get(&nodeid).filter(|n| n.kind == kind) {
             Self::refresh(node, parent, name, src, now);
             return node.clone();
         }
         let mut map = self.map.write();
-        if let Some(node) = map.get(&ino).filter(|n| n.kind == kind) {
+        if let Some(node) = map.get(&nodeid).filter(|n| n.kind == kind) {
             Self::refresh(node, parent, name, src, now);
             return node.clone();
         }
-        let node = Arc::new(Node::new(ino, kind, vec![(parent, name.to_owned())], src));
-        if let Some(old) = map.get(&ino) {
+        let node = Arc::new(Node::new(nodeid, ino, kind, vec![(parent, name.to_owned())], src));
+        if let Some(old) = map.get(&nodeid) {
             node.lookups.store(old.lookups.load(Ordering::Acquire), Ordering::Release);
         }
         node.lookups.fetch_add(1, Ordering::AcqRel);
         node.touched.store(now, Ordering::Relaxed);
-        map.insert(ino, node.clone());
+        map.insert(nodeid, node.clone());
         node
     }
 
@@ -202,17 +238,17 @@ impl InodeTable {
         node.touched.store(now, Ordering::Relaxed);
     }
 
-    /// Drops `n` lookups of `ino`; the node goes when none are left and nothing is open.
-    pub fn forget(&self, ino: u64, n: u64) {
-        if ino == ROOT {
+    /// Drops `n` lookups of node `nodeid`; it goes when none are left and nothing is open.
+    pub fn forget(&self, nodeid: u64, n: u64) {
+        if nodeid == ROOT {
             return;
         }
         let mut map = self.map.write();
-        if let Some(node) = map.get(&ino) {
+        if let Some(node) = map.get(&nodeid) {
             let left = node.lookups.load(Ordering::Acquire).saturating_sub(n);
             node.lookups.store(left, Ordering::Release);
             if left == 0 && node.open_count() == 0 {
-                map.remove(&ino);
+                map.remove(&nodeid);
             }
         }
     }
@@ -223,10 +259,10 @@ impl InodeTable {
         let left = node.opens.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         if left == 0
             && node.lookups.load(Ordering::Acquire) == 0
-            && let Some(cur) = map.get(&node.ino)
+            && let Some(cur) = map.get(&node.nodeid)
             && Arc::ptr_eq(cur, node)
         {
-            map.remove(&node.ino);
+            map.remove(&node.nodeid);
         }
     }
 
@@ -244,7 +280,7 @@ impl InodeTable {
         }
         let mut aged: Vec<(u64, &Arc<Node>)> = map
             .values()
-            .filter(|n| n.ino != ROOT && n.open_count() == 0)
+            .filter(|n| n.nodeid != ROOT && n.open_count() == 0)
             .map(|n| (n.touched.load(Ordering::Relaxed), n))
             .collect();
         let excess = map.len() - keep;
@@ -267,7 +303,7 @@ impl InodeTable {
 
     /// The path of `node` relative to the mount root, through any of its names.
     pub fn path_of(&self, node: &Node) -> Result<PathBuf> {
-        if node.ino == ROOT {
+        if node.nodeid == ROOT {
             return Ok(PathBuf::new());
         }
         let names = node.state.lock().names.clone();

@@ -279,6 +279,14 @@ impl Overlay {
         self.inodes.path_of(&node)
     }
 
+    /// Gives the object of node `nodeid` a new node id (see [`super::inode::InodeTable::renumber`]).
+    pub fn renumber(&self, nodeid: u64) -> Result<()> {
+        let node = self.inodes.get(nodeid)?;
+        let new = self.inodes.renumber(node.ino);
+        log::debug!("object {} now answers as node {new:#x} (node {nodeid:#x} stays for open files)", node.ino);
+        Ok(())
+    }
+
     /// Drops `n` kernel lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.forget(ino, n);

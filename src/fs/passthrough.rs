@@ -1,13 +1,13 @@
-//! FUSE passthrough bookkeeping: how each open file of an inode is served.
+//! FUSE passthrough bookkeeping: which backing file each inode's open files use.
 //!
 //! The kernel's rules: while any file of an inode is open in passthrough mode, every open of
 //! that inode must pass through to the same backing file (`mmap` always maps the backing file,
-//! even with direct I/O), and no cached-mode open may exist beside them (nor the reverse).
-//! Hence Strata never registers a lower file as backing on a writable mount: a later write
-//! open after copy-up would have to map the lower file. Lower files use the page cache instead
-//! (it outlives opens: they never change), upper files pass through, and an inode whose cached
-//! opens predate its copy-up stays cached until they close. A write never reaches a lower
-//! layer. Generic over the backing token so it is testable without a kernel.
+//! even with direct I/O), and no cached-mode open may exist beside them. So when an object was
+//! copied up while files of its kernel inode still pass through to the lower file, a new open
+//! — which must use the upper copy — cannot be served on that inode: it is a [`Mode::Conflict`],
+//! and the caller gives the object a new kernel inode (see `InodeTable::renumber`). Files opened
+//! before the copy-up keep reading the lower file, as with kernel overlayfs; no write ever
+//! reaches a lower layer. Generic over the backing token so it is testable without a kernel.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,21 +21,19 @@ use super::layers::LayerIdx;
 pub enum Mode<T> {
     /// Through the kernel to this backing file.
     Passthrough(Arc<T>),
-    /// By the daemon, bypassing the page cache (another backing file is registered).
-    DirectIo,
+    /// The inode passes through to a file of another layer: serve this open on a new inode.
+    Conflict,
     /// By the daemon through the page cache (passthrough unavailable).
     Cached,
 }
 
-/// The io mode of an inode, as the kernel holds it.
-enum Entry<T> {
-    /// Files open in passthrough mode to this backing file, in this layer.
-    Backed { backing: Arc<T>, layer: LayerIdx, opens: usize },
-    /// Files open in cached mode.
-    Cached { opens: usize },
+struct Entry<T> {
+    backing: Arc<T>,
+    layer: LayerIdx,
+    opens: usize,
 }
 
-/// Backing files registered per inode, and the mode of each open file handle.
+/// Backing files registered per kernel inode (node id), and the inode of each open handle.
 pub struct Backings<T> {
     enabled: Mutex<bool>,
     inodes: Mutex<HashMap<u64, Entry<T>>>,
@@ -62,41 +60,23 @@ impl<T> Backings<T> {
         *self.enabled.lock() = false;
     }
 
-    /// Decides how handle `fh` of inode `ino`, whose real file is in `layer`, is served.
-    /// `may_back` says whether that file may become the backing file (an upper file, or any
-    /// file of a read-only mount); `register` makes the token (an error: cached mode for good).
-    pub fn open<E>(
-        &self,
-        ino: u64,
-        fh: u64,
-        layer: LayerIdx,
-        may_back: bool,
-        register: impl FnOnce() -> Result<T, E>,
-    ) -> Mode<T> {
+    /// Decides how handle `fh` of node `nodeid`, whose real file is in `layer`, is served.
+    /// `register` makes a backing token when none is registered yet (an error: cached mode for good).
+    pub fn open<E>(&self, nodeid: u64, fh: u64, layer: LayerIdx, register: impl FnOnce() -> Result<T, E>) -> Mode<T> {
         if !self.enabled() {
             return Mode::Cached;
         }
         let mut inodes = self.inodes.lock();
-        let mode = match inodes.get_mut(&ino) {
-            Some(Entry::Backed { backing, layer: l, opens }) if *l == layer => {
-                *opens += 1;
-                Mode::Passthrough(backing.clone())
+        let mode = match inodes.get_mut(&nodeid) {
+            Some(e) if e.layer == layer => {
+                e.opens += 1;
+                Mode::Passthrough(e.backing.clone())
             }
-            // Another backing file: impossible without a write reaching it; should not happen
-            // (only upper files back a writable mount), but never pass through then.
-            Some(Entry::Backed { .. }) => return Mode::DirectIo,
-            Some(Entry::Cached { opens }) => {
-                *opens += 1;
-                Mode::Cached
-            }
-            None if !may_back => {
-                inodes.insert(ino, Entry::Cached { opens: 1 });
-                Mode::Cached
-            }
+            Some(_) => return Mode::Conflict,
             None => match register() {
                 Ok(t) => {
                     let backing = Arc::new(t);
-                    inodes.insert(ino, Entry::Backed { backing: backing.clone(), layer, opens: 1 });
+                    inodes.insert(nodeid, Entry { backing: backing.clone(), layer, opens: 1 });
                     Mode::Passthrough(backing)
                 }
                 Err(_) => {
@@ -106,23 +86,19 @@ impl<T> Backings<T> {
                 }
             },
         };
-        self.handles.lock().insert(fh, ino);
+        self.handles.lock().insert(fh, nodeid);
         mode
     }
 
     /// Handle `fh` was released; the inode's backing goes with its last passthrough file.
     pub fn release(&self, fh: u64) {
-        let Some(ino) = self.handles.lock().remove(&fh) else { return };
+        let Some(nodeid) = self.handles.lock().remove(&fh) else { return };
         let mut inodes = self.inodes.lock();
-        let last = match inodes.get_mut(&ino) {
-            Some(Entry::Backed { opens, .. }) | Some(Entry::Cached { opens }) => {
-                *opens -= 1;
-                *opens == 0
+        if let Some(e) = inodes.get_mut(&nodeid) {
+            e.opens -= 1;
+            if e.opens == 0 {
+                inodes.remove(&nodeid);
             }
-            None => false,
-        };
-        if last {
-            inodes.remove(&ino);
         }
     }
 }
@@ -134,32 +110,33 @@ mod tests {
     fn mode_name<T>(m: &Mode<T>) -> &'static str {
         match m {
             Mode::Passthrough(_) => "passthrough",
-            Mode::DirectIo => "direct-io",
+            Mode::Conflict => "conflict",
             Mode::Cached => "cached",
         }
     }
 
     #[test]
-    fn a_lower_file_is_never_a_backing_file_of_a_writable_mount() {
+    fn an_inode_passing_through_to_a_lower_file_cannot_serve_the_upper_copy() {
         let b: Backings<&'static str> = Backings::new(true);
-        // exec 3< f: a reader of the lower file (layer 2) is served through the page cache.
-        assert_eq!(mode_name(&b.open(7, 1, 2, false, || Ok::<_, ()>("lower"))), "cached");
-        // echo x > f: after copy-up the writer joins the inode's cached mode.
-        assert_eq!(mode_name(&b.open(7, 2, 0, true, || Ok::<_, ()>("upper"))), "cached");
-        b.release(2);
-        b.release(1);
-        // Once they are closed, the upper copy becomes the backing file.
-        match b.open(7, 3, 0, true, || Ok::<_, ()>("upper")) {
+        // exec 3< f: a reader passes through to the lower file (layer 2).
+        assert_eq!(mode_name(&b.open(7, 1, 2, || Ok::<_, ()>("lower"))), "passthrough");
+        // echo x > f: after copy-up the writer needs the upper copy: not on this inode.
+        assert_eq!(mode_name(&b.open(7, 2, 0, || Ok::<_, ()>("upper"))), "conflict");
+        // On a new inode (another node id) it passes through to the upper copy.
+        match b.open(8, 3, 0, || Ok::<_, ()>("upper")) {
             Mode::Passthrough(t) => assert_eq!(*t, "upper"),
             m => panic!("{}", mode_name(&m)),
         }
+        b.release(1);
+        // Once the old reader is gone, the old inode may pass through to the upper copy too.
+        assert_eq!(mode_name(&b.open(7, 4, 0, || Ok::<_, ()>("upper"))), "passthrough");
     }
 
     #[test]
     fn refused_registration_falls_back_to_cached_mode_for_good() {
         let b: Backings<u32> = Backings::new(true);
-        assert_eq!(mode_name(&b.open(1, 1, 0, true, || Err("EPERM"))), "cached");
-        assert_eq!(mode_name(&b.open(2, 2, 0, true, || Ok::<_, ()>(5))), "cached");
+        assert_eq!(mode_name(&b.open(1, 1, 0, || Err("EPERM"))), "cached");
+        assert_eq!(mode_name(&b.open(2, 2, 0, || Ok::<_, ()>(5))), "cached");
         assert!(!b.enabled());
     }
 
@@ -168,7 +145,7 @@ mod tests {
         let b: Backings<u32> = Backings::new(true);
         let mut made = 0;
         for fh in 1..=3 {
-            b.open(9, fh, 1, true, || {
+            b.open(9, fh, 1, || {
                 made += 1;
                 Ok::<_, ()>(made)
             });
@@ -176,6 +153,6 @@ mod tests {
         assert_eq!(made, 1);
         b.release(1);
         b.release(2);
-        assert!(matches!(b.open(9, 4, 1, true, || Ok::<_, ()>(99)), Mode::Passthrough(t) if *t == 1));
+        assert!(matches!(b.open(9, 4, 1, || Ok::<_, ()>(99)), Mode::Passthrough(t) if *t == 1));
     }
 }

@@ -99,13 +99,14 @@ impl Overlay {
     }
 
     /// A full listing of directory `ino`, with `.` and `..` first.
-    pub fn list_dir(&self, ino: u64) -> Result<Vec<DirEntry>> {
+    pub fn list_dir(&self, nodeid: u64) -> Result<Vec<DirEntry>> {
         let _tree = self.tree.read();
-        let (node, layers, path) = self.dir_node(ino)?;
-        let parent = if ino == ROOT { ROOT } else { node.state.lock().names.first().map(|(p, _)| *p).unwrap_or(ROOT) };
+        let (node, layers, path) = self.dir_node(nodeid)?;
+        let parent = node.state.lock().names.first().map(|(p, _)| *p).unwrap_or(ROOT);
+        let parent_ino = self.inodes.find(parent).map(|p| p.ino).unwrap_or(ROOT);
         let mut out = vec![
-            DirEntry { name: ".".into(), ino, kind: FileType::Directory },
-            DirEntry { name: "..".into(), ino: parent, kind: FileType::Directory },
+            DirEntry { name: ".".into(), ino: node.ino, kind: FileType::Directory },
+            DirEntry { name: "..".into(), ino: parent_ino, kind: FileType::Directory },
         ];
         out.extend(self.merged_entries(&path, &layers)?);
         Ok(out)

@@ -59,9 +59,9 @@ impl Overlay {
 
     /// Takes `name` out of the view: the upper entry goes, a whiteout stays if a lower layer shows it.
     fn remove(&self, pnode: &Arc<Node>, layers: &[DirLayer], ppath: &Path, name: &OsStr, found: &Found) -> Result<()> {
-        let node = self.inodes.find(found.ino);
+        let node = self.inodes.find_object(found.ino);
         if let Some(n) = &node {
-            self.pin_if_last(n, pnode.ino, name);
+            self.pin_if_last(n, pnode.nodeid, name);
         }
         let below = self.lower_shows(ppath, layers, name)?.is_some();
         self.copy_up(pnode, true)?;
@@ -75,7 +75,7 @@ impl Overlay {
             self.trace(format_args!("whiteout  /{}", ppath.join(name).display()));
         }
         if let Some(n) = node {
-            inode::remove_name(&mut n.state.lock().names, pnode.ino, name);
+            inode::remove_name(&mut n.state.lock().names, pnode.nodeid, name);
         }
         Ok(())
     }

@@ -222,8 +222,8 @@ impl Overlay {
         dst: Option<(&Found, &PathBuf)>,
         exchange: bool,
     ) {
-        let moved = self.inodes.find(src.0.ino);
-        let replaced = dst.and_then(|d| self.inodes.find(d.0.ino));
+        let moved = self.inodes.find_object(src.0.ino);
+        let replaced = dst.and_then(|d| self.inodes.find_object(d.0.ino));
         if let (Some(r), false) = (&replaced, exchange) {
             self.pin_if_last(r, newparent, newname);
             inode::remove_name(&mut r.state.lock().names, newparent, newname);
