@@ -1,5 +1,8 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod commit;
+mod container_ref;
+mod diff;
 mod explain;
 mod history;
 mod image_mount;
@@ -66,6 +69,10 @@ enum Command {
     Layers(layers::LayersArgs),
     /// Show the merged tree of an image or container, each entry with its layer.
     Tree(tree::TreeArgs),
+    /// Show what a container changed relative to its image (A, C, D per path).
+    Diff(diff::DiffArgs),
+    /// Make a new image from a container's changes.
+    Commit(commit::CommitArgs),
 }
 
 /// Runs the command line of this process.
@@ -91,6 +98,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Explain(a) => explain::run(a, &root),
         Command::Layers(a) => layers::run(a, &root),
         Command::Tree(a) => tree::run(a, &root),
+        Command::Diff(a) => diff::run(a, &root),
+        Command::Commit(a) => commit::run(a, &root),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod copy;
 pub mod daemon;
 pub mod fd;
+pub mod freeze;
 pub mod lock;
 pub mod mount;
 pub mod xattr;
