@@ -15,6 +15,7 @@ pub mod mount;
 pub mod options;
 mod prune;
 mod rmi;
+mod save;
 mod store_root;
 mod tag;
 mod tree;
@@ -73,6 +74,8 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Make a new image from a container's changes.
     Commit(commit::CommitArgs),
+    /// Write images to an archive or OCI layout (docker-archive, oci-archive, oci-dir).
+    Save(save::SaveArgs),
 }
 
 /// Runs the command line of this process.
@@ -100,6 +103,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Tree(a) => tree::run(a, &root),
         Command::Diff(a) => diff::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),
+        Command::Save(a) => save::run(a, &root),
     }
 }
 

@@ -17,7 +17,7 @@
 //! Private xattrs never count, and the run-time mount targets ([`RUNTIME_TARGETS`]) are never
 //! packed nor reported.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -153,7 +153,7 @@ pub fn plan(upper: &Path, lowers: &Lowers) -> Result<Plan> {
         op: "open",
         errno,
     })?;
-    let mut w = Walker { upper: upper.to_path_buf(), fd, lowers, plan: Plan::default() };
+    let mut w = Walker { upper: upper.to_path_buf(), fd, lowers, plan: Plan::default(), linked: HashSet::new() };
     let root = lowers.root()?;
     let marks = whiteout::dir_marks(w.fd.as_fd()).map_err(w.err(Path::new(""), "reading marks"))?;
     let content = if marks.opaque { None } else { root.as_ref().and_then(|r| r.dir()).map(<[Inst]>::to_vec) };
@@ -187,6 +187,8 @@ struct Walker<'a> {
     fd: OwnedFd,
     lowers: &'a Lowers,
     plan: Plan,
+    /// Inodes with several names seen so far (their content is packed once).
+    linked: HashSet<(u64, u64)>,
 }
 
 impl Walker<'_> {
@@ -281,7 +283,8 @@ impl Walker<'_> {
     }
 
     fn object(&mut self, path: &Path, from: ReadFrom, src: &Path, st: &Stat) {
-        if fd::kind_of(st) == FileType::RegularFile {
+        let first_name = st.st_nlink < 2 || self.linked.insert((st.st_dev, st.st_ino));
+        if fd::kind_of(st) == FileType::RegularFile && first_name {
             self.plan.bytes += st.st_size as u64;
         }
         self.plan.items.push(Item::Object { path: path.to_path_buf(), from, src: src.to_path_buf(), st: *st });
@@ -416,4 +419,4 @@ impl Meta {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

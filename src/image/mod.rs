@@ -8,6 +8,7 @@
 //! - [`unpack`]: a layer tar into a layer dir, safely.
 //! - [`source`]: directories and tar archives read by member name.
 //! - [`import`]: OCI layouts, oci-archive and docker-save archives into the store.
+//! - [`export`]: images out of the store as OCI layouts, oci-archive or docker-save archives.
 //! - [`progress`]: per-layer progress lines on a terminal.
 //! - [`lower`]: an image's layers looked up by merged path, without mounting them.
 //! - [`diff`]: a container's upper dir against its image: `A`/`C`/`D` changes and the layer plan.
@@ -18,6 +19,7 @@
 pub mod commit;
 pub mod diff;
 pub mod digest;
+pub mod export;
 pub mod import;
 pub mod instruction;
 pub mod lower;

@@ -120,13 +120,13 @@ impl<W: Write> Packer<'_, '_, W> {
             name.push(b'/');
         }
         let mut h = Header::new_ustar();
-        let mut pax: Vec<(String, Vec<u8>)> = meta
-            .xattrs
-            .iter()
-            .map(|(k, v)| (format!("SCHILY.xattr.{}", String::from_utf8_lossy(k.as_bytes())), v.clone()))
-            .collect();
         set_common(&mut h, &meta, st);
         let first_link = self.first_link(st, &name);
+        // A hardlink entry adds a name; the inode's xattrs came with its first name.
+        let mut pax: Vec<(String, Vec<u8>)> = match first_link {
+            Some(_) => Vec::new(),
+            None => meta.xattrs.iter().map(|(k, v)| (xattr_record(k), v.clone())).collect(),
+        };
         let mut data: Option<File> = None;
         match (kind, first_link) {
             (_, Some(target)) => {
@@ -224,6 +224,11 @@ impl<R: Read> Read for Counted<'_, R> {
         (self.progress)(n as u64);
         Ok(n)
     }
+}
+
+/// The PAX record key of an xattr.
+fn xattr_record(key: &OsStr) -> String {
+    format!("SCHILY.xattr.{}", String::from_utf8_lossy(key.as_bytes()))
 }
 
 fn set_common(h: &mut Header, meta: &Meta, st: &Stat) {
