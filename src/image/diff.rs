@@ -5,6 +5,8 @@
 //! `D` per path) and what `strata commit` packs ([`Plan::items`]):
 //! - an upper non-directory is packed whole (`A`, or `C` if the image had the path);
 //! - a whiteout in any form becomes `.wh.NAME` (`D`) when the image shows NAME;
+//! - entries come in tar order: a directory, its opaque marker, then its entries sorted by the
+//!   name they have in the tar;
 //! - an upper directory is packed with its metadata; it is `C` only when the image had a
 //!   directory there with other metadata (mode, owner, times, xattrs), or something else;
 //! - an opaque directory (every opaque form, or `.wh.NAME` beside it) gets `.wh..wh..opq` when
@@ -17,7 +19,7 @@
 //! Private xattrs never count, and the run-time mount targets ([`RUNTIME_TARGETS`]) are never
 //! packed nor reported.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -208,8 +210,14 @@ impl Walker<'_> {
             (Some(insts), true) => self.lowers.children(insts)?.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        let names: BTreeSet<&OsString> = upper.keys().chain(lower.keys()).collect();
-        for name in names {
+        // In tar order: by the name each entry has in the layer (`.wh.NAME` for a whiteout).
+        let mut names: Vec<(OsString, &OsString)> = upper
+            .iter()
+            .map(|(n, e)| (if matches!(e, UpperEntry::Whiteout(_)) { whiteout::wh_name(n) } else { n.clone() }, n))
+            .chain(lower.keys().filter(|n| !upper.contains_key(*n)).map(|n| (n.clone(), n)))
+            .collect();
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (_, name) in names {
             let path = mpath.join(name);
             if is_runtime_target(&path) {
                 continue;

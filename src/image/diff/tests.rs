@@ -101,9 +101,10 @@ fn plans_markers_and_the_whole_content_of_renamed_dirs() {
     assert_eq!(
         items,
         [
+            "whiteout ren",
             "a (upper)",
-            "a/f1 (upper)",
             "whiteout a/f2",
+            "a/f1 (upper)",
             "d (upper)",
             "opaque d",
             "d/new (upper)",
@@ -115,7 +116,6 @@ fn plans_markers_and_the_whole_content_of_renamed_dirs() {
             "new (upper)",
             "new/link (upper)",
             "new/n (upper)",
-            "whiteout ren",
             "same (upper)",
         ]
     );
@@ -135,7 +135,7 @@ fn a_new_dir_at_a_renamed_path_hides_what_was_there() {
     fs::write(up.join(".wh.src"), "").unwrap();
     let plan = plan(&up, &Lowers::open(&[low]).unwrap()).unwrap();
     let items: Vec<String> = plan.items.iter().map(describe).collect();
-    assert_eq!(items, ["dst (upper)", "opaque dst", "dst/f (lower0:src/f)", "whiteout src"]);
+    assert_eq!(items, ["whiteout src", "dst (upper)", "opaque dst", "dst/f (lower0:src/f)"]);
     assert_eq!(lines(&plan), ["C /dst", "A /dst/f", "D /src"]);
 }
 

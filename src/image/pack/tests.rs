@@ -64,9 +64,10 @@ fn packs_changes_with_markers_and_renamed_content() {
     assert_eq!(
         names,
         [
+            ".wh.ren",
             "a/",
-            "a/f1",
             "a/.wh.f2",
+            "a/f1",
             "d/",
             "d/.wh..wh..opq",
             "d/new",
@@ -78,7 +79,6 @@ fn packs_changes_with_markers_and_renamed_content() {
             "new/",
             "new/link",
             "new/n",
-            ".wh.ren",
             "same/",
         ]
     );
@@ -120,7 +120,7 @@ fn keeps_metadata_links_xattrs_and_long_names() {
 fn the_tar_unpacks_to_what_the_container_shows() {
     let t = tempfile::tempdir().unwrap();
     let (low, up) = scenario(t.path());
-    let lowers = Lowers::open(&[low.clone()]).unwrap();
+    let lowers = Lowers::open(std::slice::from_ref(&low)).unwrap();
     let tar = pack(&up, &lowers);
     let out = t.path().join("unpacked");
     fs::create_dir(&out).unwrap();
