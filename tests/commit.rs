@@ -666,3 +666,79 @@ fn root_podman_loads_and_runs_the_committed_image() {
     let out = podman.run(&["image", "inspect", "--format", "{{.Author}}", "localhost/edited:1"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Ann");
 }
+
+/// A private docker daemon (docker.io's dockerd) in a temp dir; stopped when dropped.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    daemon: std::process::Child,
+}
+
+impl Dockerd {
+    /// Starts one, if dockerd is installed (it is not required: podman, skopeo and umoci are
+    /// the interop checks CI must run).
+    fn start() -> Option<Dockerd> {
+        if Command::new("dockerd").arg("--version").output().is_err() {
+            eprintln!("skipped: dockerd is not installed (apt-get install docker.io)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let daemon = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", d.join("docker.sock").display()))
+            .args(["--iptables=false", "--bridge=none", "--storage-driver", "vfs"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(d.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let docker = Dockerd { dir, daemon };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker.run(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {:?}",
+                fs::read_to_string(docker.dir.path().join("log"))
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(docker)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let host = format!("unix://{}", self.dir.path().join("docker.sock").display());
+        Command::new("docker").env("DOCKER_HOST", host).args(args).stdin(Stdio::null()).output().unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = self.run(&["rmi", "-f", "edited:1"]);
+        let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
+        let _ =
+            wait(std::mem::replace(&mut self.daemon, Command::new("true").spawn().unwrap()), Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn root_docker_loads_and_runs_the_saved_image() {
+    if !common::require_root("root_docker_loads_and_runs_the_saved_image") {
+        return;
+    }
+    let Some(docker) = Dockerd::start() else { return };
+    let env = Env::new();
+    edited(&env);
+    let path = env.path("d.tar");
+    env.ok(&["save", "-o", path.to_str().unwrap(), "edited:1"]);
+    let out = docker.run(&["load", "-i", path.to_str().unwrap()]);
+    assert!(out.status.success(), "docker load: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Loaded image: edited:1"));
+    let out = docker.run(&["run", "--rm", "--network", "none", "edited:1", "cat", "/newdir/file"]);
+    assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fresh\n");
+}
