@@ -302,7 +302,9 @@ fn root_busybox_changes_commit_to_the_expected_layer() {
     assert_eq!(names, expected);
     let history = env.ok(&["history", "--no-trunc", "edited:1"]);
     assert!(history.lines().nth(1).unwrap().starts_with(id), "{history}");
-    assert!(history.contains("busybox edits"), "{history}");
+    assert!(history.lines().next().unwrap().split_whitespace().last() == Some("AUTHOR"), "{history}");
+    let step = history.lines().find(|l| l.contains("busybox edits")).unwrap_or_default();
+    assert!(step.trim_end().ends_with("Ann <ann@example.org>"), "{history}");
     let v = env.inspect("edited:1");
     assert_eq!(v["Author"], "Ann <ann@example.org>");
     assert_eq!(v["Config"]["Cmd"], serde_json::json!(["cat", "/newdir/file"]));
