@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 use super::diff::Plan;
 use super::digest::{Algorithm, Digest, Hasher};
+use super::import::layer_media_type;
 use super::instruction::{self, InstructionError};
 use super::pack::{self, PackError, Roots};
 use super::reference::Name;
@@ -142,14 +143,6 @@ fn stream(
     let diff_id = sink.hasher.finish();
     let blob = sink.out.finish().map_err(CommitError::Blob)?;
     Ok((diff_id, blob))
-}
-
-fn layer_media_type(c: Compression) -> MediaType {
-    match c {
-        Compression::None => MediaType::OciLayer,
-        Compression::Gzip => MediaType::OciLayerGzip,
-        Compression::Zstd => MediaType::OciLayerZstd,
-    }
 }
 
 /// Stores the new config and manifest for `image` plus `layer`, and names the image `name`
