@@ -480,6 +480,15 @@ fn root_sigkill_mid_commit_leaves_the_store_as_before() {
     random_file(&dir.join("upper/big.bin"), 200);
     let before = env.images();
     let index_before = fs::read(env.root().join("index.json")).unwrap();
+    let listing = |dir: &str| {
+        let mut v: Vec<String> = fs::read_dir(env.root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let (blobs_before, layers_before) = (listing("blobs/sha256"), listing("layers"));
     let child = env.cmd(&["commit", "big", "big:1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     // Kill it once its blob is being written.
     let tmp = env.root().join("tmp");
@@ -507,6 +516,10 @@ fn root_sigkill_mid_commit_leaves_the_store_as_before() {
         let sum = String::from_utf8_lossy(&out.stdout);
         assert!(sum.starts_with(p.file_name().unwrap().to_str().unwrap()), "{} is not whole", p.display());
     }
+    // `prune` removes what the killed commit left.
+    env.ok(&["prune"]);
+    assert_eq!(listing("tmp"), Vec::<String>::new());
+    assert_eq!((listing("blobs/sha256"), listing("layers")), (blobs_before, layers_before));
     env.ok(&["commit", "--compression", "none", "big", "big:1"]);
     assert_eq!(env.images().len(), before.len() + 1);
     assert_ne!(state_of(pid), 'T');
