@@ -127,27 +127,14 @@ impl<W: Write> Packer<'_, '_, W> {
             Some(_) => Vec::new(),
             None => meta.xattrs.iter().map(|(k, v)| (xattr_record(k), v.clone())).collect(),
         };
-        let mut data: Option<File> = None;
-        match (kind, first_link) {
-            (_, Some(target)) => {
+        let data = match first_link {
+            Some(target) => {
                 h.set_entry_type(EntryType::Link);
-                set_link(&mut h, &target, &mut pax)?;
+                set_link(&mut h, &target, &mut pax);
+                None
             }
-            (FileType::RegularFile, None) => {
-                h.set_entry_type(EntryType::Regular);
-                h.set_size(st.st_size as u64);
-                let f = fd::open_beneath(root, src, OFlags::RDONLY, Mode::empty()).map_err(err("open"))?;
-                data = Some(File::from(f));
-            }
-            (FileType::Directory, None) => h.set_entry_type(EntryType::Directory),
-            (FileType::Symlink, None) => {
-                h.set_entry_type(EntryType::Symlink);
-                let target = read_link(root, src).map_err(err("readlink"))?;
-                set_link(&mut h, target.as_bytes(), &mut pax)?;
-            }
-            (FileType::Fifo, None) => h.set_entry_type(EntryType::Fifo),
-            (_, None) => set_device(&mut h, kind, st.st_rdev)?,
-        }
+            None => typed(&mut h, &mut pax, root, src, st).map_err(err("reading"))?,
+        };
         set_name(&mut h, &name, &mut pax)?;
         self.append(&mut h, &pax, data, path, progress)
     }
@@ -210,6 +197,34 @@ impl<W: Write> Packer<'_, '_, W> {
     }
 }
 
+/// Sets the entry type (and link target, device numbers, size) of a first name from its stat;
+/// returns the file to read the content from, for a regular file.
+fn typed(
+    h: &mut Header,
+    pax: &mut Vec<(String, Vec<u8>)>,
+    root: BorrowedFd<'_>,
+    src: &Path,
+    st: &Stat,
+) -> crate::sys::Result<Option<File>> {
+    let kind = fd::kind_of(st);
+    match kind {
+        FileType::RegularFile => {
+            h.set_entry_type(EntryType::Regular);
+            h.set_size(st.st_size as u64);
+            let f = fd::open_beneath(root, src, OFlags::RDONLY, Mode::empty())?;
+            return Ok(Some(File::from(f)));
+        }
+        FileType::Directory => h.set_entry_type(EntryType::Directory),
+        FileType::Symlink => {
+            h.set_entry_type(EntryType::Symlink);
+            set_link(h, read_link(root, src)?.as_bytes(), pax);
+        }
+        FileType::Fifo => h.set_entry_type(EntryType::Fifo),
+        _ => set_device(h, kind, st.st_rdev)?,
+    }
+    Ok(None)
+}
+
 /// A reader that counts (and reports) what is read through it.
 struct Counted<'p, R> {
     inner: R,
@@ -244,9 +259,9 @@ fn read_link(root: BorrowedFd<'_>, path: &Path) -> crate::sys::Result<std::ffi::
     fd::readlink_at(dir.as_fd(), path.file_name().unwrap_or(OsStr::new(".")))
 }
 
-fn set_device(h: &mut Header, kind: FileType, rdev: u64) -> Result<()> {
+fn set_device(h: &mut Header, kind: FileType, rdev: u64) -> crate::sys::Result<()> {
     h.set_entry_type(if kind == FileType::BlockDevice { EntryType::Block } else { EntryType::Char });
-    let bad = |e| PackError::Write(e);
+    let bad = |e: io::Error| crate::sys::errno_of(&e);
     h.set_device_major(rustix::fs::major(rdev)).map_err(bad)?;
     h.set_device_minor(rustix::fs::minor(rdev)).map_err(bad)
 }
@@ -277,7 +292,7 @@ fn set_name(h: &mut Header, name: &[u8], pax: &mut Vec<(String, Vec<u8>)>) -> Re
 }
 
 /// Puts a link target in the header, or in a PAX `linkpath` record if it does not fit.
-fn set_link(h: &mut Header, target: &[u8], pax: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+fn set_link(h: &mut Header, target: &[u8], pax: &mut Vec<(String, Vec<u8>)>) {
     let old = h.as_old_mut();
     if target.len() <= old.linkname.len() {
         old.linkname[..target.len()].copy_from_slice(target);
@@ -286,7 +301,6 @@ fn set_link(h: &mut Header, target: &[u8], pax: &mut Vec<(String, Vec<u8>)>) -> 
         old.linkname.copy_from_slice(&target[..n]);
         pax.push(("linkpath".into(), target.to_vec()));
     }
-    Ok(())
 }
 
 #[cfg(test)]
