@@ -171,6 +171,10 @@ impl<W: Write> Packer<'_, '_, W> {
             return self.tar.append(h, io::empty()).map_err(PackError::Write);
         };
         let planned = h.size().unwrap_or(0);
+        let now = file.metadata().map(|m| m.len()).unwrap_or(planned);
+        if now != planned {
+            return Err(PackError::Changed { path: path.to_path_buf(), planned, now });
+        }
         let mut reader = Counted { inner: file.take(planned), count: 0, progress };
         self.tar.append(h, &mut reader).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => PackError::Changed { path: path.to_path_buf(), planned, now: reader.count },

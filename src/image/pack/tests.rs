@@ -139,3 +139,40 @@ fn the_tar_unpacks_to_what_the_container_shows() {
     let hosts = view.lookup(Path::new("etc/hosts")).unwrap().unwrap();
     assert_eq!(hosts.top().0, 1, "the run-time /etc/hosts of the container is not in the layer");
 }
+
+#[test]
+fn a_file_that_changes_while_it_is_packed_is_an_error() {
+    let t = tempfile::tempdir().unwrap();
+    let (low, up) = (t.path().join("low"), t.path().join("up"));
+    fs::create_dir_all(&low).unwrap();
+    fs::create_dir_all(&up).unwrap();
+    fs::write(up.join("grows"), "12345").unwrap();
+    let lowers = Lowers::open(&[low]).unwrap();
+    let plan = diff::plan(&up, &lowers).unwrap();
+    fs::write(up.join("grows"), "1").unwrap();
+    fs::write(up.join("grows"), "123456789").unwrap();
+    let upper = fd::open_user_dir(&up).unwrap();
+    let roots = Roots { upper: upper.as_fd(), lowers: &lowers };
+    let e = write_tar(&plan, &roots, Vec::new(), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, PackError::Changed { planned: 5, now: 9, .. }), "{e}");
+    assert!(e.to_string().contains("grows"), "{e}");
+}
+
+#[test]
+fn packs_device_nodes_with_their_numbers() {
+    let t = tempfile::tempdir().unwrap();
+    let (low, up) = (t.path().join("low"), t.path().join("up"));
+    fs::create_dir_all(&low).unwrap();
+    fs::create_dir_all(&up).unwrap();
+    let null = rustix::fs::makedev(1, 3);
+    let mode = Mode::from_raw_mode(0o666);
+    if rustix::fs::mknodat(rustix::fs::CWD, up.join("null"), FileType::CharacterDevice, mode, null).is_err() {
+        eprintln!("skipped: mknod needs privileges");
+        return;
+    }
+    let tar = pack(&up, &Lowers::open(&[low]).unwrap());
+    let mut ar = tar::Archive::new(&tar[..]);
+    let e = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.header().entry_type(), EntryType::Char);
+    assert_eq!((e.header().device_major().unwrap(), e.header().device_minor().unwrap()), (Some(1), Some(3)));
+}
