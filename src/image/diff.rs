@@ -19,7 +19,7 @@
 //! Private xattrs never count, and the run-time mount targets ([`RUNTIME_TARGETS`]) are never
 //! packed nor reported.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -206,15 +206,15 @@ impl Walker<'_> {
     /// Walks the upper directory at `mpath` (and, when `below.full`, the lower content too).
     fn dir(&mut self, mpath: &Path, below: &Below) -> Result<()> {
         let upper = self.read_upper(mpath)?;
-        let lower: BTreeMap<OsString, Shown> = match (&below.content, below.full) {
-            (Some(insts), true) => self.lowers.children(insts)?.into_iter().collect(),
-            _ => BTreeMap::new(),
+        let lower: BTreeSet<OsString> = match (&below.content, below.full) {
+            (Some(insts), true) => self.lowers.names(insts)?.into_iter().collect(),
+            _ => BTreeSet::new(),
         };
         // In tar order: by the name each entry has in the layer (`.wh.NAME` for a whiteout).
         let mut names: Vec<(OsString, &OsString)> = upper
             .iter()
             .map(|(n, e)| (if matches!(e, UpperEntry::Whiteout(_)) { whiteout::wh_name(n) } else { n.clone() }, n))
-            .chain(lower.keys().filter(|n| !upper.contains_key(*n)).map(|n| (n.clone(), n)))
+            .chain(lower.iter().filter(|n| !upper.contains_key(*n)).map(|n| (n.clone(), n)))
             .collect();
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (_, name) in names {
@@ -222,14 +222,17 @@ impl Walker<'_> {
             if is_runtime_target(&path) {
                 continue;
             }
-            match (upper.get(name), lower.get(name)) {
-                (Some(UpperEntry::Whiteout(st)), _) => self.whiteout(&path, st, below)?,
-                (Some(UpperEntry::Object(st, wh)), _) if fd::kind_of(st) == FileType::Directory => {
+            match upper.get(name) {
+                Some(UpperEntry::Whiteout(st)) => self.whiteout(&path, st, below)?,
+                Some(UpperEntry::Object(st, wh)) if fd::kind_of(st) == FileType::Directory => {
                     self.upper_dir(&path, st, *wh, below)?
                 }
-                (Some(UpperEntry::Object(st, _)), _) => self.upper_file(&path, st, below)?,
-                (None, Some(shown)) => self.lower_whole(&path, shown)?,
-                (None, None) => {}
+                Some(UpperEntry::Object(st, _)) => self.upper_file(&path, st, below)?,
+                None => {
+                    if let Some(shown) = self.under(below, &path)? {
+                        self.lower_whole(&path, &shown)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -359,9 +362,12 @@ impl Walker<'_> {
         self.object(path, ReadFrom::Lower(layer), &src, shown.st());
         self.change(ChangeKind::Added, path);
         if let Some(insts) = shown.dir() {
-            for (name, child) in self.lowers.children(insts)? {
+            for name in self.lowers.names(insts)? {
                 let p = path.join(&name);
-                if !is_runtime_target(&p) {
+                if is_runtime_target(&p) {
+                    continue;
+                }
+                if let Some(child) = self.lowers.child(insts, &name)? {
                     self.lower_whole(&p, &child)?;
                 }
             }

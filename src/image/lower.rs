@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{FileType, Stat};
 
@@ -44,6 +45,8 @@ pub struct Inst {
     pub path: PathBuf,
     /// Empty files in it may be xattr whiteouts (`overlay.opaque=x`).
     pub xwh: bool,
+    /// The directory (`O_PATH`), so lookups in it need no walk from the layer root.
+    dir: Arc<OwnedFd>,
 }
 
 /// What the lower layers show at a merged path.
@@ -146,7 +149,8 @@ impl Lowers {
             if top.is_none() {
                 top = Some(fd::stat_fd(root).map_err(self.error(layer, Path::new(""), "stat"))?);
             }
-            insts.push(Inst { layer, path: PathBuf::new(), xwh: marks.xwhiteouts });
+            let dir = Arc::new(fd::dup(root).map_err(self.error(layer, Path::new(""), "dup"))?);
+            insts.push(Inst { layer, path: PathBuf::new(), xwh: marks.xwhiteouts, dir });
             if marks.opaque {
                 break;
             }
@@ -173,12 +177,7 @@ impl Lowers {
         let mut top: Option<Stat> = None;
         for inst in insts {
             let path = inst.path.join(name);
-            let dir = match fd::open_dir(self.fd(inst.layer), &inst.path) {
-                Ok(d) => d,
-                Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => continue,
-                Err(e) => return Err(self.error(inst.layer, &inst.path, "open")(e)),
-            };
-            let d = dir.as_fd();
+            let d = inst.dir.as_fd();
             let st = fd::try_stat_at(d, name).map_err(self.error(inst.layer, &path, "stat"))?;
             let has_wh = whiteout::has_wh_file(d, name).map_err(self.error(inst.layer, &path, "stat"))?;
             let Some(st) = st else {
@@ -199,7 +198,7 @@ impl Lowers {
             let sub = fd::open_dir(d, Path::new(name)).map_err(self.error(inst.layer, &path, "open"))?;
             let marks = whiteout::dir_marks(sub.as_fd()).map_err(self.error(inst.layer, &path, "reading marks"))?;
             top.get_or_insert(st);
-            dirs.push(Inst { layer: inst.layer, path, xwh: marks.xwhiteouts });
+            dirs.push(Inst { layer: inst.layer, path, xwh: marks.xwhiteouts, dir: Arc::new(sub) });
             if marks.opaque || has_wh {
                 break;
             }
@@ -207,22 +206,18 @@ impl Lowers {
         Ok(top.map(|st| Shown::Dir { insts: dirs, st }))
     }
 
-    /// The visible entries of the merged directory made of `insts`, sorted by name.
-    pub fn children(&self, insts: &[Inst]) -> Result<Vec<(OsString, Shown)>> {
+    /// The names the layers of the merged directory made of `insts` hold (`.wh.` names left
+    /// out), sorted. Some may be whited out: [`Lowers::child`] says what each shows, one at a
+    /// time, so no more directories are open than the walk is deep.
+    pub fn names(&self, insts: &[Inst]) -> Result<Vec<OsString>> {
         let mut names = BTreeSet::new();
         for inst in insts {
-            let reader = fd::open_dir_read(self.fd(inst.layer), &inst.path)
+            let reader = fd::open_dir_read(inst.dir.as_fd(), Path::new(""))
                 .map_err(self.error(inst.layer, &inst.path, "open"))?;
             let entries = fd::read_dir(reader).map_err(self.error(inst.layer, &inst.path, "readdir"))?;
             names.extend(entries.into_iter().map(|e| e.name).filter(|n| !whiteout::is_wh_name(n)));
         }
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(shown) = self.child(insts, &name)? {
-                out.push((name, shown));
-            }
-        }
-        Ok(out)
+        Ok(names.into_iter().collect())
     }
 }
 
@@ -260,10 +255,12 @@ mod tests {
         );
         let opq = l.lookup(Path::new("opq")).unwrap().unwrap();
         assert_eq!(opq.dir().unwrap().len(), 1);
-        assert!(l.children(opq.dir().unwrap()).unwrap().is_empty());
+        assert!(l.names(opq.dir().unwrap()).unwrap().is_empty());
         let both = l.lookup(Path::new("both")).unwrap().unwrap();
-        let names: Vec<_> = l.children(both.dir().unwrap()).unwrap().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["high", "low"]);
+        assert_eq!(l.names(both.dir().unwrap()).unwrap(), ["high", "low"]);
+        let root = l.root().unwrap().unwrap();
+        let names = l.names(root.dir().unwrap()).unwrap();
+        assert!(names.contains(&"gone".into()) && l.child(root.dir().unwrap(), "gone".as_ref()).unwrap().is_none());
         assert!(l.lookup(Path::new("both/low/x")).unwrap().is_none());
     }
 }
