@@ -1,5 +1,5 @@
 //! `strata history IMAGE`: the build steps of an image, newest first, empty layers included
-//! (docker history's columns).
+//! (docker history's columns, and AUTHOR when a step names one, as `strata commit -a` does).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,7 +24,10 @@ pub fn run(a: HistoryArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let _lock = store.read()?;
     let img = store.resolve(&a.image)?;
-    let mut rows: Vec<Vec<String>> = steps(&store, &img)
+    let steps = steps(&store, &img);
+    // Committed images name their author: then the table has an AUTHOR column.
+    let authors = steps.iter().any(|(h, _)| h.author.is_some());
+    let mut rows: Vec<Vec<String>> = steps
         .into_iter()
         .map(|(h, size)| {
             let mut by = h.created_by.clone().unwrap_or_default();
@@ -32,14 +35,22 @@ pub fn run(a: HistoryArgs, root: &Path) -> anyhow::Result<ExitCode> {
                 by = by.chars().take(44).collect::<String>() + "…";
             }
             let comment = h.comment.clone().unwrap_or_default();
-            vec!["<missing>".into(), human_age(h.created.as_deref()), by, human_size(size), comment]
+            let mut row = vec!["<missing>".into(), human_age(h.created.as_deref()), by, human_size(size), comment];
+            if authors {
+                row.push(h.author.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
     rows.reverse();
     if let Some(top) = rows.first_mut() {
         top[0] = if a.no_trunc { img.id().to_string() } else { img.id().short().to_string() };
     }
-    print_table(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &rows);
+    let mut headers = vec!["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
+    if authors {
+        headers.push("AUTHOR");
+    }
+    print_table(&headers, &rows);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,9 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod commit;
+mod container_ref;
 mod container_verbs;
+mod diff;
 mod exec;
 mod explain;
 mod history;
@@ -16,6 +19,7 @@ mod prune;
 mod ps;
 mod rmi;
 mod run;
+mod save;
 mod store_root;
 mod tag;
 mod tree;
@@ -84,6 +88,12 @@ enum Command {
     Rm(container_verbs::RmArgs),
     /// Show the output of a detached container.
     Logs(container_verbs::LogsArgs),
+    /// Show what a container changed relative to its image (A, C, D per path).
+    Diff(diff::DiffArgs),
+    /// Make a new image from a container's changes.
+    Commit(commit::CommitArgs),
+    /// Write images to an archive or OCI layout (docker-archive, oci-archive, oci-dir).
+    Save(save::SaveArgs),
 }
 
 /// Runs the command line of this process.
@@ -116,6 +126,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Stop(a) => container_verbs::stop(a, &root),
         Command::Rm(a) => container_verbs::rm(a, &root),
         Command::Logs(a) => container_verbs::logs(a, &root),
+        Command::Diff(a) => diff::run(a, &root),
+        Command::Commit(a) => commit::run(a, &root),
+        Command::Save(a) => save::run(a, &root),
     }
 }
 

@@ -1,5 +1,5 @@
 //! A tiny reader of container records, until `crate::container::record::find` exists (then this
-//! file goes and [`super::target`] calls that instead).
+//! file goes and [`super::target`], `strata diff` and `strata commit` call that instead).
 //!
 //! A container lives in `ROOT/containers/ID/` (ID: 64 hex digits) with `upper/`, `work/`,
 //! `merged/` and `container.json` = `{"id","name","image","image_id","created","command",
@@ -24,15 +24,47 @@ pub struct Record {
     pub image: String,
     /// `sha256:` + the image's config digest.
     pub image_id: String,
+    /// The image's manifest digest, when the record keeps it.
+    #[serde(default)]
+    pub manifest: String,
+    /// The command its PID 1 runs.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Its process state.
+    #[serde(default)]
+    pub state: State,
     /// The container's dir (not in the JSON).
     #[serde(skip)]
     pub dir: PathBuf,
+}
+
+/// The fields of a record's `state` this module reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct State {
+    /// `created`, `running` or `exited`.
+    #[serde(default)]
+    pub status: String,
+    /// The host pid of its PID 1 while it runs.
+    #[serde(default)]
+    pub pid: Option<i32>,
 }
 
 impl Record {
     /// The container's writable layer.
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
+    }
+
+    /// Where its rootfs is mounted while it runs.
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+
+    /// The host pid of its PID 1, if the record says it runs and that process exists.
+    pub fn running_pid(&self) -> Option<i32> {
+        let pid = self.state.pid.filter(|_| self.state.status == "running")?;
+        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        alive.then_some(pid)
     }
 }
 

@@ -456,7 +456,8 @@ fn short_label(job: &LayerJob<'_>) -> String {
     }
 }
 
-fn layer_media_type(c: Compression) -> MediaType {
+/// The OCI media type of a layer blob with compression `c`.
+pub(super) fn layer_media_type(c: Compression) -> MediaType {
     match c {
         Compression::None => MediaType::OciLayer,
         Compression::Gzip => MediaType::OciLayerGzip,

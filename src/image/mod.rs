@@ -8,10 +8,22 @@
 //! - [`unpack`]: a layer tar into a layer dir, safely.
 //! - [`source`]: directories and tar archives read by member name.
 //! - [`import`]: OCI layouts, oci-archive and docker-save archives into the store.
+//! - [`export`]: images out of the store as OCI layouts, oci-archive or docker-save archives.
 //! - [`progress`]: per-layer progress lines on a terminal.
+//! - [`lower`]: an image's layers looked up by merged path, without mounting them.
+//! - [`diff`]: a container's upper dir against its image: `A`/`C`/`D` changes and the layer plan.
+//! - [`pack`]: a layer plan written as a tar (the inverse of [`unpack`]).
+//! - [`instruction`]: the Dockerfile instructions `commit -c` applies to a config.
+//! - [`commit`]: a container's changes as a new image in the store.
 
+pub mod commit;
+pub mod diff;
 pub mod digest;
+pub mod export;
 pub mod import;
+pub mod instruction;
+pub mod lower;
+pub mod pack;
 pub mod progress;
 pub mod reference;
 pub mod source;

@@ -24,6 +24,7 @@ pub enum ProgressMode {
 pub struct Progress {
     tty: bool,
     plain: bool,
+    stderr: bool,
 }
 
 /// Redraw a live line at most once per this many bytes.
@@ -32,18 +33,40 @@ const REDRAW_EVERY: u64 = 256 << 10;
 impl Progress {
     /// Resolves `mode` against whether stdout is a terminal.
     pub fn new(mode: ProgressMode) -> Progress {
-        let tty = io::stdout().is_terminal();
+        Progress::resolve(mode, io::stdout().is_terminal(), false)
+    }
+
+    /// Like [`Progress::new`], on standard error (for commands whose output is a result, such
+    /// as the image id `commit` prints).
+    pub fn on_stderr(mode: ProgressMode) -> Progress {
+        Progress::resolve(mode, io::stderr().is_terminal(), true)
+    }
+
+    fn resolve(mode: ProgressMode, tty: bool, stderr: bool) -> Progress {
         match mode {
-            ProgressMode::Auto => Progress { tty, plain: false },
-            ProgressMode::Plain => Progress { tty: false, plain: true },
-            ProgressMode::Quiet => Progress { tty: false, plain: false },
+            ProgressMode::Auto => Progress { tty, plain: false, stderr },
+            ProgressMode::Plain => Progress { tty: false, plain: true, stderr },
+            ProgressMode::Quiet => Progress { tty: false, plain: false, stderr },
         }
     }
 
     /// Starts the line of one layer (`id`: its short digest), `total` bytes expected (0: unknown).
     pub fn layer(&self, id: &str, total: u64) -> LayerProgress {
-        let p = LayerProgress { tty: self.tty, plain: self.plain, id: id.to_string(), total, read: Cell::new(0) };
-        p.draw("Extracting");
+        self.task(id, total, "Extracting")
+    }
+
+    /// Starts a progress line for `id` doing `verb` (`Committing`, `Copying`) over `total` bytes.
+    pub fn task(&self, id: &str, total: u64, verb: &'static str) -> LayerProgress {
+        let p = LayerProgress {
+            tty: self.tty,
+            plain: self.plain,
+            stderr: self.stderr,
+            verb,
+            id: id.to_string(),
+            total,
+            read: Cell::new(0),
+        };
+        p.draw(verb);
         p
     }
 }
@@ -52,6 +75,8 @@ impl Progress {
 pub struct LayerProgress {
     tty: bool,
     plain: bool,
+    stderr: bool,
+    verb: &'static str,
     id: String,
     total: u64,
     read: Cell<u64>,
@@ -63,7 +88,7 @@ impl LayerProgress {
         let before = self.read.get();
         self.read.set(before + n);
         if before / REDRAW_EVERY != (before + n) / REDRAW_EVERY {
-            self.draw("Extracting");
+            self.draw(self.verb);
         }
     }
 
@@ -73,25 +98,35 @@ impl LayerProgress {
         }
         let read = human_size(self.read.get());
         let of = if self.total > 0 { format!("/{}", human_size(self.total)) } else { String::new() };
-        let mut out = io::stdout().lock();
-        let _ = write!(out, "\r\x1b[2K{}: {status} {read}{of}", self.id);
-        let _ = out.flush();
+        self.write(&format!("\r\x1b[2K{}: {status} {read}{of}", self.id));
+    }
+
+    fn write(&self, text: &str) {
+        if self.stderr {
+            let mut out = io::stderr().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        } else {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
     }
 
     /// Ends the line with a status (`Pull complete`, `Already exists`).
     pub fn done(&self, status: &str) {
         if self.tty {
-            print!("\r\x1b[2K");
+            self.write("\r\x1b[2K");
         }
         if self.tty || self.plain {
-            println!("{}: {status}", self.id);
+            self.write(&format!("{}: {status}\n", self.id));
         }
     }
 
     /// Ends the line after a failure (the error itself is printed once, by the caller).
     pub fn failed(&self) {
         if self.tty {
-            println!("\r\x1b[2K{}: Failed", self.id);
+            self.write(&format!("\r\x1b[2K{}: Failed\n", self.id));
         }
     }
 }

@@ -249,11 +249,12 @@ pub fn sniff<'r, R: BufRead + 'r>(mut r: R) -> io::Result<(Box<dyn Read + 'r>, C
 }
 
 /// How a layer blob is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
     /// A plain tar.
     None,
     /// gzip.
+    #[default]
     Gzip,
     /// zstd.
     Zstd,

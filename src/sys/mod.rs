@@ -10,6 +10,7 @@ pub mod creds;
 pub mod daemon;
 pub mod fd;
 pub mod fdpass;
+pub mod freeze;
 pub mod lock;
 pub mod mount;
 pub mod mountfd;

@@ -1,0 +1,319 @@
+//! A container's changes as a new image (`strata commit`): one layer from its upper dir, a new
+//! config and manifest, and the name — in an order that keeps the store whole at every moment.
+//!
+//! 1. The layer tar ([`super::pack`]) streams once: its bytes are hashed (the diff_id), fed to
+//!    an unpacker thread (the layer dir Strata mounts, checked by the same code that reads
+//!    every other layer) and compressed into a blob under `tmp/`, hashed as written (the
+//!    digest). The blob and the layer dir are renamed into place when complete.
+//! 2. The new config is the image's config read as JSON with `created`, `author`, the `-c`
+//!    changes, the new diff_id and a history entry added; the manifest lists the image's
+//!    layers and the new one. Both are new documents, stored as blobs.
+//! 3. `index.json` is replaced last, atomically, under the store's write lock.
+//!
+//! A crash before step 3 leaves only blobs and a layer dir no image reaches (`strata prune`
+//! removes them) or files under `tmp/` (removed by the next writer); never a broken name.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use serde_json::{Map, Value};
+
+use super::diff::Plan;
+use super::digest::{Algorithm, Digest, Hasher};
+use super::import::layer_media_type;
+use super::instruction::{self, InstructionError};
+use super::pack::{self, PackError, Roots};
+use super::reference::Name;
+use super::source::Compression;
+use super::spec::{Descriptor, ImageManifest, MediaType};
+use super::store::{self, BlobWriter, Image, LayerMeta, StoreError, WriteLock};
+use super::unpack::{self, UnpackError};
+
+/// What went wrong committing; each names the image or part at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Writing the layer tar.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// The layer written could not be unpacked into the store.
+    #[error("unpacking the new layer: {0}")]
+    Unpack(#[source] UnpackError),
+    /// Compressing or storing the layer blob.
+    #[error("writing the layer blob: {0}")]
+    Blob(#[source] io::Error),
+    /// A `-c` change.
+    #[error(transparent)]
+    Instruction(#[from] InstructionError),
+    /// The image's config is not a JSON object.
+    #[error("config {digest} of the image: {reason}")]
+    Config {
+        /// The config's digest.
+        digest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, CommitError>;
+
+/// What the new image says about itself.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `author` of the config and of the history entry.
+    pub author: Option<String>,
+    /// The history entry's comment.
+    pub message: Option<String>,
+    /// Dockerfile instructions applied to the runtime config.
+    pub changes: Vec<String>,
+    /// The history entry's `created_by` (the container's command).
+    pub created_by: String,
+    /// How the layer blob is compressed.
+    pub compression: Compression,
+}
+
+/// The new layer, stored.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The blob's descriptor.
+    pub blob: Descriptor,
+    /// The digest of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+/// Writes `plan` as a layer: its blob into `blobs/`, its content into `layers/`.
+/// `progress` gets the bytes of file content packed.
+pub fn write_layer(
+    lock: &WriteLock<'_>,
+    plan: &Plan,
+    roots: &Roots<'_>,
+    compression: Compression,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Layer> {
+    let dir = lock.layer_tmp()?;
+    let root = File::open(dir.path()).map_err(|source| StoreError::Io { path: dir.path().into(), source })?;
+    let blob = lock.blob_writer(Algorithm::Sha256)?;
+    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let opts = unpack::Options::for_current_user();
+    let (streamed, unpacked) = std::thread::scope(|s| {
+        let unpacker = s.spawn(move || {
+            let mut r = ChannelReader { rx, buf: Vec::new(), pos: 0 };
+            let result = unpack::unpack(&mut r, root.as_fd(), opts);
+            // Read what follows the end of the archive, so the writer never blocks.
+            let _ = io::copy(&mut r, &mut io::sink());
+            result
+        });
+        let streamed = stream(plan, roots, compression, blob, tx, progress);
+        let unpacked =
+            unpacker.join().unwrap_or_else(|_| Err(UnpackError::Read(io::Error::other("unpacker panicked"))));
+        (streamed, unpacked)
+    });
+    let (diff_id, blob) = streamed?;
+    let unpacked = unpacked.map_err(CommitError::Unpack)?;
+    for w in &unpacked.warnings {
+        log::warn!("new layer: {w}");
+    }
+    let size = blob.count();
+    let digest = blob.commit(lock, None)?;
+    if !lock.store().has_layer(&diff_id) {
+        lock.commit_layer(dir, &diff_id, &LayerMeta { size: unpacked.size, entries: unpacked.entries })?;
+    }
+    Ok(Layer { blob: Descriptor::new(layer_media_type(compression), digest, size), diff_id })
+}
+
+/// Packs the tar through the hasher, the unpacker's channel and the compressor into `blob`.
+fn stream(
+    plan: &Plan,
+    roots: &Roots<'_>,
+    compression: Compression,
+    blob: BlobWriter,
+    tx: SyncSender<Vec<u8>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(Digest, BlobWriter)> {
+    let out = Compressor::new(compression, blob).map_err(CommitError::Blob)?;
+    let sink = Fanout { hasher: Hasher::new(Algorithm::Sha256), tx: Some(tx), out };
+    let buffered = pack::write_tar(plan, roots, BufWriter::with_capacity(1 << 20, sink), progress)?;
+    let mut sink = buffered.into_inner().map_err(|e| CommitError::Blob(e.into_error()))?;
+    sink.tx = None;
+    let diff_id = sink.hasher.finish();
+    let blob = sink.out.finish().map_err(CommitError::Blob)?;
+    Ok((diff_id, blob))
+}
+
+/// Stores the new config and manifest for `image` plus `layer`, and names the image `name`
+/// (or keeps it untagged) in `index.json`. Returns the new image's id (config digest).
+pub fn finish_image(
+    lock: &WriteLock<'_>,
+    image: &Image,
+    layer: &Layer,
+    opts: &Options,
+    name: Option<&Name>,
+) -> Result<Digest> {
+    let config_raw = new_config(image, &layer.diff_id, opts)?;
+    let config = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(&config_raw), config_raw.len() as u64);
+    lock.put_blob(&config_raw, Some(&config))?;
+    let mut layers: Vec<Descriptor> = image.manifest.layers.iter().map(as_oci).collect();
+    layers.push(layer.blob.clone());
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MediaType::OciManifest),
+        config: config.clone(),
+        layers,
+        annotations: BTreeMap::new(),
+    };
+    let raw = serde_json::to_vec(&manifest)
+        .map_err(|e| CommitError::Config { digest: config.digest.clone(), reason: e.to_string() })?;
+    let mdesc = Descriptor::new(MediaType::OciManifest, Digest::sha256_of(&raw), raw.len() as u64);
+    lock.put_blob(&raw, Some(&mdesc))?;
+    let mut index = lock.store().index()?;
+    match name {
+        Some(n) => store::set_name(&mut index, n, &mdesc),
+        None => store::add_untagged(&mut index, &mdesc),
+    }
+    lock.save_index(&index)?;
+    Ok(config.digest)
+}
+
+/// A layer descriptor of the base image in OCI terms (a docker gzip layer is an OCI gzip layer).
+fn as_oci(d: &Descriptor) -> Descriptor {
+    let mut d = d.clone();
+    if d.media_type == MediaType::DockerLayerGzip {
+        d.media_type = MediaType::OciLayerGzip;
+    }
+    d
+}
+
+/// The new config: the image's, read as JSON, with the new layer, history entry and changes.
+pub fn new_config(image: &Image, diff_id: &Digest, opts: &Options) -> Result<Vec<u8>> {
+    let bad = |reason: &str| CommitError::Config { digest: image.id().clone(), reason: reason.to_string() };
+    let mut v: Value = serde_json::from_slice(&image.config_raw).map_err(|e| bad(&e.to_string()))?;
+    let obj = v.as_object_mut().ok_or_else(|| bad("not a JSON object"))?;
+    let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+    obj.insert("created".into(), Value::String(now.clone()));
+    if let Some(a) = &opts.author {
+        obj.insert("author".into(), Value::String(a.clone()));
+    }
+    let mut config = match obj.remove("config") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for change in &opts.changes {
+        instruction::apply(&mut config, change)?;
+    }
+    obj.insert("config".into(), Value::Object(config));
+    let rootfs = obj.entry("rootfs").or_insert_with(|| serde_json::json!({"type": "layers"}));
+    let diff_ids = rootfs.as_object_mut().ok_or_else(|| bad("rootfs is not an object"))?;
+    match diff_ids.entry("diff_ids").or_insert_with(|| Value::Array(Vec::new())) {
+        Value::Array(a) => a.push(Value::String(diff_id.to_string())),
+        _ => return Err(bad("rootfs.diff_ids is not an array")),
+    }
+    let mut step = Map::new();
+    step.insert("created".into(), Value::String(now));
+    step.insert("created_by".into(), Value::String(opts.created_by.clone()));
+    if let Some(a) = &opts.author {
+        step.insert("author".into(), Value::String(a.clone()));
+    }
+    if let Some(m) = &opts.message {
+        step.insert("comment".into(), Value::String(m.clone()));
+    }
+    match obj.entry("history").or_insert_with(|| Value::Array(Vec::new())) {
+        Value::Array(a) => a.push(Value::Object(step)),
+        _ => return Err(bad("history is not an array")),
+    }
+    serde_json::to_vec(&v).map_err(|e| bad(&e.to_string()))
+}
+
+/// Where the tar bytes go: the diff_id hash, the unpacker, and the compressor.
+struct Fanout {
+    hasher: Hasher,
+    tx: Option<SyncSender<Vec<u8>>>,
+    out: Compressor,
+}
+
+impl Write for Fanout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        if let Some(tx) = &self.tx {
+            tx.send(buf.to_vec()).map_err(|_| io::Error::other("the unpacker of the new layer stopped"))?;
+        }
+        self.out.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The blob writer behind the chosen compression.
+enum Compressor {
+    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Zstd(zstd::Encoder<'static, BlobWriter>),
+    Plain(BlobWriter),
+}
+
+impl Compressor {
+    fn new(c: Compression, blob: BlobWriter) -> io::Result<Compressor> {
+        Ok(match c {
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(blob, flate2::Compression::default())),
+            Compression::Zstd => Compressor::Zstd(zstd::Encoder::new(blob, 3)?),
+            Compression::None => Compressor::Plain(blob),
+        })
+    }
+
+    fn finish(self) -> io::Result<BlobWriter> {
+        match self {
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+            Compressor::Plain(b) => Ok(b),
+        }
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+            Compressor::Plain(b) => b.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+            Compressor::Plain(b) => b.flush(),
+        }
+    }
+}
+
+/// Reads the chunks the packer sends, in order; the end of the channel is the end of the data.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
