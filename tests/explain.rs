@@ -313,7 +313,7 @@ fn container(env: &Env) -> String {
     let record = serde_json::json!({
         "id": id, "name": "demo", "image": IMAGE,
         "image_id": "sha256:c705b7f0dde0f9cc7cf484f3c66b4eddf90cf18fcfdd7339bd0853e63259c9e8",
-        "created": "2026-11-23T18:00:00Z", "command": ["/bin/sh"], "state": {"status": "stopped"}
+        "created": "2026-11-23T18:00:00Z", "command": ["/bin/sh"], "state": {"status": "exited"}
     });
     fs::write(dir.join("container.json"), serde_json::to_vec(&record).unwrap()).unwrap();
     id

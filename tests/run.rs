@@ -280,6 +280,16 @@ fn root_changes_are_written_to_the_container_upper_dir() {
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "a deleted file becomes a whiteout");
     // The bind-mounted /etc files never reach the upper dir (nor would a commit see them).
     assert!(!upper.join("etc").exists());
+    // The init layer's /etc looks as the image's does (so a copy-up of it changes nothing).
+    let image_etc = env.ok(&["run", "--rm", IMAGE, "sh", "-c", "stat -c '%a %u:%g %Y' /etc"]);
+    let mnt = env.dir.path().join("img");
+    std::fs::create_dir_all(&mnt).unwrap();
+    env.ok(&["image", "mount", IMAGE, mnt.to_str().unwrap()]);
+    let md = std::fs::metadata(mnt.join("etc")).unwrap();
+    env.ok(&["image", "umount", mnt.to_str().unwrap()]);
+    use std::os::unix::fs::MetadataExt;
+    let want = format!("{:o} {}:{} {}\n", md.mode() & 0o7777, md.uid(), md.gid(), md.mtime());
+    assert_eq!(image_etc, want);
     let r = env.record("w");
     assert_eq!(r["state"]["status"], "exited");
     assert_eq!(r["image"], IMAGE);

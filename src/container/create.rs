@@ -3,7 +3,7 @@
 //! the store that the image is in use (so its layers outlive `rmi`/`prune`), write the record.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::config::{self, ConfigError, ImageRuntime, Network, Overrides, RunConfig};
@@ -101,6 +101,7 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     };
     let dir = c.dir(root);
     make_dir(&dir, &c.config)?;
+    match_image_dirs(&dir, &lowers)?;
     keep_image(&store, &c, &img)?;
     c.save(root)?;
     Ok(c)
@@ -181,6 +182,28 @@ fn make_dir(dir: &Path, cfg: &RunConfig) -> Result<(), CreateError> {
     for (name, content) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{}\n", cfg.hostname))] {
         let p = dir.join(name);
         std::fs::write(&p, content).map_err(io_err(&p))?;
+    }
+    Ok(())
+}
+
+/// Gives the init layer's directories the mode, owner and times the image gives them (from the
+/// top-most layer that has them), so that they look the same inside the container and a
+/// copy-up through them brings no change of its own into a commit.
+fn match_image_dirs(dir: &Path, lowers: &[PathBuf]) -> Result<(), CreateError> {
+    for sub in ["etc", "proc", "dev", "sys"] {
+        let found =
+            lowers.iter().rev().find_map(|l| std::fs::symlink_metadata(l.join(sub)).ok().filter(|m| m.is_dir()));
+        let Some(md) = found else { continue };
+        let p = dir.join("init").join(sub);
+        std::os::unix::fs::lchown(&p, Some(md.uid()), Some(md.gid())).map_err(io_err(&p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(io_err(&p))?;
+        let at = |sec: i64, nsec: i64| rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ };
+        let times = rustix::fs::Timestamps {
+            last_access: at(md.atime(), md.atime_nsec()),
+            last_modification: at(md.mtime(), md.mtime_nsec()),
+        };
+        rustix::fs::utimensat(rustix::fs::CWD, &p, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err(&p)(io::Error::from(e)))?;
     }
     Ok(())
 }

@@ -1,52 +1,26 @@
-//! A tiny reader of container records, until `crate::container::record::find` exists (then this
-//! file goes and [`super::target`], `strata diff` and `strata commit` call that instead).
-//!
-//! A container lives in `ROOT/containers/ID/` (ID: 64 hex digits) with `upper/`, `work/`,
-//! `merged/` and `container.json` = `{"id","name","image","image_id","created","command",
-//! "state"}`; `image_id` is `sha256:` + the image's config digest.
+//! A container as the explain, diff and commit commands see it: its record (read by
+//! [`crate::container::record`]) and the directory it lives in, `ROOT/containers/ID/`, with
+//! `upper/` (its writable layer) and `merged/` (its rootfs while it runs).
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::{ExplainError, Result};
+use crate::container::record::{self, Container, RecordError, Status};
 
-/// The fields of `container.json` this module reads.
-#[derive(Clone, Debug, Deserialize)]
+/// A container and its directory.
+#[derive(Clone, Debug)]
 pub struct Record {
-    /// The container's id (64 hex digits).
-    pub id: String,
-    /// Its name.
-    #[serde(default)]
-    pub name: String,
-    /// The image as the user named it.
-    #[serde(default)]
-    pub image: String,
-    /// `sha256:` + the image's config digest.
-    pub image_id: String,
-    /// The image's manifest digest, when the record keeps it.
-    #[serde(default)]
-    pub manifest: String,
-    /// The command its PID 1 runs.
-    #[serde(default)]
-    pub command: Vec<String>,
-    /// Its process state.
-    #[serde(default)]
-    pub state: State,
-    /// The container's dir (not in the JSON).
-    #[serde(skip)]
+    container: Container,
+    /// The container's directory.
     pub dir: PathBuf,
 }
 
-/// The fields of a record's `state` this module reads.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct State {
-    /// `created`, `running` or `exited`.
-    #[serde(default)]
-    pub status: String,
-    /// The host pid of its PID 1 while it runs.
-    #[serde(default)]
-    pub pid: Option<i32>,
+impl Deref for Record {
+    type Target = Container;
+    fn deref(&self) -> &Container {
+        &self.container
+    }
 }
 
 impl Record {
@@ -62,7 +36,7 @@ impl Record {
 
     /// The host pid of its PID 1, if the record says it runs and that process exists.
     pub fn running_pid(&self) -> Option<i32> {
-        let pid = self.state.pid.filter(|_| self.state.status == "running")?;
+        let pid = self.state.pid.filter(|_| self.state.status == Status::Running)?;
         let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
         alive.then_some(pid)
     }
@@ -70,26 +44,11 @@ impl Record {
 
 /// The container a user names (its name, its id, or a unique prefix of its id), if any.
 pub fn find(root: &Path, reference: &str) -> Result<Option<Record>> {
-    let dir = root.join("containers");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
-    let mut records = Vec::new();
-    for entry in entries.flatten() {
-        let file = entry.path().join("container.json");
-        let Ok(bytes) = std::fs::read(&file) else { continue };
-        let mut rec: Record = serde_json::from_slice(&bytes)
-            .map_err(|e| ExplainError::Container { path: file.clone(), reason: format!("invalid JSON: {e}") })?;
-        rec.dir = entry.path();
-        records.push(rec);
-    }
-    if let Some(rec) = records.iter().find(|r| r.name == reference || r.id == reference) {
-        return Ok(Some(rec.clone()));
-    }
-    let hex = !reference.is_empty() && reference.bytes().all(|b| b.is_ascii_hexdigit());
-    let hits: Vec<&Record> = records.iter().filter(|r| hex && r.id.starts_with(reference)).collect();
-    match hits.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some((*one).clone())),
-        _ => Err(ExplainError::AmbiguousContainer(reference.into())),
+    match record::find(root, reference) {
+        Ok(container) => Ok(Some(Record { dir: container.dir(root), container })),
+        Err(RecordError::NoSuchContainer(_)) => Ok(None),
+        Err(RecordError::Ambiguous(r)) => Err(ExplainError::AmbiguousContainer(r)),
+        Err(e) => Err(ExplainError::Container { path: record::containers_dir(root), reason: e.to_string() }),
     }
 }
 
@@ -103,7 +62,9 @@ mod tests {
         for (id, name) in [("ab".repeat(32), "web"), ("ac".repeat(32), "db")] {
             let d = t.path().join("containers").join(&id);
             std::fs::create_dir_all(&d).unwrap();
-            let json = format!(r#"{{"id":"{id}","name":"{name}","image":"x","image_id":"sha256:00","state":{{}}}}"#);
+            let json = format!(
+                r#"{{"id":"{id}","name":"{name}","image":"x","image_id":"sha256:00","created":"2026-01-01T00:00:00Z","command":["sh"],"state":{{"status":"created"}}}}"#
+            );
             std::fs::write(d.join("container.json"), json).unwrap();
         }
         assert_eq!(find(t.path(), "web").unwrap().unwrap().name, "web");
