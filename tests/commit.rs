@@ -16,28 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::store::{Store, require_tool};
 use common::{Fs, snapshot};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
-}
-
-/// Whether a tool is installed; under CI=true, a missing tool is a failure.
-fn require_tool(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(found || !in_ci(), "{tool} is not installed (apt-get install -y {tool}), and CI=true");
-    if !found {
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/oci-multi")
-}
 
 const IMAGE: &str = "oci-multi";
 
@@ -56,47 +39,20 @@ echo 10.0.0.9 extra >> /etc/hosts || true
 ";
 
 /// A store with the fixture image, in a temp dir of its own.
-struct Env {
-    dir: tempfile::TempDir,
+struct Env(Store);
+
+impl std::ops::Deref for Env {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
-        env.ok(&["load", "-q", "-i", fixture().to_str().unwrap()]);
+        let env = Env(Store::new());
+        env.load_fixture("oci-multi");
         env
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(common::strata());
-        c.arg("--root").arg(self.root()).args(args).env_remove("STRATA_ROOT");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    /// Runs `strata ARGS`, which must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "strata {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs `strata ARGS`, which must fail; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "strata {args:?} should have failed");
-        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// The image's layer dirs, bottom first.
@@ -567,7 +523,7 @@ fn root_save_and_load_round_trip_in_every_format() {
     for (format, out) in [("docker-archive", "d.tar"), ("oci-archive", "o.tar"), ("oci-dir", "o-dir")] {
         let path = env.path(out);
         env.ok(&["save", "--format", format, "-o", path.to_str().unwrap(), "edited:1", IMAGE]);
-        let other = Env { dir: tempfile::tempdir().unwrap() };
+        let other = Env(Store::new());
         let loaded = other.ok(&["load", "-q", "-i", path.to_str().unwrap()]);
         assert!(loaded.contains("edited:1") && loaded.contains(IMAGE), "{format}: {loaded}");
         assert_eq!(other.inspect("edited:1")["Id"], id, "{format}: the config is saved byte for byte");

@@ -10,56 +10,39 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+
+use common::store::{Store, fixtures, in_ci};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
-}
-
 /// A store holding the `oci-multi` fixture, and scratch space.
-struct Env {
-    dir: tempfile::TempDir,
+struct Env(Store);
+
+impl std::ops::Deref for Env {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 const IMAGE: &str = "oci-multi:latest";
 
 impl Env {
     fn new() -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
-        let layout = fixtures().join("oci-multi");
-        env.ok(&["load", "--progress", "plain", "-i", layout.to_str().unwrap()]);
+        let env = Env(Store::new());
+        env.load_fixture("oci-multi");
         env
     }
 
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("STRATA_ROOT")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
+    /// Runs and expects success; returns stdout, which must hold no colour off a terminal.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "strata {args:?} failed:\n{stderr}\n{stdout}");
+        let stdout = self.0.ok(args);
         assert!(!stdout.contains('\x1b'), "no colour off a terminal:\n{stdout}");
-        stdout.into_owned()
+        stdout
     }
 
     fn explain(&self, target: &str, path: &str) -> String {

@@ -12,86 +12,35 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
+
+mod common;
+
+use common::store::{Store, fixtures, require_tool};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
-}
-
 /// Whether this test may run as root; under CI=true, not being root is a failure.
 fn require_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(!in_ci(), "this test needs root, and CI=true");
-    eprintln!("skipped: needs root");
-    false
-}
-
-/// Whether a tool is installed; under CI=true, a missing tool is a failure.
-fn require_tool(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(found || !in_ci(), "{tool} is not installed (apt-get install -y {tool}), and CI=true");
-    if !found {
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
+    common::require_root("this test")
 }
 
 /// A fresh store (and scratch space) for one test.
-struct Env {
-    dir: tempfile::TempDir,
+struct Env(Store);
+
+impl std::ops::Deref for Env {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        Env { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("STRATA_ROOT")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "strata {args:?} failed:\n{stderr}\n{stdout}");
-        stdout.into_owned()
-    }
-
-    /// Runs and expects failure with one clear line on stderr; returns it.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "strata {args:?} should fail");
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("strata[warn]")).collect();
-        assert_eq!(lines.len(), 1, "one error line expected, got:\n{stderr}");
-        assert!(lines[0].starts_with("strata: "), "{stderr}");
-        lines[0].to_string()
+        Env(Store::new())
     }
 
     fn load(&self, path: &Path) -> String {

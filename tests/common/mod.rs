@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod ops;
+pub mod store;
 pub mod tree;
 
 use std::ffi::OsStr;

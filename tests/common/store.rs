@@ -1,0 +1,84 @@
+//! A store in a temp dir, driven through the `strata` binary (image, explain and commit tests).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A fresh store (`ROOT/store`) and scratch space for one test.
+pub struct Store {
+    /// The temp dir holding the store and anything else the test makes.
+    pub dir: tempfile::TempDir,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// The store's root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A path in the scratch space.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `strata --root ROOT ARGS` (no colour, no input).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(super::strata());
+        c.arg("--root").arg(self.root()).args(args).env_remove("STRATA_ROOT").env("NO_COLOR", "1");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `strata ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs `strata ARGS`, which must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "strata {args:?} failed:\n{stderr}\n{stdout}");
+        stdout.into_owned()
+    }
+
+    /// Runs `strata ARGS`, which must fail with one line on stderr; returns it.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "strata {args:?} should fail");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("strata[warn]")).collect();
+        assert_eq!(lines.len(), 1, "one error line expected, got:\n{stderr}");
+        assert!(lines[0].starts_with("strata: "), "{stderr}");
+        lines[0].to_string()
+    }
+
+    /// Loads a fixture image (`fixtures/images/NAME`) quietly.
+    pub fn load_fixture(&self, name: &str) {
+        self.ok(&["load", "-q", "-i", fixtures().join(name).to_str().unwrap()]);
+    }
+}
+
+/// The fixture images.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
+}
+
+/// Whether the tests run in CI (where nothing may be skipped).
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether a tool is installed; under `CI=true` a missing tool is a failure.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found || !in_ci(), "{tool} is not installed (apt-get install -y {tool}), and CI=true");
+    if !found {
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
