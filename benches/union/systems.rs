@@ -1,0 +1,199 @@
+//! The systems compared: a plain directory (the limit), kernel overlayfs, Debian's
+//! fuse-overlayfs and Strata — each mounted over the same layers with a fresh upper dir.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::layers::LayerSet;
+
+/// One system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sys {
+    /// The merged view copied into a plain directory: no union filesystem at all.
+    Plain,
+    /// `mount -t overlay`.
+    Kernel,
+    /// Debian's fuse-overlayfs.
+    FuseOverlayfs,
+    /// `strata mount`.
+    Strata,
+}
+
+impl Sys {
+    /// Every system, in table order.
+    pub const ALL: [Sys; 4] = [Sys::Plain, Sys::Kernel, Sys::FuseOverlayfs, Sys::Strata];
+
+    /// The name in tables, JSON and `--systems`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sys::Plain => "plain",
+            Sys::Kernel => "kernel",
+            Sys::FuseOverlayfs => "fuse-overlayfs",
+            Sys::Strata => "strata",
+        }
+    }
+
+    /// The system called `name`.
+    pub fn parse(name: &str) -> Result<Sys> {
+        Sys::ALL.into_iter().find(|s| s.name() == name).with_context(|| format!("unknown system {name:?}"))
+    }
+}
+
+/// A mounted view; unmounted (and its daemon waited for) on drop.
+pub struct Mounted {
+    /// Where the merged view is.
+    pub dir: PathBuf,
+    /// The upper dir (the plain dir itself for [`Sys::Plain`]).
+    pub upper: PathBuf,
+    /// The FUSE daemon, for the FUSE systems.
+    pub daemon: Option<u32>,
+    mounted: bool,
+}
+
+/// Where things are: the binaries and the scratch dir mounts are made in.
+pub struct Env {
+    /// The `strata` binary.
+    pub strata: PathBuf,
+    /// Scratch space (same filesystem as the layers unless a workload says otherwise).
+    pub scratch: PathBuf,
+    /// Extra `-o` options for Strata (`--strata-opts`).
+    pub strata_opts: String,
+}
+
+impl Env {
+    /// Mounts `layers` with `sys` at `scratch/<sys>/merged`, with an empty upper dir in `scratch`
+    /// (or `under` when given: copy-up on another filesystem). The plain system shows `plain`, the
+    /// materialized merged view (shared, so only for reading), or else its empty upper dir.
+    pub fn mount(&self, sys: Sys, layers: &LayerSet, plain: Option<&Path>, under: Option<&Path>) -> Result<Mounted> {
+        let base = under.unwrap_or(&self.scratch).join(sys.name());
+        reset_dir(&base)?;
+        let (upper, work, dir) = (base.join("upper"), base.join("work"), base.join("merged"));
+        for d in [&upper, &work, &dir] {
+            fs::create_dir_all(d)?;
+        }
+        if sys == Sys::Plain {
+            let dir = plain.unwrap_or(&upper).to_path_buf();
+            return Ok(Mounted { dir, upper, daemon: None, mounted: false });
+        }
+        let opts = format!("lowerdir={},upperdir={},workdir={}", layers.lowerdir(), upper.display(), work.display());
+        let mut cmd = match sys {
+            Sys::Kernel => {
+                let mut c = Command::new("mount");
+                c.args(["-t", "overlay", "overlay", "-o", &opts]);
+                c
+            }
+            Sys::FuseOverlayfs => {
+                let mut c = Command::new("fuse-overlayfs");
+                c.args(["-o", &opts]);
+                c
+            }
+            Sys::Strata => {
+                let mut c = Command::new(&self.strata);
+                let opts = if self.strata_opts.is_empty() { opts } else { format!("{opts},{}", self.strata_opts) };
+                c.args(["mount", "-o", &opts]);
+                c
+            }
+            Sys::Plain => unreachable!(),
+        };
+        let out = cmd.arg(&dir).output().with_context(|| format!("starting {}", sys.name()))?;
+        if !out.status.success() {
+            bail!("mounting {}: {}", sys.name(), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let daemon = if sys == Sys::Kernel { None } else { Some(daemon_of(&dir)?) };
+        Ok(Mounted { dir, upper, daemon, mounted: true })
+    }
+}
+
+impl Mounted {
+    /// The daemon's peak resident set (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        let pid = self.daemon.context("no daemon")?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmHWM")?;
+        Ok(kb * 1024)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if !self.mounted {
+            return;
+        }
+        let _ = Command::new("umount").arg(&self.dir).status();
+        if let Some(pid) = self.daemon {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// The pid of the FUSE daemon serving `mnt` (its command line names the mount point).
+fn daemon_of(mnt: &Path) -> Result<u32> {
+    let want = mnt.as_os_str().as_encoded_bytes();
+    for _ in 0..200 {
+        for e in fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
+            if cmdline.split(|&b| b == 0).any(|a| a == want) {
+                return Ok(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("no daemon serves {}", mnt.display())
+}
+
+/// Empties `dir` (creating it if needed); a leftover mount inside is unmounted first.
+pub fn reset_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let mounts = fs::read_to_string("/proc/self/mounts")?;
+        let prefix = format!("{}/", dir.display());
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&prefix)) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        super::sh(&format!("rm -rf '{}'", dir.display()))?;
+    }
+    fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// The merged view of `layers` as a plain directory under `dir` (made once, with kernel
+/// overlayfs and `cp -a`).
+pub fn materialize(layers: &LayerSet, dir: &Path) -> Result<PathBuf> {
+    let done = dir.join(".done");
+    let view = dir.join("view");
+    if done.exists() {
+        return Ok(view);
+    }
+    reset_dir(dir)?;
+    let mnt = dir.join("mnt");
+    fs::create_dir_all(&mnt)?;
+    let ro = if layers.lowers.len() == 1 {
+        // overlayfs needs two lower dirs without an upper
+        format!("lowerdir={}:{}", layers.lowerdir(), empty_dir(dir)?.display())
+    } else {
+        format!("lowerdir={}", layers.lowerdir())
+    };
+    super::run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &ro]).arg(&mnt))?;
+    let copied = super::run(Command::new("cp").arg("-a").arg(&mnt).arg(&view));
+    super::run(Command::new("umount").arg(&mnt))?;
+    copied?;
+    fs::write(done, "")?;
+    Ok(view)
+}
+
+fn empty_dir(dir: &Path) -> Result<PathBuf> {
+    let e = dir.join("empty");
+    fs::create_dir_all(&e)?;
+    Ok(e)
+}
