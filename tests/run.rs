@@ -462,6 +462,58 @@ fn root_signals_are_passed_to_pid_1() {
     assert!(!env.mounted());
 }
 
+#[test]
+fn root_init_reaps_orphans_and_passes_signals_and_the_status_on() {
+    if !common::require_root("root_init_reaps_orphans_and_passes_signals_and_the_status_on") {
+        return;
+    }
+    let env = Env::new();
+    // An orphan goes to PID 1; `sleep` as PID 1 never reaps it, the --init reaper does.
+    let states = |name: &str| env.ok(&["exec", name, "ps", "-o", "stat,comm"]);
+    for (name, init) in [("plain", false), ("reaped", true)] {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(init.then_some("--init"));
+        args.extend([IMAGE, "sleep", "1000"]);
+        env.ok(&args);
+        env.wait_status(name, "running");
+        env.ok(&["exec", name, "sh", "-c", "sleep 0.1 &"]);
+        if init {
+            // Gone, not a zombie: only init, the command and ps are left.
+            wait_until("the orphan was never reaped under --init", || states(name).lines().count() == 4);
+            let ps = states(name);
+            assert!(!ps.contains('Z'), "{ps}");
+            assert_eq!(
+                ps.lines().nth(1).unwrap().split_whitespace().nth(1),
+                Some("init"),
+                "PID 1 is the reaper:\n{ps}"
+            );
+        } else {
+            wait_until("the orphan never became a zombie under sleep", || {
+                states(name).lines().any(|l| l.starts_with('Z'))
+            });
+        }
+    }
+    // The reaper passes SIGTERM on: stop needs no SIGKILL.
+    let started = Instant::now();
+    env.ok(&["stop", "-t", "30", "reaped"]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(env.record("reaped")["state"]["exit_code"], 143);
+    // The command is PID 2; its status (or 128+signal) is the container's.
+    assert_eq!(env.sh(&["--init"], "echo $$"), "2\n");
+    assert_eq!(env.run(&["run", "--rm", "--init", IMAGE, "sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(env.run(&["run", "--rm", "--init", IMAGE, "sh", "-c", "kill -9 $$"]).status.code(), Some(137));
+    let err = env.fails(127, &["run", "--rm", "--init", IMAGE, "no-such-program"]);
+    assert!(err.contains("no-such-program"), "{err}");
+    let script = "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut child = env.spawn(&["run", "--rm", "--init", IMAGE, "sh", "-c", script]);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(finish(child, LIMIT).status.code(), Some(42));
+    env.ok(&["rm", "-f", "plain", "reaped"]);
+    assert!(!env.mounted());
+}
+
 /// Runs `strata ARGS` under `script` (a terminal), feeding `input` after a pause; returns its
 /// exit code and output (without carriage returns).
 fn in_terminal(env: &Env, args: &str, input: &str) -> (Option<i32>, String) {
