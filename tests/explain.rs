@@ -111,6 +111,20 @@ fn explain_names_the_layer_of_every_fixture_case() {
     let out = env.explain(IMAGE, "data/dir-to-delete/sub/b");
     assert!(out.contains("/data/dir-to-delete was deleted by a whiteout in layer 3"), "deleted tree:\n{out}");
 
+    // Paths resolve as a process inside would reach them: `..`, and symlinked directories.
+    let out = env.explain(IMAGE, "/data/link-dir/passwd");
+    assert!(out.starts_with("/data/link-dir/passwd in image oci-multi:latest\n"), "{out}");
+    assert!(
+        out.contains("It is /etc/passwd: /data/link-dir is a symlink to ../etc.\nShown from layer 1 of 5"),
+        "{out}"
+    );
+    let out = env.explain(IMAGE, "/../data/./link-dir/../data//remove-me.txt");
+    assert!(out.contains("It is /data/remove-me.txt: /data/link-dir is a symlink to ../etc."), "{out}");
+    assert!(out.contains("Shown from layer 5 of 5"), "{out}");
+    assert!(env.explain(IMAGE, "etc/../data/keep.txt").starts_with("/data/keep.txt in image"));
+    let tree = env.ok(&["tree", IMAGE, "data/link-dir/../deep"]);
+    assert_eq!(tree.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(), ["5,1", "/deep"], "{tree}");
+
     let out = env.run(&["explain", IMAGE, "no/such/path"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no layer of image oci-multi:latest has this path"));
@@ -145,6 +159,27 @@ fn tree_annotates_every_fixture_case_with_its_layer() {
     let opq = env.ok(&["tree", "-a", IMAGE, "opq"]);
     assert_eq!(tree_layer(&opq, "old1", "hidden"), "1");
     assert_eq!(tree_layer(&opq, "new1", ""), "4");
+}
+
+#[test]
+fn tree_has_colours_on_a_terminal_only() {
+    let env = Env::new();
+    if !common::store::require_tool("script") {
+        return;
+    }
+    // `script` gives the command a terminal; NO_COLOR must be unset there.
+    let line = format!("{} --root {} tree {IMAGE} /data", common::strata(), env.root().display());
+    let out = Command::new("script").args(["-qec", &line, "/dev/null"]).env_remove("NO_COLOR").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{text}");
+    // Each layer has its colour: layer 1 blue (34), 3 yellow (33), 5 cyan (36).
+    for (layer, name) in [("34", "big.bin"), ("33", "keep.txt"), ("36", "remove-me.txt")] {
+        let painted = format!("\x1b[{layer}m{name}\x1b[0m");
+        assert!(text.contains(&painted), "{name} is not in colour {layer}:\n{text:?}");
+    }
+    let plain = Command::new("script").args(["-qec", &line, "/dev/null"]).env("NO_COLOR", "1").output().unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains('\x1b'), "NO_COLOR turns colours off");
+    assert!(!env.ok(&["tree", IMAGE, "/data"]).contains('\x1b'), "no colour into a pipe");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -198,6 +198,12 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether a process on the host has this exact command line (NUL-separated).
+fn host_has_process(cmdline: &str) -> bool {
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs.filter_map(|e| std::fs::read(e.path().join("cmdline")).ok()).any(|c| c == cmdline.as_bytes())
+}
+
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
@@ -216,6 +222,11 @@ fn root_run_gives_output_and_exit_codes() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    // PID 1's end ends the container: a child it leaves behind is killed with its PID namespace.
+    let started = Instant::now();
+    assert_eq!(env.ok(&["run", "--rm", IMAGE, "sh", "-c", "sleep 4711 & echo bg"]), "bg\n");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!host_has_process("sleep\x004711\x00"), "a process of the container outlived it");
     // Killed by SIGKILL from outside: 128 + 9.
     let child = env.spawn(&["run", "--name", "k", IMAGE, "sleep", "1000"]);
     let pid = env.wait_status("k", "running")["state"]["pid"].as_i64().unwrap();
@@ -385,6 +396,48 @@ fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
     assert!(env.sh(&["--network", "host"], "cat /proc/net/dev").lines().count() >= 3);
 }
 
+#[test]
+fn root_dev_sys_etc_files_and_every_namespace_are_the_container_s() {
+    if !common::require_root("root_dev_sys_etc_files_and_every_namespace_are_the_container_s") {
+        return;
+    }
+    let env = Env::new();
+    // A minimal /dev: the harmless devices, a private devpts, shm; and links into /proc.
+    let dev = env.sh(&[], "ls /dev | tr '\\n' ' '; echo; stat -c '%F %t,%T' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty");
+    let l = lines(&dev);
+    assert_eq!(l[0], "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ", "{dev}");
+    let devices = ["1,3", "1,5", "1,7", "1,8", "1,9", "5,0"].map(|d| format!("character special file {d}"));
+    assert_eq!(l[1..], devices, "{dev}");
+    let script = "head -c 5 /dev/urandom | wc -c; head -c 3 /dev/zero | od -An -tx1 | tr -d ' '; \
+                  echo x > /dev/full || echo full refused; echo shm > /dev/shm/f && cat /dev/shm/f; \
+                  grep -E ' /dev/(pts|shm) ' /proc/mounts | cut -d' ' -f1-3";
+    assert_eq!(
+        lines(&env.sh(&[], script)),
+        ["5", "000000", "full refused", "shm", "none /dev/pts devpts", "none /dev/shm tmpfs"]
+    );
+    // /sys is read-only.
+    let out = env.run(&["run", "--rm", IMAGE, "sh", "-c", "grep ' /sys ' /proc/mounts; touch /sys/x"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.split(' ').nth(3).unwrap().split(',').any(|o| o == "ro"), "{stdout}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    // Every namespace but the user one (as root) differs from the host's; --network host keeps the network.
+    let host_ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap().display().to_string();
+    let names = ["mnt", "pid", "uts", "ipc", "net", "user"];
+    let script = names.map(|n| format!("readlink /proc/self/ns/{n}")).join("; ");
+    for (flags, own) in [(&[][..], &names[..5]), (&["--network", "host"][..], &names[..4])] {
+        let inside = env.sh(flags, &script);
+        for (n, ns) in names.iter().zip(inside.lines()) {
+            assert_eq!(ns != host_ns(n), own.contains(n), "{n} namespace {flags:?}: {ns}");
+        }
+    }
+    // /etc/hostname, /etc/hosts and /etc/resolv.conf are the container's.
+    let etc = env.sh(&["--hostname", "box"], "cat /etc/hostname; grep -c localhost /etc/hosts; grep box /etc/hosts");
+    assert_eq!(lines(&etc), ["box", "2", "127.0.1.1\tbox"]);
+    if let Ok(host) = std::fs::read_to_string("/etc/resolv.conf") {
+        assert_eq!(env.sh(&["--network", "host"], "cat /etc/resolv.conf"), host);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signals and terminals
 
@@ -406,6 +459,58 @@ fn root_signals_are_passed_to_pid_1() {
         let out = finish(child, LIMIT);
         assert_eq!(out.status.code(), Some(code), "SIG{sig}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    assert!(!env.mounted());
+}
+
+#[test]
+fn root_init_reaps_orphans_and_passes_signals_and_the_status_on() {
+    if !common::require_root("root_init_reaps_orphans_and_passes_signals_and_the_status_on") {
+        return;
+    }
+    let env = Env::new();
+    // An orphan goes to PID 1; `sleep` as PID 1 never reaps it, the --init reaper does.
+    let states = |name: &str| env.ok(&["exec", name, "ps", "-o", "stat,comm"]);
+    for (name, init) in [("plain", false), ("reaped", true)] {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(init.then_some("--init"));
+        args.extend([IMAGE, "sleep", "1000"]);
+        env.ok(&args);
+        env.wait_status(name, "running");
+        env.ok(&["exec", name, "sh", "-c", "sleep 0.1 &"]);
+        if init {
+            // Gone, not a zombie: only init, the command and ps are left.
+            wait_until("the orphan was never reaped under --init", || states(name).lines().count() == 4);
+            let ps = states(name);
+            assert!(!ps.contains('Z'), "{ps}");
+            assert_eq!(
+                ps.lines().nth(1).unwrap().split_whitespace().nth(1),
+                Some("init"),
+                "PID 1 is the reaper:\n{ps}"
+            );
+        } else {
+            wait_until("the orphan never became a zombie under sleep", || {
+                states(name).lines().any(|l| l.starts_with('Z'))
+            });
+        }
+    }
+    // The reaper passes SIGTERM on: stop needs no SIGKILL.
+    let started = Instant::now();
+    env.ok(&["stop", "-t", "30", "reaped"]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(env.record("reaped")["state"]["exit_code"], 143);
+    // The command is PID 2; its status (or 128+signal) is the container's.
+    assert_eq!(env.sh(&["--init"], "echo $$"), "2\n");
+    assert_eq!(env.run(&["run", "--rm", "--init", IMAGE, "sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(env.run(&["run", "--rm", "--init", IMAGE, "sh", "-c", "kill -9 $$"]).status.code(), Some(137));
+    let err = env.fails(127, &["run", "--rm", "--init", IMAGE, "no-such-program"]);
+    assert!(err.contains("no-such-program"), "{err}");
+    let script = "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut child = env.spawn(&["run", "--rm", "--init", IMAGE, "sh", "-c", script]);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(finish(child, LIMIT).status.code(), Some(42));
+    env.ok(&["rm", "-f", "plain", "reaped"]);
     assert!(!env.mounted());
 }
 
@@ -519,7 +624,10 @@ fn root_detached_container_ps_exec_stop_start_rm() {
     let r = env.wait_status("web", "running");
     assert!(r["state"]["pid"].as_i64().unwrap() > 0);
     let ps = env.ok(&["ps"]);
-    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    let header: Vec<&str> = ps.lines().next().unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(header, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], "{ps}");
+    let row = ps.lines().find(|l| l.starts_with(&id[..12])).unwrap();
+    assert!(row.contains(&format!("   {IMAGE}   \"sh -c echo up;")) && row.contains(" ago "), "{row}");
     assert!(ps.lines().any(|l| l.starts_with(&id[..12]) && l.contains("Up ") && l.ends_with("web")), "{ps}");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(mounts.contains(id), "the rootfs is mounted while the container runs");
@@ -614,6 +722,14 @@ fn root_failures_are_one_line_and_leave_no_mount() {
     assert!(err.contains("nobody-here"), "{err}");
     let err = env.fails(125, &["run", "-w", "relative", IMAGE, "true"]);
     assert!(err.contains("absolute"), "{err}");
+    let err = env.fails(125, &["run", "-w", "/etc/passwd", IMAGE, "true"]);
+    assert!(err.contains("working directory /etc/passwd") && err.contains("Not a directory"), "{err}");
+    let err = env.fails(125, &["run", "-v", "/tmp:/etc/passwd", IMAGE, "true"]);
+    assert!(err.contains("volume /tmp on /etc/passwd: the source is a directory, the target is not"), "{err}");
+    let err = env.fails(125, &["run", "-v", "/etc/hostname:/etc", IMAGE, "true"]);
+    assert!(err.contains("the source is a file, the target is a directory"), "{err}");
+    let err = env.fails(125, &["run", "-v", "relative:/x", IMAGE, "true"]);
+    assert!(err.contains("invalid volume \"relative:/x\""), "{err}");
     env.fails(125, &["exec", "no-such-container", "true"]);
     assert!(!env.mounted());
     assert!(!env.ok(&["ps", "-a"]).contains("Up "));
@@ -646,5 +762,80 @@ fn root_rootless_run_as_an_unprivileged_user() {
     env.ok(&["stop", "-t", "0", "rbg"]);
     env.ok(&["rm", "rbg", "rl"]);
     assert!(env.container_ids().is_empty());
+    assert!(!env.mounted());
+}
+
+#[test]
+fn root_rootless_with_subordinate_ids_maps_the_range() {
+    if !common::require_root("root_rootless_with_subordinate_ids_maps_the_range") {
+        return;
+    }
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let env = Env::with_user(Some(65534));
+    // The caller's ranges, in /etc/subuid and /etc/subgid of a mount namespace of the test's own
+    // (newuidmap reads them there), so the host's files stay as they are.
+    let (subuid, subgid) = (env.dir.path().join("subuid"), env.dir.path().join("subgid"));
+    for f in [&subuid, &subgid] {
+        std::fs::write(f, "nobody:300000:65536\n").unwrap();
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let strata = env.cmd(&[]);
+    let mut line: Vec<String> = vec![strata.get_program().to_string_lossy().into()];
+    line.extend(strata.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let quoted = line.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+    let script = format!(
+        "mount --bind {} /etc/subuid && mount --bind {} /etc/subgid && S=\"{quoted}\" && \
+         eval \"$S run --rm {IMAGE} cat /proc/self/uid_map /proc/self/gid_map\" && \
+         eval \"$S run --name sub -u user {IMAGE} sh -c 'id -u; echo u > /tmp/by-user'\" && \
+         eval \"$S run --rm {IMAGE} sh -c 'chown 1000:1000 /tmp && stat -c %u:%g /tmp'\"",
+        subuid.display(),
+        subgid.display()
+    );
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child, LIMIT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let maps: Vec<Vec<&str>> = text.lines().take(4).map(|l| l.split_whitespace().collect()).collect();
+    for map in [&maps[..2], &maps[2..]] {
+        assert_eq!(map, [["0", "65534", "1"], ["1", "300000", "65536"]], "uid_map, gid_map:\n{text}");
+    }
+    assert_eq!(lines(&text)[4..], ["1000", "1000:1000"], "{text}");
+    let made = std::fs::metadata(env.dir_of("sub").join("upper/tmp/by-user")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (300000 + 999, 300000 + 999), "uid 1000 inside is 300999 on the host");
+    env.ok(&["rm", "sub"]);
+}
+
+#[test]
+fn root_the_layer_xattr_follows_a_copy_up_in_a_running_container() {
+    if !common::require_root("root_the_layer_xattr_follows_a_copy_up_in_a_running_container") {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["run", "-d", "--name", "x", IMAGE, "sleep", "1000"]);
+    env.wait_status("x", "running");
+    let file = env.dir_of("x").join("merged/data/keep.txt");
+    let getfattr = || {
+        let out = Command::new("getfattr").args(["--only-values", "-n", "user.strata.layer"]).arg(&file).output();
+        let out = out.expect("getfattr (attr) is needed");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // keep.txt comes from the image's layer 3; the mount counts its lower layers from the top
+    // (1 is the container's init layer, 2 the image's layer 5).
+    let layer3 = env.root().join("layers/374562354561fa2e97fe9138f01c80673d980ce07711951a7611588d71ed1efb");
+    assert_eq!(getfattr(), format!("lower 4 ({})", layer3.display()));
+    let listed = Command::new("getfattr").args(["-d", "-m", "-"]).arg(&file).output().unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("strata"), "the virtual xattr is never listed");
+    env.ok(&["exec", "x", "sh", "-c", "echo more >> /data/keep.txt"]);
+    assert_eq!(getfattr(), "upper");
+    let out = env.ok(&["explain", "x", "/data/keep.txt"]);
+    assert!(out.contains("Shown from the container's upper layer") && out.contains("copied up from layer 3"), "{out}");
+    env.ok(&["rm", "-f", "x"]);
     assert!(!env.mounted());
 }

@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Hostname inside the container (default: the short id).
     #[arg(long)]
     hostname: Option<String>,
+    /// Run a small init as PID 1 (the command becomes PID 2) that passes signals on and reaps
+    /// orphaned processes.
+    #[arg(long)]
+    init: bool,
     /// Network: none (loopback only) or host.
     #[arg(long, value_enum, default_value_t = NetworkArg::None)]
     network: NetworkArg,
@@ -83,6 +87,7 @@ impl RunArgs {
             tty: self.tty,
             interactive: self.interactive,
             auto_remove: self.rm,
+            init: self.init,
         };
         Request { image: self.image.clone(), name: self.name.clone(), overrides }
     }

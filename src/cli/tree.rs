@@ -28,14 +28,15 @@ pub fn run(a: TreeArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let target = Target::open(&store, &a.target)?;
     let view = View::of(&target.stack);
-    let path = a.path.unwrap_or_default();
+    let asked = a.path.unwrap_or_default();
+    let path = view.resolve(&asked).path;
     let Some(top) = view.get(&path) else {
         anyhow::bail!(
             "{}: not seen in {} (`strata explain {} {}` says why)",
-            path.display(),
+            asked.display(),
             target.describe(),
             a.target,
-            path.display()
+            asked.display()
         );
     };
     let title = Path::new("/").join(&path);

@@ -81,6 +81,9 @@ pub struct RunConfig {
     pub auto_remove: bool,
     /// Made by an unprivileged user (runs in a user namespace).
     pub rootless: bool,
+    /// PID 1 is Strata's reaper, the command its child (`run --init`).
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// The runtime part of an image config (`config` in OCI `config.md`), as far as `run` uses it.
@@ -127,6 +130,8 @@ pub struct Overrides {
     pub interactive: bool,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `--init`.
+    pub init: bool,
 }
 
 /// The command PID 1 runs: Entrypoint, then the given command or else Cmd.
@@ -215,6 +220,7 @@ pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String) -> Result<RunCo
         no_new_privs: true,
         auto_remove: o.auto_remove,
         rootless: !rustix::process::geteuid().is_root(),
+        init: o.init,
     })
 }
 

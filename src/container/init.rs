@@ -5,7 +5,8 @@
 //!
 //! It talks to the monitor over a socket: the monitor sends `go`; PID 1 answers with `pty`
 //! (and the terminal's master) when it has one, with `error CODE MESSAGE` if a step fails, and
-//! the socket closes by itself (close-on-exec) when the command starts.
+//! the socket closes by itself (close-on-exec) when the command starts. With `run --init` it
+//! stays PID 1 instead and runs the command as its child ([`super::reaper`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -74,18 +75,28 @@ pub fn main(init: Init) -> ! {
         Ok((Report::Go, _)) => {}
         _ => creds::exit_now(1),
     }
-    let e = match run(&init) {
-        Ok(never) => match never {},
+    let e = match enter(&init) {
+        Ok(()) if init.config.init => super::reaper::main(init),
+        Ok(()) => match become_command(&init) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        },
         Err(e) => e,
     };
     let _ = report::send(init.channel.as_fd(), &Report::Error { code: e.code(), message: e.to_string() }, None);
     creds::exit_now(e.code())
 }
 
-fn run(init: &Init) -> Result<std::convert::Infallible, InitError> {
+/// The container's namespaces and rootfs.
+fn enter(init: &Init) -> Result<(), InitError> {
     let sys = LinuxSyscall::default();
     namespaces::enter(&sys, &init.config)?;
     rootfs::setup(&sys, &init.plan)?;
+    Ok(())
+}
+
+/// Stdio, then the command replaces PID 1.
+fn become_command(init: &Init) -> Result<std::convert::Infallible, InitError> {
     stdio(init).map_err(InitError::Stdio)?;
     let spec = process::Spec {
         args: &init.command,

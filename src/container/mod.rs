@@ -5,7 +5,7 @@
 //! - [`create`]: id, name, directory, record;
 //! - [`start`]: the client side of starting (stdio, forking the monitor, id mapping);
 //! - [`monitor`]: the per-container process owning the rootfs mount and waiting for PID 1;
-//! - [`init`]: PID 1 up to `execve`; [`namespaces`], [`rootfs`] and [`process`] are its steps,
+//! - [`init`]: PID 1 up to `execve` (or, with `--init`, the [`reaper`] the command runs under); [`namespaces`], [`rootfs`] and [`process`] are its steps,
 //!   written against the [`syscall::Syscall`] trait so they are tested without privileges;
 //! - [`report`]: the messages between those processes;
 //! - [`tty`], [`signals`], [`logs`]: terminals, signal forwarding, the detached log;
@@ -22,6 +22,7 @@ pub mod logs;
 pub mod monitor;
 pub mod namespaces;
 pub mod process;
+pub mod reaper;
 pub mod record;
 pub mod remove;
 pub mod report;

@@ -165,8 +165,9 @@ pub struct Spec<'a> {
     pub no_new_privs: bool,
 }
 
-fn setup_err(what: &str) -> impl FnOnce(io::Error) -> ProcessError + '_ {
-    move |source| ProcessError::Setup { what: what.to_string(), source }
+fn setup_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ProcessError {
+    let what = what.into();
+    move |source| ProcessError::Setup { what, source }
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>, ProcessError> {
@@ -182,6 +183,16 @@ pub fn exec(spec: &Spec<'_>) -> ProcessError {
     }
 }
 
+/// Makes the working directory if missing and changes to it.
+fn enter_workdir(cwd: &str) -> Result<(), ProcessError> {
+    let what = |verb: &str| format!("{verb} the working directory {cwd}");
+    if std::fs::metadata(cwd).is_ok_and(|m| !m.is_dir()) {
+        return Err(setup_err(what("changing to"))(io::Error::from_raw_os_error(libc::ENOTDIR)));
+    }
+    std::fs::create_dir_all(cwd).map_err(setup_err(what("creating")))?;
+    std::env::set_current_dir(cwd).map_err(setup_err(what("changing to")))
+}
+
 fn prepare_and_exec(spec: &Spec<'_>) -> Result<std::convert::Infallible, ProcessError> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let ids = resolve_user(spec.user, &read("/etc/passwd"), &read("/etc/group"))?;
@@ -189,8 +200,7 @@ fn prepare_and_exec(spec: &Spec<'_>) -> Result<std::convert::Infallible, Process
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", ids.home.as_deref().unwrap_or(if ids.uid == 0 { "/root" } else { "/" })));
     }
-    std::fs::create_dir_all(spec.cwd).map_err(setup_err("creating the working directory"))?;
-    std::env::set_current_dir(spec.cwd).map_err(setup_err("changing to the working directory"))?;
+    enter_workdir(spec.cwd)?;
     let program = find_program(spec.args.first().map(String::as_str).unwrap_or_default(), &env)?;
     creds::bound_capabilities(DEFAULT_CAPS).map_err(setup_err("bounding capabilities"))?;
     creds::set_ids(ids.uid, ids.gid, &ids.groups).map_err(|e| match e.raw_os_error() {

@@ -4,7 +4,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::sys::mountfd::{self, Attrs, TargetKind};
@@ -51,6 +51,17 @@ impl LinuxSyscall {
     }
 }
 
+/// A directory binds only onto a directory, a file only onto a non-directory: says which side
+/// is wrong instead of the kernel's bare `EINVAL`.
+fn same_kind(at: BorrowedFd<'_>, kind: TargetKind) -> io::Result<()> {
+    let is_dir = rustix::fs::fstat(at)?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    match (kind, is_dir) {
+        (TargetKind::Dir, false) => Err(io::Error::other("the source is a directory, the target is not")),
+        (TargetKind::File, true) => Err(io::Error::other("the source is a file, the target is a directory")),
+        _ => Ok(()),
+    }
+}
+
 impl Syscall for LinuxSyscall {
     fn unshare(&self, n: Namespaces) -> io::Result<()> {
         ns::unshare(n)
@@ -85,6 +96,7 @@ impl Syscall for LinuxSyscall {
             mountfd::set_attrs(mnt.as_fd(), attrs, true)?;
         }
         let at = mountfd::open_target(self.rootfs()?.as_fd(), target, kind)?;
+        same_kind(at.as_fd(), kind)?;
         mountfd::attach(mnt.as_fd(), at.as_fd())
     }
 

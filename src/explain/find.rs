@@ -1,12 +1,27 @@
 //! What a merged view says about one path: shown (from which layer, over what), deleted (by which
 //! whiteout), hidden (an ancestor was deleted, replaced, or made opaque above the layers that
-//! have it), or in no layer at all.
+//! have it), or in no layer at all. [`View::resolve`] first turns a path as a user types it into
+//! the one a process inside would reach: `.` and `..` resolved, symlinks of its directories
+//! followed.
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::path::{Component, Path, PathBuf};
 
 use super::merge::{Entry, Gone, Past, View};
-use super::stack::normal_components;
+use super::stack::{Kind, normal_components};
+
+/// How many symlinks a lookup follows before it gives up (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+/// A path as a process inside the image or container reaches it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The path from the root, without `.`, `..` or symlinked directories.
+    pub path: PathBuf,
+    /// The symlinks followed on the way: where each is, and its target.
+    pub links: Vec<(PathBuf, OsString)>,
+}
 
 /// Why a whole subtree is not seen.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +59,47 @@ impl<'a> View<'a> {
         let names: Vec<&OsStr> = normal_components(path).collect();
         find_in(&self.root, &names, PathBuf::new())
     }
+}
+
+impl View<'_> {
+    /// Resolves `path` as a lookup inside would: `.` and `..` by name (`..` stops at the root),
+    /// and each symlink met before the last name replaced by its target (an absolute target
+    /// starts again at the root). The last name is not followed, as `lstat` does not.
+    pub fn resolve(&self, path: &Path) -> Resolved {
+        let mut todo: VecDeque<OsString> = names(path).collect();
+        let (mut walked, mut links) = (PathBuf::new(), Vec::new());
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                walked.pop();
+                continue;
+            }
+            let here = walked.join(&name);
+            let target = match self.get(&here).map(|e| &e.shown().node.kind) {
+                Some(Kind::Symlink(t)) if !todo.is_empty() && links.len() < MAX_LINKS => t.clone(),
+                _ => {
+                    walked = here;
+                    continue;
+                }
+            };
+            if Path::new(&target).is_absolute() {
+                walked = PathBuf::new();
+            }
+            for n in names(Path::new(&target)).collect::<Vec<_>>().into_iter().rev() {
+                todo.push_front(n);
+            }
+            links.push((Path::new("/").join(here), target));
+        }
+        Resolved { path: walked, links }
+    }
+}
+
+/// The names of `path`, `..` kept as a name, `/` and `.` dropped.
+fn names(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        _ => None,
+    })
 }
 
 /// Looks for `names` below `entry` (at merged path `at`).
@@ -117,5 +173,30 @@ mod tests {
         assert_eq!((at.as_path(), by.shown().layer), (Path::new("opq"), 1));
         assert!(matches!(view.find(Path::new("nowhere/x")), Finding::Absent));
         assert!(matches!(view.find(Path::new("a/x")), Finding::Absent));
+    }
+
+    #[test]
+    fn paths_resolve_through_dot_dot_and_symlinked_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let l = t.path().join("l");
+        std::fs::create_dir_all(l.join("etc/conf")).unwrap();
+        std::fs::create_dir_all(l.join("data")).unwrap();
+        std::fs::write(l.join("etc/conf/f"), b"f").unwrap();
+        std::os::unix::fs::symlink("../etc", l.join("data/rel")).unwrap();
+        std::os::unix::fs::symlink("/etc/conf", l.join("data/abs")).unwrap();
+        std::os::unix::fs::symlink("rel/conf", l.join("data/chain")).unwrap();
+        std::os::unix::fs::symlink("loop", l.join("loop")).unwrap();
+        let layer = crate::explain::stack::Layer::read(crate::explain::stack::tests::info("1", &l)).unwrap();
+        let stack = crate::explain::stack::Stack { layers: vec![layer], name: "t".into() };
+        let view = View::of(&stack);
+        let r = |p: &str| view.resolve(Path::new(p));
+        assert_eq!(r("/../etc/./conf//f"), Resolved { path: "etc/conf/f".into(), links: vec![] });
+        assert_eq!(r("data/rel/conf/f").path, Path::new("etc/conf/f"));
+        assert_eq!(r("data/rel/conf/f").links, [(PathBuf::from("/data/rel"), OsString::from("../etc"))]);
+        assert_eq!(r("data/abs/f").path, Path::new("etc/conf/f"));
+        assert_eq!(r("data/chain/f").links.len(), 2, "a link to a link");
+        assert_eq!(r("data/rel/../data/rel").path, Path::new("data/rel"), "the last name is not followed");
+        assert_eq!(r("loop/x").links.len(), MAX_LINKS, "a loop stops");
+        assert_eq!(r("data/nothing/x").path, Path::new("data/nothing/x"));
     }
 }

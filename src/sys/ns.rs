@@ -126,7 +126,9 @@ pub fn wait_child(pid: i32) -> io::Result<Exit> {
 
 /// Reaps any child that has ended, without waiting; returns its pid and how it ended.
 pub fn reap_any() -> Option<(i32, Exit)> {
-    let (pid, st) = rustix::process::waitpid(None, WaitOptions::NOHANG).ok()??;
+    // wait4(-1): any child. (`waitpid(None, ..)` is wait4(0): only the caller's process group,
+    // which misses orphans of other groups.)
+    let (pid, st) = rustix::process::wait(WaitOptions::NOHANG).ok()??;
     let exit = match (st.exit_status(), st.terminating_signal()) {
         (Some(c), _) => Exit::Code(c),
         (None, Some(s)) => Exit::Signal(s),

@@ -26,10 +26,25 @@ pub struct Explainer<'s, 'a> {
 }
 
 impl<'a> Explainer<'_, 'a> {
-    /// Explains `path`; None when no layer has it.
-    pub fn explain(&self, path: &Path, heading: &str) -> Result<Option<String>> {
-        let shown = Path::new("/").join(path);
-        let mut out = format!("{} in {heading}\n", self.style.bold(&shown.to_string_lossy()));
+    /// Explains `asked` (resolved first: `..`, and symlinked directories followed as a process
+    /// inside would); None when no layer has it.
+    pub fn explain(&self, asked: &Path, heading: &str) -> Result<Option<String>> {
+        let resolved = self.view.resolve(asked);
+        let path = resolved.path.as_path();
+        let shown = Path::new("/").join(path).to_string_lossy().into_owned();
+        let mut out = String::new();
+        if resolved.links.is_empty() {
+            let _ = writeln!(out, "{} in {heading}", self.style.bold(&shown));
+        } else {
+            let asked = Path::new("/").join(asked);
+            let _ = writeln!(out, "{} in {heading}", self.style.bold(&asked.to_string_lossy()));
+            let via: Vec<String> = resolved
+                .links
+                .iter()
+                .map(|(at, target)| format!("{} is a symlink to {}", at.display(), target.to_string_lossy()))
+                .collect();
+            let _ = writeln!(out, "It is {}: {}.", self.style.bold(&shown), via.join(", then "));
+        }
         match self.view.find(path) {
             Finding::Shown(e) => self.shown(&mut out, path, e)?,
             Finding::Deleted(g) => self.deleted(&mut out, g),
