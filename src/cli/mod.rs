@@ -185,11 +185,10 @@ impl log::Log for StderrLogger {
         m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record<'_>) {
-        // fuser warns when the kernel side is already unmounted at exit: only worth a debug line.
+        // fuser's own lines (every request at debug level, as `fuse-overlayfs -d` prints them;
+        // a warning when the kernel side is already unmounted at exit) only with `-d`.
         let ours = r.target().starts_with("strata");
-        if self.enabled(r.metadata())
-            && (ours || (r.level() <= log::Level::Warn && log::max_level() >= log::LevelFilter::Debug))
-        {
+        if self.enabled(r.metadata()) && (ours || log::max_level() >= log::LevelFilter::Debug) {
             eprintln!("strata[{}]: {}", r.level().as_str().to_lowercase(), r.args());
         }
     }
