@@ -681,6 +681,157 @@ fn concurrent_commands_do_not_corrupt_the_store() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rootless: an unprivileged user's store, and root of a user namespace that maps one id.
+
+/// The recorded owner (`user.strata.owner`) of `path`, if any.
+fn recorded_owner(path: &Path) -> Option<String> {
+    let parent = fs::File::open(path.parent().unwrap()).unwrap();
+    let v = strata::sys::xattr::get(parent.as_fd(), path.file_name(), OsStr::new("user.strata.owner")).unwrap();
+    v.map(|v| String::from_utf8(v).unwrap())
+}
+
+/// A layer with a device node, a FIFO and a file owned by 123:456.
+fn special_files_layer() -> Layer {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind) in [("dev/null", tar::EntryType::Char), ("fifo", tar::EntryType::Fifo)] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o666);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o640);
+    h.set_uid(123);
+    h.set_gid(456);
+    h.set_mtime(1_700_000_000);
+    h.set_size(2);
+    b.append_data(&mut h, "owned", &b"ok"[..]).unwrap();
+    plain_layer(b.into_inner().unwrap())
+}
+
+/// Runs `sh -c script` as `uid` (with `$1` = `arg`); returns its stdout.
+fn sh_as(uid: u32, script: &str, arg: &Path) -> Vec<u8> {
+    let u = uid.to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid", &u, "--regid", &u, "--clear-groups", "sh", "-c", script, "sh"])
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// [`walk`] without the owner column, done by `uid` (a FUSE mount of a user is theirs alone).
+fn walk_as(uid: u32, root: &Path) -> Vec<String> {
+    let split =
+        |b: Vec<u8>| -> Vec<String> { b.split(|&c| c == 0).map(|f| String::from_utf8(f.to_vec()).unwrap()).collect() };
+    let sums: BTreeMap<String, String> =
+        split(sh_as(uid, "cd \"$1\" && find . -type f -print0 | xargs -0 sha256sum -z", root))
+            .iter()
+            .filter_map(|l| {
+                l.split_once("  ").map(|(sum, p)| (p.trim_start_matches("./").to_string(), sum.to_string()))
+            })
+            .collect();
+    let fields = split(sh_as(uid, "find \"$1\" -mindepth 1 -printf '%P\\0%y\\0%m\\0%s\\0%l\\0'", root));
+    let mut out: Vec<String> = fields
+        .chunks_exact(5)
+        .map(|f| {
+            let perm = u32::from_str_radix(&f[2], 8).unwrap();
+            let mode = if perm < 0o1000 { format!("{perm:04o}") } else { format!("{perm:05o}") };
+            let file = f[1] == "f";
+            let size = if file { f[3].clone() } else { "-".into() };
+            let link = if f[1] == "l" { f[4].clone() } else { "-".into() };
+            let sum = if file { sums[&f[0]].clone() } else { "-".into() };
+            [f[0].clone(), f[1].clone(), mode, size, link, sum].join("\t")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn root_rootless_load_records_owners_and_skips_devices() {
+    if !require_root() {
+        return;
+    }
+    let env = Store::as_user(65534);
+    env.load_fixture("oci-multi");
+    let layers = env.root().join("layers");
+    // Layer 2 (files of 1000:1000): owners the user cannot set are recorded, on files and dirs.
+    let l2 = layers.join("c9419c40732c0ce5a727c522d15f987c0639e979eb567d77cd36aaaa52398fd2");
+    for p in ["home/user", "home/user/owned.txt"] {
+        assert_eq!(fs::symlink_metadata(l2.join(p)).unwrap().uid(), 65534, "{p} belongs to the user");
+        assert_eq!(recorded_owner(&l2.join(p)).as_deref(), Some("1000:1000"), "{p}");
+    }
+    let l4 = layers.join("ff33573e4573bda32d1e43afaf2485cead159bebe0e6a5b6254d779cfa6d1b71");
+    let opq = fs::File::open(l4.join("opq")).unwrap();
+    let v = strata::sys::xattr::get(opq.as_fd(), None, OsStr::new("user.overlay.opaque")).unwrap();
+    assert_eq!(v.as_deref(), Some(&b"y"[..]), "rootless opaque dirs use the user. namespace");
+    // The merged view, mounted by the user: all but the owners as every other tool shows it.
+    let mnt = env.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    std::os::unix::fs::chown(&mnt, Some(65534), Some(65534)).unwrap();
+    env.ok(&["image", "mount", "oci-multi", mnt.to_str().unwrap()]);
+    let got = walk_as(65534, &mnt);
+    env.ok(&["image", "umount", mnt.to_str().unwrap()]);
+    let no_owner = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|l| l.split('\t').enumerate().filter(|(i, _)| *i != 3).map(|(_, c)| c).collect::<Vec<_>>().join("\t"))
+            .collect()
+    };
+    assert_rootfs(&got, &no_owner(&expected_rootfs("multi")), "rootless mount");
+    // A device node cannot be made: skipped with a warning; the FIFO and the owner are kept.
+    let layout = oci_layout(&env.path("special"), &[special_files_layer()], "v1");
+    let layout = env.copy_in(&layout, "special-copy");
+    let out = env.run(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("\"dev/null\": device node skipped"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "special-copy:v1"])).unwrap();
+    let dir = PathBuf::from(v[0]["Layers"][0]["Path"].as_str().unwrap());
+    assert!(!dir.join("dev/null").exists());
+    assert!(fs::symlink_metadata(dir.join("fifo")).unwrap().file_type().is_fifo());
+    assert_eq!(recorded_owner(&dir.join("owned")).as_deref(), Some("123:456"));
+}
+
+#[test]
+fn root_load_as_root_of_a_user_namespace_records_the_owners_it_cannot_map() {
+    if !require_root() {
+        return;
+    }
+    let env = Store::as_user(65534);
+    let src = env.copy_in(&fixtures().join("oci-multi"), "oci-multi");
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "unshare", "--user", "--map-root-user"])
+        .arg(env.path("strata"))
+        .arg("--root")
+        .arg(env.root())
+        .args(["load", "-q", "-i"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let layers = env.root().join("layers");
+    let l2 = layers.join("c9419c40732c0ce5a727c522d15f987c0639e979eb567d77cd36aaaa52398fd2");
+    assert_eq!(recorded_owner(&l2.join("home/user/owned.txt")).as_deref(), Some("1000:1000"));
+    // Root of the namespace is the user: 0:0 was set, not recorded.
+    let md = fs::symlink_metadata(l2.join("home")).unwrap();
+    assert_eq!((md.uid(), recorded_owner(&l2.join("home"))), (65534, Some("1000:1000".into())));
+    let l1 = layers.join("0adb58bb44b232c09f8b093cb19467a8521ec9243e3833e85a29fc845f63ee5f");
+    assert_eq!((fs::symlink_metadata(l1.join("bin")).unwrap().uid(), recorded_owner(&l1.join("bin"))), (65534, None));
+    // Whiteouts are 0/0 devices, which a user namespace may make.
+    let l3 = layers.join("374562354561fa2e97fe9138f01c80673d980ce07711951a7611588d71ed1efb");
+    let wh = fs::symlink_metadata(l3.join("data/remove-me.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Mounts
 
 #[test]
