@@ -503,6 +503,47 @@ fn root_a_running_container_is_thawed_after_commit() {
     env.ok(&["commit", "--pause=false", "live", "live:2"]);
 }
 
+#[test]
+fn root_rootless_commit_keeps_the_image_owners_and_maps_the_containers() {
+    if !common::require_root("root_rootless_commit_keeps_the_image_owners_and_maps_the_containers") {
+        return;
+    }
+    // A plain user's store: layer 2's 1000:1000 owners can only be recorded, and what the
+    // container writes lands on disk as the user (uid 65534), root inside.
+    let env = Env(Store::as_user(65534));
+    env.load_fixture(IMAGE);
+    let script = "echo x >> /home/user/owned.txt; echo new > /data/new; chmod 700 /home/user/.config";
+    env.ok(&["run", "--name", "c1", IMAGE, "sh", "-c", script]);
+    let diff = env.ok(&["diff", "c1"]);
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        ["C /data", "A /data/new", "C /home/user/.config", "C /home/user/owned.txt"],
+        "the copied-up parents keep the image's owner: /home and /home/user are not changed"
+    );
+    env.ok(&["commit", "c1", "rl:1"]);
+    assert_eq!(
+        top_layer_listing(&env, "rl:1"),
+        [
+            "d data/ 755 0:0 0",
+            "- data/new 644 0:0 4",
+            "d home/ 755 1000:1000 0",
+            "d home/user/ 755 1000:1000 0",
+            "d home/user/.config/ 700 1000:1000 0",
+            "- home/user/owned.txt 640 1000:1000 16",
+        ]
+    );
+    // The new layer, unpacked by the user, records the owners again.
+    let top = env.layer_dirs("rl:1").pop().unwrap();
+    let dir = fs::File::open(top.join("home/user")).unwrap();
+    let owner = strata::sys::xattr::get(
+        std::os::fd::AsFd::as_fd(&dir),
+        Some(std::ffi::OsStr::new("owned.txt")),
+        std::ffi::OsStr::new("user.strata.owner"),
+    )
+    .unwrap();
+    assert_eq!(owner.as_deref(), Some(&b"1000:1000"[..]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Saving, and what other tools make of it
 

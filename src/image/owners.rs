@@ -70,7 +70,7 @@ impl IdMap {
     }
 
     /// The caller's `uid` and `gid` as root, each with its subordinate range as ids 1 and up.
-    fn rootless(uid: (u32, Option<SubRange>), gid: (u32, Option<SubRange>)) -> IdMap {
+    pub fn rootless(uid: (u32, Option<SubRange>), gid: (u32, Option<SubRange>)) -> IdMap {
         let extents = |(id, sub): (u32, Option<SubRange>)| {
             let mut v = vec![Extent { inside: 0, outside: id, count: 1 }];
             v.extend(sub.map(|r| Extent { inside: 1, outside: r.start, count: r.count }));
