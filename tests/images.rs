@@ -862,6 +862,32 @@ fn root_writable_mount_uses_a_scratch_upper_that_umount_drops() {
     env.ok(&["rmi", "oci-umoci"]);
 }
 
+#[test]
+fn root_strata_mount_image_mnt_is_an_image_mount_and_plain_umount_ends_it() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.load(&fixtures().join("oci-umoci"));
+    let mnt = env.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    env.ok(&["mount", "oci-umoci", mnt.to_str().unwrap()]);
+    let got = walk(&mnt);
+    // Unmounted the plain way: the record it leaves no longer keeps the image.
+    env.ok(&["umount", mnt.to_str().unwrap()]);
+    assert_rootfs(&got, &expected_rootfs("umoci"), "strata mount IMAGE MNT");
+    env.ok(&["mount", "--writable", "oci-umoci", mnt.to_str().unwrap()]);
+    fs::write(mnt.join("scratch"), b"x").unwrap();
+    let out = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(out.success());
+    env.ok(&["rmi", "oci-umoci"]);
+    assert_eq!(fs::read_dir(env.root().join("mounts")).unwrap().count(), 0, "stale records and scratch dirs go");
+    assert_eq!(env.layer_dirs(), Vec::<String>::new());
+    // With a layer option it is a union mount (which fails here: no such dir).
+    let line = env.fails(&["mount", "--lower", env.path("nope").to_str().unwrap(), mnt.to_str().unwrap()]);
+    assert!(line.contains("nope"), "{line}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips with skopeo and umoci
 

@@ -469,6 +469,17 @@ impl WriteLock<'_> {
         remove_path(dir)
     }
 
+    /// Removes the records (and scratch dirs) of image mounts that were made and are gone
+    /// (unmounted by `strata umount`, `umount` or a reboot). A record still being set up stays.
+    pub fn drop_stale_mounts(&self) -> Result<()> {
+        for (dir, rec) in self.store.mounts()? {
+            if rec.mounted && !crate::sys::mount::is_mount_point(&rec.mountpoint) {
+                self.remove_mount(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes every blob and layer that no image in `index.json` nor any mount record reaches,
     /// and returns what went. Stops without deleting anything if a live image cannot be read.
     pub fn gc(&self) -> Result<GcReport> {
