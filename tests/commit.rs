@@ -373,6 +373,29 @@ fn compression_choices_and_bad_arguments() {
     assert_eq!(env.images(), before, "failed commits leave the store as it was");
 }
 
+#[test]
+fn commit_and_save_show_progress_on_a_terminal_only() {
+    if !require_tool("script") {
+        return;
+    }
+    let env = Env::new();
+    hand_made(&env, "c", |up| random_file(&up.join("big.bin"), 2));
+    let shown = env.on_tty(&["commit", "c", "big:1"]);
+    assert!(shown.contains("\x1b[2Kc: Committing "), "a live line: {shown:?}");
+    assert!(shown.contains("c: Committed layer "), "{shown:?}");
+    let id = env.inspect("big:1")["Id"].as_str().unwrap().to_string();
+    assert!(shown.trim_end().ends_with(&id), "the id comes last: {shown:?}");
+    let out = env.path("big.tar");
+    let shown = env.on_tty(&["save", "-o", out.to_str().unwrap(), "big:1"]);
+    assert!(shown.contains(": Copying ") && shown.contains(": Copied"), "{shown:?}");
+    // Not a terminal: the id only, and nothing from save.
+    let out = env.run(&["commit", "c", "big:2"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("sha256:"));
+    let save = env.run(&["save", "-o", env.path("b2.tar").to_str().unwrap(), "big:2"]);
+    assert_eq!((save.stdout.len(), save.stderr.len()), (0, 0));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash safety and pausing
 

@@ -832,6 +832,31 @@ fn root_load_as_root_of_a_user_namespace_records_the_owners_it_cannot_map() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Progress
+
+#[test]
+fn progress_shows_per_layer_on_a_terminal_and_not_otherwise() {
+    if !require_tool("script") {
+        return;
+    }
+    let env = Env::new();
+    let src = fixtures().join("oci-multi");
+    let shown = env.on_tty(&["load", "-i", src.to_str().unwrap()]);
+    let finals: Vec<&str> = shown.split(['\r', '\n']).map(|l| l.trim_start_matches("\x1b[2K")).collect();
+    assert!(shown.contains("\x1b[2Ka4c3828339eb: Extracting "), "a live line per layer: {shown:?}");
+    for layer in ["a4c3828339eb", "ba3cb4224343", "7c877e80c07f", "e12c8d01dc2e", "eb9bf698480d"] {
+        assert!(finals.contains(&format!("{layer}: Pull complete").as_str()), "{layer}: {shown:?}");
+    }
+    assert!(finals.contains(&"Loaded image: oci-multi:latest"), "{shown:?}");
+    let again = env.on_tty(&["load", "-i", fixtures().join("multi.docker-save.tar").to_str().unwrap()]);
+    assert_eq!(again.matches(": Already exists").count(), 5, "{again:?}");
+    // Not a terminal: the result only.
+    let out = env.run(&["load", "-i", src.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Loaded image: oci-multi:latest\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Mounts
 
 #[test]

@@ -92,6 +92,22 @@ impl Store {
         lines[0].to_string()
     }
 
+    /// Runs `strata ARGS` on a terminal (through `script`); returns what the terminal showed.
+    pub fn on_tty(&self, args: &[&str]) -> String {
+        let c = self.cmd(args);
+        let mut line = vec![c.get_program().to_string_lossy().into_owned()];
+        line.extend(c.get_args().map(|a| format!("'{}'", a.to_string_lossy())));
+        let out = Command::new("script")
+            .args(["-qefc", &line.join(" "), "/dev/null"])
+            .env_remove("STRATA_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "strata {args:?} on a terminal failed:\n{shown}");
+        shown
+    }
+
     /// Loads a fixture image (`fixtures/images/NAME`) quietly.
     pub fn load_fixture(&self, name: &str) {
         let src = match self.user {
