@@ -832,6 +832,45 @@ fn root_load_as_root_of_a_user_namespace_records_the_owners_it_cannot_map() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Where the store is
+
+#[test]
+fn root_the_store_is_strata_root_or_the_users_data_dir() {
+    if !require_root() {
+        return;
+    }
+    let env = Store::as_user(65534);
+    let home = env.dir.path().to_path_buf();
+    let images = |vars: &[(&str, &Path)], extra: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "env",
+            "-u",
+            "STRATA_ROOT",
+            "-u",
+            "XDG_DATA_HOME",
+        ]);
+        c.args(vars.iter().map(|(k, v)| format!("{k}={}", v.display()))).arg(home.join("strata"));
+        let out = c.args(extra).arg("images").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    images(&[("HOME", &home)], &[]);
+    assert!(home.join(".local/share/strata/index.json").is_file(), "~/.local/share/strata by default");
+    images(&[("HOME", &home), ("XDG_DATA_HOME", &home.join("xdg"))], &[]);
+    assert!(home.join("xdg/strata/oci-layout").is_file(), "$XDG_DATA_HOME/strata");
+    images(&[("HOME", &home), ("STRATA_ROOT", &home.join("env-root"))], &[]);
+    assert!(home.join("env-root/index.json").is_file(), "STRATA_ROOT");
+    let flag = home.join("flag-root");
+    images(&[("HOME", &home), ("STRATA_ROOT", &home.join("unused"))], &["--root", flag.to_str().unwrap()]);
+    assert!(flag.join("index.json").is_file() && !home.join("unused").exists(), "--root wins over STRATA_ROOT");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Progress
 
 #[test]
