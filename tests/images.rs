@@ -969,7 +969,13 @@ fn skopeo_reads_the_store_and_its_archives_load() {
     let out = env.load(&archive);
     assert!(out.contains("Loaded image: x:v1"), "{out}");
     env.load(&fixtures().join("umoci.skopeo.tar"));
-    // The store is an OCI layout skopeo reads and copies from.
+    // The store is an OCI layout skopeo reads and copies from, its files readable by all.
+    for f in ["oci-layout", "index.json"] {
+        assert_eq!(fs::metadata(env.root().join(f)).unwrap().mode() & 0o777, 0o644, "{f}");
+    }
+    for e in fs::read_dir(env.root().join("blobs/sha256")).unwrap() {
+        assert_eq!(e.unwrap().metadata().unwrap().mode() & 0o777, 0o644);
+    }
     let store_ref = format!("oci:{}:localhost/fx/umoci:latest", env.root().display());
     let inspect = Command::new("skopeo").args(["inspect", &store_ref]).output().unwrap();
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
