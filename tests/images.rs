@@ -632,6 +632,30 @@ fn broken_blobs_are_refused_and_nothing_remains() {
     assert!(line.contains("does not match") || line.contains("diff_id") || line.contains("expected"), "{line}");
     assert!(line.contains(&manifest["layers"][1]["digest"].as_str().unwrap()[..19]), "names the blob: {line}");
     env.assert_store_empty();
+    // A blob longer than its descriptor: reading stops one byte past the size it announced.
+    let layout = env.path("too-long");
+    let desc = put_image(&layout, &[good()]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(layout.join("blobs/sha256").join(&desc["digest"].as_str().unwrap()[7..])).unwrap(),
+    )
+    .unwrap();
+    let blob = layout.join("blobs/sha256").join(&manifest["layers"][0]["digest"].as_str().unwrap()[7..]);
+    let mut f = fs::OpenOptions::new().append(true).open(&blob).unwrap();
+    f.write_all(&vec![0u8; 50 << 20]).unwrap();
+    drop(f);
+    put_index(&layout, vec![with_name(desc, "v1")]);
+    let line = env.fails(&["load", "-i", layout.to_str().unwrap()]);
+    assert!(
+        line.contains("longer than the") && line.contains(&manifest["layers"][0]["digest"].as_str().unwrap()[..19]),
+        "{line}"
+    );
+    env.assert_store_empty();
+    // Garbage in place of the blob (same size): the digest is what is wrong, not the tar.
+    let size = manifest["layers"][0]["size"].as_u64().unwrap() as usize;
+    fs::write(&blob, (0..size).map(|i| (i * 7919 % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    let line = env.fails(&["load", "-i", layout.to_str().unwrap()]);
+    assert!(line.contains("content does not match"), "{line}");
+    env.assert_store_empty();
     // A manifest pointing to a blob that is not there.
     let layout = oci_layout(&env.path("missing"), &[good()], "v1");
     let m: serde_json::Value = serde_json::from_str(&fs::read_to_string(layout.join("index.json")).unwrap()).unwrap();
