@@ -373,9 +373,21 @@ fn shared_layers_are_unpacked_once() {
     let a = oci_layout(&env.path("a"), &[base(), gz_layer(tar_of(&[file("a", b"a")]))], "v1");
     let b = oci_layout(&env.path("b"), &[base(), gz_layer(tar_of(&[file("b", b"b")]))], "v1");
     env.load(&a);
-    let out = env.load(&b);
-    assert_eq!(out.matches("Already exists").count(), 1, "{out}");
+    let rb = env.load(&b);
+    assert_eq!(rb.matches("Already exists").count(), 1, "{rb}");
     assert_eq!(env.layer_dirs().len(), 5 + 3);
+    let base_of = |name: &str| -> PathBuf {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
+        PathBuf::from(v[0]["Layers"][0]["Path"].as_str().unwrap()).join("etc/base")
+    };
+    let (ba, bb) = (base_of("a:v1"), base_of("b:v1"));
+    assert_eq!(fs::metadata(&ba).unwrap().ino(), fs::metadata(&bb).unwrap().ino(), "one file on disk for both images");
+    // Disk usage: loading the docker-save copy of the whole image added no layer content.
+    let du = |p: &Path| String::from_utf8(Command::new("du").arg("-sb").arg(p).output().unwrap().stdout).unwrap();
+    let layers = env.root().join("layers");
+    let before = du(&layers);
+    env.load(&fixtures().join("multi.docker-save.tar"));
+    assert_eq!(du(&layers), before);
 }
 
 // ---------------------------------------------------------------------------------------------
