@@ -301,6 +301,18 @@ fn root_fixture_images_mount_as_expected() {
         let mnt = env.path(&format!("mnt{i}"));
         let guard = env.mount(name, &mnt, false);
         assert_rootfs(&walk(&mnt), &expected_rootfs(expected), source);
+        if expected == &"multi" {
+            // Times are the layers' (expected/multi.layers.txt, UTC), symlinks' and dirs' too.
+            for (path, mtime) in [
+                ("bin/busybox", 1_704_164_645),
+                ("sbin/acpid", 1_704_164_645),
+                ("data/sticky-dir", 1_704_164_645),
+                ("data/keep.txt", 1_795_452_902),
+                ("data/fifo", 1_795_452_902),
+            ] {
+                assert_eq!(fs::symlink_metadata(mnt.join(path)).unwrap().mtime(), mtime, "{source}: {path}");
+            }
+        }
         guard.umount();
     }
     assert_eq!(env.layer_dirs().len(), 7, "5 layers of multi + 2 of umoci, each once");
