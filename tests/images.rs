@@ -707,21 +707,19 @@ fn concurrent_commands_do_not_corrupt_the_store() {
     let env = Env::new();
     env.ok(&["images"]);
     let sources = ["oci-multi", "multi.docker-save.tar", "oci-umoci", "umoci.skopeo.tar"];
-    let children: Vec<_> = sources
-        .iter()
-        .map(|s| {
-            Command::new(env!("CARGO_BIN_EXE_strata"))
-                .arg("--root")
-                .arg(env.root())
-                .args(["load", "-q", "-i"])
-                .arg(fixtures().join(s))
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success());
+    let spawn = |args: Vec<&str>| {
+        env.cmd(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let mut children: Vec<_> =
+        sources.iter().map(|s| spawn(vec!["load", "-q", "-i", fixtures().join(s).to_str().unwrap()])).collect();
+    // Readers and a pruner meanwhile: they wait for the writers, and the writers for them.
+    for _ in 0..3 {
+        children.push(spawn(vec!["images"]));
+        children.push(spawn(vec!["prune"]));
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(env.ok(&["images", "-q"]).lines().count(), 2, "two distinct image ids");
     assert_eq!(env.ok(&["images"]).lines().count(), 1 + 4);
