@@ -34,6 +34,7 @@ chmod 600 /data/chmod-me.sh
 chown 1000:1000 /data/empty-file
 ln /etc/fx-release /etc/fx-release.hl
 ln -s /etc/passwd /data/passwd-link
+mknod /data/null c 1 3; mkfifo /data/pipe
 mv /home/user /home/renamed
 echo 10.0.0.9 extra >> /etc/hosts || true
 ";
@@ -141,9 +142,14 @@ fn top_layer_listing(env: &Env, image: &str) -> Vec<String> {
             tar::EntryType::Directory => 'd',
             tar::EntryType::Symlink => 'l',
             tar::EntryType::Link => 'h',
+            tar::EntryType::Char => 'c',
+            tar::EntryType::Fifo => 'p',
             _ => '-',
         };
-        let link = e.link_name().unwrap().map(|l| format!(" -> {}", l.display())).unwrap_or_default();
+        let mut link = e.link_name().unwrap().map(|l| format!(" -> {}", l.display())).unwrap_or_default();
+        if kind == 'c' {
+            link = format!(" {},{}", h.device_major().unwrap().unwrap(), h.device_minor().unwrap().unwrap());
+        }
         let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         out.push(format!(
             "{kind} {name}{link} {:o} {}:{} {}",
@@ -195,7 +201,9 @@ const EXPECTED_DIFF: &[&str] = &[
     "C /data/chmod-me.sh",
     "C /data/empty-file",
     "D /data/keep.txt",
+    "A /data/null",
     "A /data/passwd-link",
+    "A /data/pipe",
     "D /deep",
     "C /etc",
     "C /etc/fx-release",
@@ -240,7 +248,9 @@ fn root_busybox_changes_commit_to_the_expected_layer() {
         "- data/.wh.keep.txt 600 0:0 0",
         "- data/chmod-me.sh 600 0:0 24",
         "- data/empty-file 644 1000:1000 0",
+        "c data/null 1,3 644 0:0 0",
         "l data/passwd-link -> /etc/passwd 777 0:0 0",
+        "p data/pipe 644 0:0 0",
         "d etc/ 755 0:0 0",
         "- etc/fx-release 644 0:0 24",
         "h etc/fx-release.hl -> etc/fx-release 644 0:0 0",
@@ -634,6 +644,10 @@ fn root_skopeo_and_umoci_read_the_saved_image() {
         !rootfs.join("deep").exists() && !rootfs.join("home/user").exists() && !rootfs.join("data/keep.txt").exists()
     );
     assert!(rootfs.join("home/renamed/.config/app.conf").exists());
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(fs::symlink_metadata(rootfs.join("data/pipe")).unwrap().file_type().is_fifo());
+    let null = fs::symlink_metadata(rootfs.join("data/null")).unwrap();
+    assert!(null.file_type().is_char_device() && null.rdev() == rustix::fs::makedev(1, 3));
 }
 
 fn sha2_of(bytes: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
