@@ -613,6 +613,7 @@ fn hostile_layers_are_refused_and_nothing_escapes() {
         ("symlink-to-outside", vec![link("o", tar::EntryType::Symlink, out), file("o/escape", b"x")], "symlink"),
         ("hardlink-passwd", vec![link("pw", tar::EntryType::Link, "/etc/passwd")], "absolute"),
         ("hardlink-dotdot", vec![link("pw", tar::EntryType::Link, "../../../../etc/passwd")], "'..'"),
+        ("hardlink-dir", vec![dir("d/"), link("h", tar::EntryType::Link, "d")], "is a directory"),
         ("wh-empty", vec![file("d/.wh.", b"")], "whiteout"),
         ("wh-dotdot", vec![file("d/.wh..", b"")], "whiteout"),
     ];

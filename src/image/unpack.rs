@@ -345,11 +345,18 @@ impl Unpacker<'_> {
         let shown_target = format!("hardlink target {:?}", String::from_utf8_lossy(&raw));
         let tparent = join(tparent);
         let tdir = fd::open_dir(self.root, &tparent).map_err(|_| self.explain_path(&tparent, &shown_target, shown))?;
+        let is_dir = || {
+            fd::try_stat_at(tdir.as_fd(), tname)
+                .is_ok_and(|st| st.is_some_and(|st| fd::kind_of(&st) == FileType::Directory))
+        };
         fd::link_at(tdir.as_fd(), tname, dir, name).map_err(|errno| match errno {
             Errno::NOENT => refused(
                 shown,
                 &format!("hardlink target {:?} is not an earlier entry of this layer", String::from_utf8_lossy(&raw)),
             ),
+            Errno::PERM if is_dir() => {
+                refused(shown, &format!("hardlink target {:?} is a directory", String::from_utf8_lossy(&raw)))
+            }
             errno => UnpackError::Sys { entry: shown.into(), op: "link", errno },
         })
     }
