@@ -34,6 +34,7 @@ chmod 600 /data/chmod-me.sh
 chown 1000:1000 /data/empty-file
 ln /etc/fx-release /etc/fx-release.hl
 ln -s /etc/passwd /data/passwd-link
+mknod /data/null c 1 3; mkfifo /data/pipe
 mv /home/user /home/renamed
 echo 10.0.0.9 extra >> /etc/hosts || true
 ";
@@ -141,9 +142,14 @@ fn top_layer_listing(env: &Env, image: &str) -> Vec<String> {
             tar::EntryType::Directory => 'd',
             tar::EntryType::Symlink => 'l',
             tar::EntryType::Link => 'h',
+            tar::EntryType::Char => 'c',
+            tar::EntryType::Fifo => 'p',
             _ => '-',
         };
-        let link = e.link_name().unwrap().map(|l| format!(" -> {}", l.display())).unwrap_or_default();
+        let mut link = e.link_name().unwrap().map(|l| format!(" -> {}", l.display())).unwrap_or_default();
+        if kind == 'c' {
+            link = format!(" {},{}", h.device_major().unwrap().unwrap(), h.device_minor().unwrap().unwrap());
+        }
         let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         out.push(format!(
             "{kind} {name}{link} {:o} {}:{} {}",
@@ -195,7 +201,9 @@ const EXPECTED_DIFF: &[&str] = &[
     "C /data/chmod-me.sh",
     "C /data/empty-file",
     "D /data/keep.txt",
+    "A /data/null",
     "A /data/passwd-link",
+    "A /data/pipe",
     "D /deep",
     "C /etc",
     "C /etc/fx-release",
@@ -240,7 +248,9 @@ fn root_busybox_changes_commit_to_the_expected_layer() {
         "- data/.wh.keep.txt 600 0:0 0",
         "- data/chmod-me.sh 600 0:0 24",
         "- data/empty-file 644 1000:1000 0",
+        "c data/null 1,3 644 0:0 0",
         "l data/passwd-link -> /etc/passwd 777 0:0 0",
+        "p data/pipe 644 0:0 0",
         "d etc/ 755 0:0 0",
         "- etc/fx-release 644 0:0 24",
         "h etc/fx-release.hl -> etc/fx-release 644 0:0 0",
@@ -373,6 +383,29 @@ fn compression_choices_and_bad_arguments() {
     assert_eq!(env.images(), before, "failed commits leave the store as it was");
 }
 
+#[test]
+fn commit_and_save_show_progress_on_a_terminal_only() {
+    if !require_tool("script") {
+        return;
+    }
+    let env = Env::new();
+    hand_made(&env, "c", |up| random_file(&up.join("big.bin"), 2));
+    let shown = env.on_tty(&["commit", "c", "big:1"]);
+    assert!(shown.contains("\x1b[2Kc: Committing "), "a live line: {shown:?}");
+    assert!(shown.contains("c: Committed layer "), "{shown:?}");
+    let id = env.inspect("big:1")["Id"].as_str().unwrap().to_string();
+    assert!(shown.trim_end().ends_with(&id), "the id comes last: {shown:?}");
+    let out = env.path("big.tar");
+    let shown = env.on_tty(&["save", "-o", out.to_str().unwrap(), "big:1"]);
+    assert!(shown.contains(": Copying ") && shown.contains(": Copied"), "{shown:?}");
+    // Not a terminal: the id only, and nothing from save.
+    let out = env.run(&["commit", "c", "big:2"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("sha256:"));
+    let save = env.run(&["save", "-o", env.path("b2.tar").to_str().unwrap(), "big:2"]);
+    assert_eq!((save.stdout.len(), save.stderr.len()), (0, 0));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash safety and pausing
 
@@ -503,6 +536,47 @@ fn root_a_running_container_is_thawed_after_commit() {
     env.ok(&["commit", "--pause=false", "live", "live:2"]);
 }
 
+#[test]
+fn root_rootless_commit_keeps_the_image_owners_and_maps_the_containers() {
+    if !common::require_root("root_rootless_commit_keeps_the_image_owners_and_maps_the_containers") {
+        return;
+    }
+    // A plain user's store: layer 2's 1000:1000 owners can only be recorded, and what the
+    // container writes lands on disk as the user (uid 65534), root inside.
+    let env = Env(Store::as_user(65534));
+    env.load_fixture(IMAGE);
+    let script = "echo x >> /home/user/owned.txt; echo new > /data/new; chmod 700 /home/user/.config";
+    env.ok(&["run", "--name", "c1", IMAGE, "sh", "-c", script]);
+    let diff = env.ok(&["diff", "c1"]);
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        ["C /data", "A /data/new", "C /home/user/.config", "C /home/user/owned.txt"],
+        "the copied-up parents keep the image's owner: /home and /home/user are not changed"
+    );
+    env.ok(&["commit", "c1", "rl:1"]);
+    assert_eq!(
+        top_layer_listing(&env, "rl:1"),
+        [
+            "d data/ 755 0:0 0",
+            "- data/new 644 0:0 4",
+            "d home/ 755 1000:1000 0",
+            "d home/user/ 755 1000:1000 0",
+            "d home/user/.config/ 700 1000:1000 0",
+            "- home/user/owned.txt 640 1000:1000 16",
+        ]
+    );
+    // The new layer, unpacked by the user, records the owners again.
+    let top = env.layer_dirs("rl:1").pop().unwrap();
+    let dir = fs::File::open(top.join("home/user")).unwrap();
+    let owner = strata::sys::xattr::get(
+        std::os::fd::AsFd::as_fd(&dir),
+        Some(std::ffi::OsStr::new("owned.txt")),
+        std::ffi::OsStr::new("user.strata.owner"),
+    )
+    .unwrap();
+    assert_eq!(owner.as_deref(), Some(&b"1000:1000"[..]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Saving, and what other tools make of it
 
@@ -570,6 +644,10 @@ fn root_skopeo_and_umoci_read_the_saved_image() {
         !rootfs.join("deep").exists() && !rootfs.join("home/user").exists() && !rootfs.join("data/keep.txt").exists()
     );
     assert!(rootfs.join("home/renamed/.config/app.conf").exists());
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(fs::symlink_metadata(rootfs.join("data/pipe")).unwrap().file_type().is_fifo());
+    let null = fs::symlink_metadata(rootfs.join("data/null")).unwrap();
+    assert!(null.file_type().is_char_device() && null.rdev() == rustix::fs::makedev(1, 3));
 }
 
 fn sha2_of(bytes: &[u8]) -> sha2::digest::Output<sha2::Sha256> {

@@ -117,7 +117,7 @@ fn replace_stale_record(store: &Store, lock: &crate::image::store::WriteLock<'_>
 }
 
 fn stack_spec(lowers: Vec<PathBuf>, dir: &Path, writable: bool, image: &str) -> anyhow::Result<MountSpec> {
-    let rootless = !rustix::process::geteuid().is_root();
+    let rootless = !crate::image::owners::is_privileged();
     let mut stack = StackSpec { lowers, userxattr: rootless, ..Default::default() };
     if writable {
         let (upper, work) = (dir.join("upper"), dir.join("work"));

@@ -44,7 +44,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Mount a union of lower dirs and an upper dir (fuse-overlayfs compatible options).
+    /// Mount a union of lower dirs and an upper dir (fuse-overlayfs compatible options);
+    /// `strata mount IMAGE MNT [-w]` mounts an image (as `strata image mount`).
     Mount(mount::MountArgs),
     /// Unmount a Strata mount.
     #[command(alias = "unmount")]
@@ -162,6 +163,34 @@ fn normalize_args(mut args: Vec<OsString>) -> Vec<OsString> {
     {
         args.insert(1, OsString::from("mount"));
     }
+    image_mount_form(args)
+}
+
+/// `strata mount IMAGE MNT [-w|--writable]` — exactly two operands, no layer options — is
+/// `strata image mount IMAGE MNT` (as `podman mount` takes a container or image); a union mount
+/// always names its layers (`--lower`, `-o`) and has one operand.
+fn image_mount_form(mut args: Vec<OsString>) -> Vec<OsString> {
+    let s: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("-")).collect();
+    let mut i = 1;
+    while i < s.len() && (s[i] == "--root" || s[i].starts_with("--root=")) {
+        i += if s[i] == "--root" { 2 } else { 1 };
+    }
+    if s.get(i) != Some(&"mount") {
+        return args;
+    }
+    let (mut operands, mut j) = (0, i + 1);
+    while j < s.len() {
+        match s[j] {
+            "--root" => j += 1,
+            a if a.starts_with("--root=") || a == "-w" || a == "--writable" => {}
+            a if !a.starts_with('-') => operands += 1,
+            _ => return args,
+        }
+        j += 1;
+    }
+    if operands == 2 {
+        args.insert(i, OsString::from("image"));
+    }
     args
 }
 
@@ -218,6 +247,24 @@ mod tests {
             v(&["strata", "mount", "-o", "lowerdir=a", "m"])
         );
         assert_eq!(normalize_args(v(&["strata", "mount", "m"])), v(&["strata", "mount", "m"]));
+    }
+
+    #[test]
+    fn two_operands_mount_an_image() {
+        let image = |a: &[&str]| normalize_args(v(a));
+        assert_eq!(image(&["strata", "mount", "busybox", "/mnt"]), v(&["strata", "image", "mount", "busybox", "/mnt"]));
+        assert_eq!(
+            image(&["strata", "--root", "/s", "mount", "-w", "busybox", "/mnt"]),
+            v(&["strata", "--root", "/s", "image", "mount", "-w", "busybox", "/mnt"])
+        );
+        for union in [
+            &["strata", "mount", "/mnt"][..],
+            &["strata", "mount", "--lower", "a", "/mnt"],
+            &["strata", "mount", "-o", "lowerdir=a", "x", "/mnt"],
+            &["strata", "mount", "-f", "a", "/mnt"],
+        ] {
+            assert_eq!(image(union), v(union), "{union:?}");
+        }
     }
 
     #[test]

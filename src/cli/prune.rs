@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use super::store_root::{human_size, open_store};
 use crate::image::store;
-use crate::sys;
 
 /// Arguments of `strata prune`.
 #[derive(clap::Args, Debug)]
@@ -20,11 +19,7 @@ pub struct PruneArgs {
 pub fn run(a: PruneArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let lock = store.write()?;
-    for (dir, rec) in store.mounts()? {
-        if rec.mounted && !sys::mount::is_mount_point(&rec.mountpoint) {
-            lock.remove_mount(&dir)?;
-        }
-    }
+    lock.drop_stale_mounts()?;
     let in_use: Vec<_> = store.mounts()?.into_iter().map(|(_, r)| r.manifest).collect();
     let mut index = store.index()?;
     let mut deleted = Vec::new();

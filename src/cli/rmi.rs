@@ -25,6 +25,7 @@ pub struct RmiArgs {
 pub fn run(a: RmiArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let lock = store.write()?;
+    lock.drop_stale_mounts()?;
     for r in &a.images {
         remove(&store, &lock, r, a.force)?;
     }

@@ -93,6 +93,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn root_has_a_system_store() {
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(default_root(), Path::new("/var/lib/strata"));
+        } else {
+            assert!(default_root().ends_with("strata"));
+        }
+    }
+
+    #[test]
     fn durations_read_like_docker() {
         assert_eq!(human_duration(0), "Less than a second");
         assert_eq!(human_duration(59), "59 seconds");

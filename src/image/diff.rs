@@ -18,6 +18,11 @@
 //!
 //! Private xattrs never count, and the run-time mount targets ([`RUNTIME_TARGETS`]) are never
 //! packed nor reported.
+//!
+//! The owner an upper entry is packed with ([`Item::Object`]'s `owner`): a copy-up that kept
+//! the on-disk owner of the image's entry keeps that entry's owner as the layer says it — also
+//! one a rootless unpack could only record in `user.strata.owner`, a private xattr copy-up does
+//! not carry; anything else has its on-disk owner as the container saw it ([`IdMap`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -29,8 +34,9 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Stat};
 
 use super::lower::{Inst, LowerError, Lowers, Shown};
+use super::owners::IdMap;
 use super::unpack::OWNER_XATTR;
-use crate::fs::lookup::redirect_of;
+use crate::fs::lookup::{INO_XATTR, redirect_of};
 use crate::fs::whiteout::{self, OPAQUE_MARKER, is_private_xattr};
 use crate::sys::{Errno, fd, xattr};
 
@@ -81,6 +87,8 @@ pub enum Item {
         src: PathBuf,
         /// Its stat when the plan was made.
         st: Stat,
+        /// The owner to pack (`uid`, `gid`) instead of the one read from the entry.
+        owner: Option<(u32, u32)>,
     },
     /// `.wh.NAME` deleting `path` from the layers below.
     Whiteout {
@@ -147,15 +155,21 @@ impl Plan {
     }
 }
 
-/// Reads the upper dir `upper` against `lowers` (the image's layers, top first).
+/// Reads the upper dir `upper` of a container this user made against `lowers` (the image's
+/// layers, top first).
 pub fn plan(upper: &Path, lowers: &Lowers) -> Result<Plan> {
+    plan_with_ids(upper, lowers, IdMap::of_caller())
+}
+
+/// Like [`plan`], the upper dir's owners mapped to the container's with `ids`.
+pub fn plan_with_ids(upper: &Path, lowers: &Lowers, ids: IdMap) -> Result<Plan> {
     let fd = fd::open_user_dir(upper).map_err(|errno| DiffError::Upper {
         upper: upper.to_path_buf(),
         path: PathBuf::new(),
         op: "open",
         errno,
     })?;
-    let mut w = Walker { upper: upper.to_path_buf(), fd, lowers, plan: Plan::default(), linked: HashSet::new() };
+    let mut w = Walker { upper: upper.to_path_buf(), fd, lowers, ids, plan: Plan::default(), linked: HashSet::new() };
     let root = lowers.root()?;
     let marks = whiteout::dir_marks(w.fd.as_fd()).map_err(w.err(Path::new(""), "reading marks"))?;
     let content = if marks.opaque { None } else { root.as_ref().and_then(|r| r.dir()).map(<[Inst]>::to_vec) };
@@ -188,6 +202,8 @@ struct Walker<'a> {
     upper: PathBuf,
     fd: OwnedFd,
     lowers: &'a Lowers,
+    /// Host ids of the upper dir to the container's.
+    ids: IdMap,
     plan: Plan,
     /// Inodes with several names seen so far (their content is packed once).
     linked: HashSet<(u64, u64)>,
@@ -287,18 +303,44 @@ impl Walker<'_> {
     }
 
     fn upper_file(&mut self, path: &Path, st: &Stat, below: &Below) -> Result<()> {
-        let existed = !below.full && self.under(below, path)?.is_some();
-        self.object(path, ReadFrom::Upper, path, st);
-        self.change(if existed { ChangeKind::Changed } else { ChangeKind::Added }, path);
+        let under = if below.full { None } else { self.under(below, path)? };
+        let owner = self.upper_owner(path, st, under.as_ref())?;
+        self.object(path, ReadFrom::Upper, path, st, Some(owner));
+        self.change(if under.is_some() { ChangeKind::Changed } else { ChangeKind::Added }, path);
         Ok(())
     }
 
-    fn object(&mut self, path: &Path, from: ReadFrom, src: &Path, st: &Stat) {
+    fn object(&mut self, path: &Path, from: ReadFrom, src: &Path, st: &Stat, owner: Option<(u32, u32)>) {
         let first_name = st.st_nlink < 2 || self.linked.insert((st.st_dev, st.st_ino));
         if fd::kind_of(st) == FileType::RegularFile && first_name {
             self.plan.bytes += st.st_size as u64;
         }
-        self.plan.items.push(Item::Object { path: path.to_path_buf(), from, src: src.to_path_buf(), st: *st });
+        let item = Item::Object { path: path.to_path_buf(), from, src: src.to_path_buf(), st: *st, owner };
+        self.plan.items.push(item);
+    }
+
+    /// The owner of the upper entry at `path` as the layer gets it: the owner of `base` (the
+    /// image's entry there) when it is a copy-up of it that kept its on-disk owner, else its own
+    /// (recorded, or on disk as the container saw it).
+    fn upper_owner(&self, path: &Path, st: &Stat, base: Option<&Shown>) -> Result<(u32, u32)> {
+        let own = Meta::read(self.fd.as_fd(), path, st).map_err(self.err(path, "reading xattrs"))?;
+        if own.recorded {
+            return Ok((own.uid, own.gid));
+        }
+        if let Some(b) = base
+            && own.copied_up
+            && fd::kind_of(b.st()) == fd::kind_of(st)
+            && (b.st().st_uid, b.st().st_gid) == (st.st_uid, st.st_gid)
+        {
+            let (layer, lpath) = b.top();
+            let m = Meta::read(self.lowers.fd(layer), lpath, b.st()).map_err(self.lowers.error(
+                layer,
+                lpath,
+                "reading xattrs",
+            ))?;
+            return Ok((m.uid, m.gid));
+        }
+        Ok(self.ids.to_container(st.st_uid, st.st_gid))
     }
 
     /// An upper directory: packed, compared with the image's, and walked.
@@ -315,13 +357,16 @@ impl Walker<'_> {
             (None, false) => under.as_ref().and_then(|u| u.dir()).map(<[Inst]>::to_vec),
         };
         let replaces = opaque || redirect.is_some();
-        self.object(path, ReadFrom::Upper, path, st);
+        let owner = self.upper_owner(path, st, base.as_ref())?;
+        self.object(path, ReadFrom::Upper, path, st, Some(owner));
         if replaces && base.as_ref().is_some_and(|b| b.dir().is_some()) {
             self.plan.items.push(Item::Opaque { dir: path.to_path_buf(), mtime: st.st_mtime });
         }
         let kind = match &base {
             None => Some(ChangeKind::Added),
-            Some(b @ Shown::Dir { .. }) if !replaces => self.dir_changed(path, st, b)?.then_some(ChangeKind::Changed),
+            Some(b @ Shown::Dir { .. }) if !replaces => {
+                self.dir_changed(path, st, owner, b)?.then_some(ChangeKind::Changed)
+            }
             Some(_) => Some(ChangeKind::Changed),
         };
         if let Some(kind) = kind {
@@ -344,14 +389,19 @@ impl Walker<'_> {
         Ok(shown.and_then(|s| s.dir().map(<[Inst]>::to_vec)))
     }
 
-    /// Whether an upper directory's metadata differs from the image's directory `base`.
-    fn dir_changed(&self, path: &Path, st: &Stat, base: &Shown) -> Result<bool> {
+    /// Whether an upper directory's metadata (with the owner it is packed with) differs from the
+    /// image's directory `base`.
+    fn dir_changed(&self, path: &Path, st: &Stat, owner: (u32, u32), base: &Shown) -> Result<bool> {
         let (layer, lpath) = base.top();
         let bst = base.st();
         let same_times = (st.st_mtime, st.st_mtime_nsec) == (bst.st_mtime, bst.st_mtime_nsec);
-        let upper_meta = Meta::read(self.fd.as_fd(), path, st).map_err(self.err(path, "reading xattrs"))?;
-        let lower_meta =
+        let mut upper_meta = Meta::read(self.fd.as_fd(), path, st).map_err(self.err(path, "reading xattrs"))?;
+        (upper_meta.uid, upper_meta.gid) = owner;
+        upper_meta.recorded = false;
+        upper_meta.copied_up = false;
+        let mut lower_meta =
             Meta::read(self.lowers.fd(layer), lpath, bst).map_err(self.lowers.error(layer, lpath, "reading xattrs"))?;
+        lower_meta.recorded = false;
         Ok(!same_times || upper_meta != lower_meta)
     }
 
@@ -359,7 +409,7 @@ impl Walker<'_> {
     fn lower_whole(&mut self, path: &Path, shown: &Shown) -> Result<()> {
         let (layer, src) = shown.top();
         let src = src.to_path_buf();
-        self.object(path, ReadFrom::Lower(layer), &src, shown.st());
+        self.object(path, ReadFrom::Lower(layer), &src, shown.st(), None);
         self.change(ChangeKind::Added, path);
         if let Some(insts) = shown.dir() {
             for name in self.lowers.names(insts)? {
@@ -392,6 +442,10 @@ pub struct Meta {
     pub gid: u32,
     /// Xattrs that are not private to overlays, sorted by key.
     pub xattrs: Vec<(OsString, Vec<u8>)>,
+    /// The owner is the one recorded in `user.strata.owner`.
+    pub recorded: bool,
+    /// The entry is a copy-up (it keeps the inode number of what it was copied from).
+    pub copied_up: bool,
 }
 
 impl Meta {
@@ -402,7 +456,14 @@ impl Meta {
             _ => return Err(Errno::INVAL),
         };
         let dir = fd::open_dir(root, parent)?;
-        let mut meta = Meta { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, xattrs: Vec::new() };
+        let mut meta = Meta {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            xattrs: Vec::new(),
+            recorded: false,
+            copied_up: false,
+        };
         let keys = match xattr::list(dir.as_fd(), Some(name)) {
             Ok(k) => k,
             Err(Errno::OPNOTSUPP) => Vec::new(),
@@ -411,6 +472,8 @@ impl Meta {
         for key in keys {
             if key == OWNER_XATTR {
                 meta.set_owner(xattr::get(dir.as_fd(), Some(name), &key)?.as_deref());
+            } else if is_copy_up_mark(&key) {
+                meta.copied_up = true;
             } else if !is_private_xattr(&key)
                 && let Some(v) = xattr::get(dir.as_fd(), Some(name), &key)?
             {
@@ -428,8 +491,15 @@ impl Meta {
             && let (Ok(u), Ok(g)) = (u.parse(), g.parse())
         {
             (self.uid, self.gid) = (u, g);
+            self.recorded = true;
         }
     }
+}
+
+/// Whether `key` is the xattr copy-up leaves on an upper entry (`*.overlay.strata.ino`).
+fn is_copy_up_mark(key: &OsStr) -> bool {
+    let key = key.as_bytes();
+    key.strip_suffix(INO_XATTR.as_bytes()).is_some_and(|ns| ns == b"trusted.overlay." || ns == b"user.overlay.")
 }
 
 #[cfg(test)]

@@ -49,6 +49,14 @@ pub enum ImportError {
     /// A blob whose content does not match its descriptor.
     #[error(transparent)]
     Mismatch(Mismatch),
+    /// A blob longer than its descriptor says (reading stopped one byte past it).
+    #[error("layer {layer}: the blob is longer than the {size} bytes its descriptor says")]
+    TooLong {
+        /// The layer (blob digest or archive member).
+        layer: String,
+        /// The size in the descriptor.
+        size: u64,
+    },
     /// A layer whose uncompressed content is not the config's diff_id.
     #[error("layer {layer}: uncompressed content has digest {actual}, but the image config says {expected}")]
     DiffId {
@@ -412,29 +420,49 @@ impl<'a, 's> Importer<'a, 's> {
     ) -> Result<Pass> {
         let alg = job.blob.map(|b| b.digest.algorithm()).unwrap_or(Algorithm::Sha256);
         let mut blob = self.lock.blob_writer(alg)?;
-        let mut tee = Tee { inner: ProgressReader::new(reader, bar), out: &mut blob };
-        let (compression, diff_id, unpacked) = {
-            let (tar, compression) = sniff(BufReader::new(&mut tee)).map_err(|e| self.read_error(job, e))?;
-            let mut hashing = HashingReader::new(tar, job.diff_id.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256));
-            let unpacked = match unpack_into {
-                Some(root) => unpack::unpack(&mut hashing, root.as_fd(), self.opts)
-                    .map_err(|source| ImportError::Unpack { layer: job.label.clone(), source })?,
-                None => Unpacked::default(),
-            };
-            let (diff_id, _) = hashing.finish().map_err(|e| self.read_error(job, e))?;
-            (compression, diff_id, unpacked)
-        };
-        io::copy(&mut tee, &mut io::sink()).map_err(|e| self.read_error(job, e))?;
+        // A blob longer than its descriptor says is refused as soon as one byte too many came.
+        let limit = job.blob.map(|b| b.size.saturating_add(1)).unwrap_or(u64::MAX);
+        let mut tee = Tee { inner: ProgressReader::new(reader.take(limit), bar), out: &mut blob };
+        let read = self.read_layer(&mut tee, job, unpack_into);
+        // The rest of the blob (all of it when the tar broke off) is read, so that its digest and
+        // size decide first: a broken tar in the wrong blob is the wrong blob.
+        let drained = io::copy(&mut tee, &mut io::sink()).map_err(|e| self.read_error(job, e));
+        if let Some(want) = job.blob
+            && blob.count() > want.size
+        {
+            return Err(ImportError::TooLong { layer: job.label.clone(), size: want.size });
+        }
+        blob.check(job.blob).map_err(|e| self.mismatch(job, e))?;
+        let (compression, diff_id, unpacked) = read?;
+        drained?;
         for w in &unpacked.warnings {
             log::warn!("layer {}: {w}", job.label);
         }
-        blob.check(job.blob).map_err(|e| self.mismatch(job, e))?;
         if let Some(want) = job.diff_id
             && *want != diff_id
         {
             return Err(ImportError::DiffId { layer: job.label.clone(), expected: want.clone(), actual: diff_id });
         }
         Ok(Pass { blob, compression, diff_id, unpacked })
+    }
+
+    /// Decompresses the blob read through `tee`, hashes the tar and unpacks it into
+    /// `unpack_into` (or just reads it).
+    fn read_layer(
+        &self,
+        tee: &mut impl Read,
+        job: &LayerJob<'_>,
+        unpack_into: Option<&File>,
+    ) -> Result<(Compression, Digest, Unpacked)> {
+        let (tar, compression) = sniff(BufReader::new(tee)).map_err(|e| self.read_error(job, e))?;
+        let mut hashing = HashingReader::new(tar, job.diff_id.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256));
+        let unpacked = match unpack_into {
+            Some(root) => unpack::unpack(&mut hashing, root.as_fd(), self.opts)
+                .map_err(|source| ImportError::Unpack { layer: job.label.clone(), source })?,
+            None => Unpacked::default(),
+        };
+        let (diff_id, _) = hashing.finish().map_err(|e| self.read_error(job, e))?;
+        Ok((compression, diff_id, unpacked))
     }
 
     fn read_error(&self, job: &LayerJob<'_>, e: io::Error) -> ImportError {

@@ -6,6 +6,7 @@
 //! - [`reference`]: image names.
 //! - [`store`]: blobs, names, unpacked layers, lock, reachability.
 //! - [`unpack`]: a layer tar into a layer dir, safely.
+//! - [`owners`]: who may set which owner; a rootless container's ids mapped back.
 //! - [`source`]: directories and tar archives read by member name.
 //! - [`import`]: OCI layouts, oci-archive and docker-save archives into the store.
 //! - [`export`]: images out of the store as OCI layouts, oci-archive or docker-save archives.
@@ -23,6 +24,7 @@ pub mod export;
 pub mod import;
 pub mod instruction;
 pub mod lower;
+pub mod owners;
 pub mod pack;
 pub mod progress;
 pub mod reference;

@@ -1,8 +1,8 @@
 //! A [`Plan`] written as one layer tar (SEMANTICS.md "OCI layers"): the inverse of
 //! [`super::unpack`].
 //!
-//! Every entry is a ustar header with full metadata: mode, owner (`user.strata.owner` when
-//! rootless unpacking recorded one), mtime (seconds, as docker writes layers), symlink targets
+//! Every entry is a ustar header with full metadata: mode, owner (the plan's, else
+//! `user.strata.owner` when rootless unpacking recorded one), mtime (seconds, as docker writes layers), symlink targets
 //! verbatim, device numbers, FIFOs; xattrs that are not private to overlays as PAX
 //! `SCHILY.xattr.*` records, sorted; names that do not fit ustar as PAX `path` / `linkpath`.
 //! The names of one inode are one file and hardlinks to its first name. Directory names end in
@@ -80,7 +80,7 @@ pub fn write_tar<W: Write>(plan: &Plan, roots: &Roots<'_>, out: W, progress: &mu
     let mut p = Packer { tar: tar::Builder::new(out), roots, links: HashMap::new() };
     for item in &plan.items {
         match item {
-            Item::Object { path, from, src, st } => p.object(path, *from, src, st, progress)?,
+            Item::Object { path, from, src, st, owner } => p.object(path, *from, src, st, *owner, progress)?,
             Item::Whiteout { path, mtime } => {
                 let name = path.with_file_name(wh_name(path.file_name().unwrap_or_default()));
                 p.marker(&name, *mtime)?;
@@ -105,6 +105,7 @@ impl<W: Write> Packer<'_, '_, W> {
         from: ReadFrom,
         src: &Path,
         st: &Stat,
+        owner: Option<(u32, u32)>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
         let kind = fd::kind_of(st);
@@ -114,7 +115,10 @@ impl<W: Write> Packer<'_, '_, W> {
         }
         let root = self.roots.fd(from);
         let err = |op| move |errno| PackError::Read { path: path.to_path_buf(), op, errno };
-        let meta = Meta::read(root, src, st).map_err(err("reading metadata"))?;
+        let mut meta = Meta::read(root, src, st).map_err(err("reading metadata"))?;
+        if let Some((uid, gid)) = owner {
+            (meta.uid, meta.gid) = (uid, gid);
+        }
         let mut name = path.as_os_str().as_bytes().to_vec();
         if kind == FileType::Directory {
             name.push(b'/');

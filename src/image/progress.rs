@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 use std::io::{self, IsTerminal, Read, Write};
+use std::time::{Duration, Instant};
 
 /// How progress is shown, as asked on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -27,8 +28,9 @@ pub struct Progress {
     stderr: bool,
 }
 
-/// Redraw a live line at most once per this many bytes.
+/// Redraw a live line at most once per this many bytes, and per this long.
 const REDRAW_EVERY: u64 = 256 << 10;
+const REDRAW_PAUSE: Duration = Duration::from_millis(100);
 
 impl Progress {
     /// Resolves `mode` against whether stdout is a terminal.
@@ -65,6 +67,7 @@ impl Progress {
             id: id.to_string(),
             total,
             read: Cell::new(0),
+            drawn: Cell::new(Instant::now()),
         };
         p.draw(verb);
         p
@@ -80,6 +83,8 @@ pub struct LayerProgress {
     id: String,
     total: u64,
     read: Cell<u64>,
+    /// When the live line was last drawn.
+    drawn: Cell<Instant>,
 }
 
 impl LayerProgress {
@@ -87,8 +92,12 @@ impl LayerProgress {
     pub fn inc(&self, n: u64) {
         let before = self.read.get();
         self.read.set(before + n);
-        if before / REDRAW_EVERY != (before + n) / REDRAW_EVERY {
+        if self.tty
+            && before / REDRAW_EVERY != (before + n) / REDRAW_EVERY
+            && self.drawn.get().elapsed() >= REDRAW_PAUSE
+        {
             self.draw(self.verb);
+            self.drawn.set(Instant::now());
         }
     }
 

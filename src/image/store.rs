@@ -425,7 +425,11 @@ impl WriteLock<'_> {
     /// Starts writing a blob.
     pub fn blob_writer(&self, algorithm: Algorithm) -> Result<BlobWriter> {
         let tmp = self.store.tmp_dir();
-        let file = tempfile::Builder::new().prefix("blob-").tempfile_in(&tmp).map_err(io_err(&tmp))?;
+        let file = tempfile::Builder::new()
+            .prefix("blob-")
+            .permissions(layout_file_mode())
+            .tempfile_in(&tmp)
+            .map_err(io_err(&tmp))?;
         Ok(BlobWriter { file, hasher: Hasher::new(algorithm), count: 0 })
     }
 
@@ -467,6 +471,17 @@ impl WriteLock<'_> {
     /// Removes a mount record and its scratch dirs.
     pub fn remove_mount(&self, dir: &Path) -> Result<()> {
         remove_path(dir)
+    }
+
+    /// Removes the records (and scratch dirs) of image mounts that were made and are gone
+    /// (unmounted by `strata umount`, `umount` or a reboot). A record still being set up stays.
+    pub fn drop_stale_mounts(&self) -> Result<()> {
+        for (dir, rec) in self.store.mounts()? {
+            if rec.mounted && !crate::sys::mount::is_mount_point(&rec.mountpoint) {
+                self.remove_mount(&dir)?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes every blob and layer that no image in `index.json` nor any mount record reaches,
@@ -616,11 +631,21 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 /// Writes `path` atomically: a temp file beside it, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_err(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(layout_file_mode())
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
     tmp.write_all(bytes).map_err(io_err(path))?;
     tmp.as_file().sync_all().map_err(io_err(path))?;
     tmp.persist(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e.error })?;
     sync_dir(dir)
+}
+
+/// Files of the layout are readable by all, as other tools write them (`skopeo copy oci:...`).
+fn layout_file_mode() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o644)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -63,15 +63,17 @@ type Result<T> = std::result::Result<T, UnpackError>;
 /// How to unpack.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Not root: owners that cannot be set are recorded in [`OWNER_XATTR`], device nodes are
-    /// skipped with a warning, overlay xattrs use the `user.` namespace.
+    /// Not root of the initial user namespace: owners that cannot be set are recorded in
+    /// [`OWNER_XATTR`], device nodes are skipped with a warning, overlay xattrs use the `user.`
+    /// namespace.
     pub rootless: bool,
 }
 
 impl Options {
-    /// Options for the current process (rootless unless the effective uid is 0).
+    /// Options for the current process: rootless unless it is root of the initial user
+    /// namespace (root of another one cannot set the ids it does not map, nor `trusted.*`).
     pub fn for_current_user() -> Options {
-        Options { rootless: !rustix::process::geteuid().is_root() }
+        Options { rootless: !super::owners::is_privileged() }
     }
 
     fn ns(self) -> XattrNs {
@@ -321,7 +323,7 @@ impl Unpacker<'_> {
             File::from(fd::open_at(dir, name, flags, Mode::from_raw_mode(0o600)).map_err(sys(shown, "create"))?);
         let n = io::copy(e, &mut file).map_err(UnpackError::Read)?;
         self.out.size += n;
-        self.chown(file.as_fd(), None, e.header(), shown)?;
+        self.chown(dir, Some(name), e.header(), shown)?;
         fd::chmod_fd(file.as_fd(), mode_of(e.header(), shown)?).map_err(sys(shown, "chmod"))?;
         self.apply_xattrs(e, dir, Some(name), shown)?;
         let mtime = SetTime::At(mtime_of(e)?);
@@ -343,11 +345,18 @@ impl Unpacker<'_> {
         let shown_target = format!("hardlink target {:?}", String::from_utf8_lossy(&raw));
         let tparent = join(tparent);
         let tdir = fd::open_dir(self.root, &tparent).map_err(|_| self.explain_path(&tparent, &shown_target, shown))?;
+        let is_dir = || {
+            fd::try_stat_at(tdir.as_fd(), tname)
+                .is_ok_and(|st| st.is_some_and(|st| fd::kind_of(&st) == FileType::Directory))
+        };
         fd::link_at(tdir.as_fd(), tname, dir, name).map_err(|errno| match errno {
             Errno::NOENT => refused(
                 shown,
                 &format!("hardlink target {:?} is not an earlier entry of this layer", String::from_utf8_lossy(&raw)),
             ),
+            Errno::PERM if is_dir() => {
+                refused(shown, &format!("hardlink target {:?} is a directory", String::from_utf8_lossy(&raw)))
+            }
             errno => UnpackError::Sys { entry: shown.into(), op: "link", errno },
         })
     }
@@ -389,7 +398,7 @@ impl Unpacker<'_> {
 
     /// Sets the owner of `name` in `dir` (or of `dir` itself); rootless, an owner that cannot be
     /// set is kept in [`OWNER_XATTR`] instead.
-    fn chown(&self, dir: BorrowedFd<'_>, name: Option<&OsStr>, h: &Header, shown: &str) -> Result<()> {
+    fn chown(&mut self, dir: BorrowedFd<'_>, name: Option<&OsStr>, h: &Header, shown: &str) -> Result<()> {
         let uid = h.uid().map_err(UnpackError::Read)? as u32;
         let gid = h.gid().map_err(UnpackError::Read)? as u32;
         let r = match name {
@@ -400,8 +409,13 @@ impl Unpacker<'_> {
             Ok(()) => Ok(()),
             Err(Errno::PERM) | Err(Errno::INVAL) if self.opts.rootless => {
                 let value = format!("{uid}:{gid}");
-                // Symlinks cannot carry user.* xattrs; their owner is rarely meaningful.
-                let _ = xattr::set(dir, name, xattr::key(OWNER_XATTR), value.as_bytes(), XattrFlags::empty());
+                match xattr::set(dir, name, xattr::key(OWNER_XATTR), value.as_bytes(), XattrFlags::empty()) {
+                    // Only files and directories can carry user.* xattrs: the owner of a
+                    // symlink, FIFO or device node is lost (it is rarely meaningful).
+                    Err(_) if !(h.entry_type().is_file() || h.entry_type().is_dir()) => {}
+                    Err(errno) => self.out.warnings.push(format!("entry {shown:?}: owner {value} not kept: {errno}")),
+                    Ok(()) => {}
+                }
                 Ok(())
             }
             Err(errno) => Err(UnpackError::Sys { entry: shown.into(), op: "chown", errno }),

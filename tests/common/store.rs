@@ -7,12 +7,39 @@ use std::process::{Command, Output, Stdio};
 pub struct Store {
     /// The temp dir holding the store and anything else the test makes.
     pub dir: tempfile::TempDir,
+    /// The unprivileged user `strata` runs as (through `setpriv`), and its copy of the binary.
+    user: Option<(u32, PathBuf)>,
 }
 
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
-        Store { dir: tempfile::tempdir().unwrap() }
+        Store { dir: tempfile::tempdir().unwrap(), user: None }
+    }
+
+    /// An empty store that `strata` uses as the unprivileged user `uid` (group `uid` too): the
+    /// temp dir is theirs, with a copy of the binary (the build dir may be out of their reach).
+    /// Needs root (for `setpriv`).
+    pub fn as_user(uid: u32) -> Store {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid)).unwrap();
+        let bin = dir.path().join("strata");
+        std::fs::copy(super::strata(), &bin).unwrap();
+        Store { dir, user: Some((uid, bin)) }
+    }
+
+    /// Copies `src` (a file or a tree) into the scratch space as `name`, owned by the store's user.
+    pub fn copy_in(&self, src: &Path, name: &str) -> PathBuf {
+        let dest = self.path(name);
+        let st = Command::new("cp").arg("-a").arg(src).arg(&dest).status().unwrap();
+        assert!(st.success(), "cp -a {}", src.display());
+        if let Some((uid, _)) = &self.user {
+            let st = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(&dest).status().unwrap();
+            assert!(st.success());
+        }
+        dest
     }
 
     /// The store's root.
@@ -27,7 +54,15 @@ impl Store {
 
     /// `strata --root ROOT ARGS` (no colour, no input).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(super::strata());
+        let mut c = match &self.user {
+            Some((uid, bin)) => {
+                let mut c = Command::new("setpriv");
+                let (u, home) = (uid.to_string(), format!("HOME={}", self.dir.path().display()));
+                c.args(["--reuid", &u, "--regid", &u, "--clear-groups", "env", &home]).arg(bin);
+                c
+            }
+            None => Command::new(super::strata()),
+        };
         c.arg("--root").arg(self.root()).args(args).env_remove("STRATA_ROOT").env("NO_COLOR", "1");
         c.stdin(Stdio::null());
         c
@@ -57,9 +92,29 @@ impl Store {
         lines[0].to_string()
     }
 
+    /// Runs `strata ARGS` on a terminal (through `script`); returns what the terminal showed.
+    pub fn on_tty(&self, args: &[&str]) -> String {
+        let c = self.cmd(args);
+        let mut line = vec![c.get_program().to_string_lossy().into_owned()];
+        line.extend(c.get_args().map(|a| format!("'{}'", a.to_string_lossy())));
+        let out = Command::new("script")
+            .args(["-qefc", &line.join(" "), "/dev/null"])
+            .env_remove("STRATA_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "strata {args:?} on a terminal failed:\n{shown}");
+        shown
+    }
+
     /// Loads a fixture image (`fixtures/images/NAME`) quietly.
     pub fn load_fixture(&self, name: &str) {
-        self.ok(&["load", "-q", "-i", fixtures().join(name).to_str().unwrap()]);
+        let src = match self.user {
+            Some(_) => self.copy_in(&fixtures().join(name), name),
+            None => fixtures().join(name),
+        };
+        self.ok(&["load", "-q", "-i", src.to_str().unwrap()]);
     }
 }
 

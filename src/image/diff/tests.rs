@@ -171,3 +171,45 @@ fn meta_reads_the_recorded_owner_and_skips_private_xattrs() {
     let keys: Vec<_> = m.xattrs.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
     assert_eq!(keys, ["user.a", "user.b"]);
 }
+
+#[test]
+fn a_copy_up_keeps_the_owner_the_image_recorded_and_new_entries_get_the_containers() {
+    use crate::image::owners::IdMap;
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let (low, up) = (t.path().join("low"), t.path().join("up"));
+    fs::create_dir_all(&low).unwrap();
+    fs::create_dir_all(&up).unwrap();
+    for f in ["kept", "chowned"] {
+        fs::write(low.join(f), "old").unwrap();
+        setx(&low.join(f), "user.strata.owner", b"1000:1000");
+        fs::write(up.join(f), "new").unwrap();
+        setx(&up.join(f), "user.overlay.strata.ino", &7u64.to_le_bytes());
+    }
+    fs::write(up.join("added"), "a").unwrap();
+    let me = fs::metadata(&up).unwrap();
+    let (u, g) = (me.uid(), me.gid());
+    // A copy-up the container chowned (only root can make one here) has its own owner.
+    let chowned = std::os::unix::fs::lchown(up.join("chowned"), Some(u + 1), Some(g + 1)).is_ok();
+    let lowers = Lowers::open(&[low]).unwrap();
+    let owners = |ids: IdMap| -> BTreeMap<String, (u32, u32)> {
+        let plan = plan_with_ids(&up, &lowers, ids).unwrap();
+        plan.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Object { path, owner, .. } => Some((path.display().to_string(), owner.unwrap())),
+                _ => None,
+            })
+            .collect()
+    };
+    let same = owners(IdMap::identity());
+    assert_eq!((same["added"], same["kept"]), ((u, g), (1000, 1000)));
+    // Rootless: the caller is the container's root; an id it does not map is the overflow id.
+    let mapped = owners(IdMap::rootless((u, None), (g, None)));
+    assert_eq!((mapped["added"], mapped["kept"]), ((0, 0), (1000, 1000)));
+    if chowned {
+        assert_eq!((same["chowned"], mapped["chowned"]), ((u + 1, g + 1), (65534, 65534)));
+    } else {
+        assert_eq!(same["chowned"], (1000, 1000));
+    }
+}

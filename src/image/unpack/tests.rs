@@ -82,7 +82,7 @@ fn unpack_into(dir: &Path, tar: &[u8]) -> Result<Unpacked> {
 }
 
 fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+    crate::image::owners::is_privileged()
 }
 
 #[test]
