@@ -322,14 +322,11 @@ fn probe_ns(work: BorrowedFd<'_>) -> XattrNs {
     }
 }
 
+/// Whether the upper filesystem takes whiteout devices; if so, the probe stays as the shared
+/// whiteout new ones are linked to ([`super::whiteout::SHARED_WHITEOUT`]).
 fn probe_whiteouts(work: BorrowedFd<'_>) -> sys::Result<WhiteoutMode> {
-    let name = OsStr::new("#strata-probe-whiteout");
-    let _ = fd::unlink_at(work, name);
-    match fd::mkwhiteout_at(work, name) {
-        Ok(()) => {
-            fd::unlink_at(work, name)?;
-            Ok(WhiteoutMode::Device)
-        }
+    match fd::mkwhiteout_at(work, OsStr::new(super::whiteout::SHARED_WHITEOUT)) {
+        Ok(()) => Ok(WhiteoutMode::Device),
         Err(Errno::PERM) | Err(Errno::ACCESS) | Err(Errno::OPNOTSUPP) => Ok(WhiteoutMode::WhFile),
         Err(e) => Err(e),
     }

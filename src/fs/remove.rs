@@ -22,7 +22,7 @@ impl Overlay {
     /// Removes the non-directory `name` from `parent`.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let _tree = self.tree.write();
-        let (_, layers, ppath) = self.dir_node(parent)?;
+        let (pnode, layers, ppath) = self.dir_node(parent)?;
         let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         if found.kind() == FileType::Directory {
             return Err(Errno::ISDIR);
@@ -31,9 +31,10 @@ impl Overlay {
         // one name leaves the others with the true link count (as the kernel does with index=on).
         if found.st.st_nlink > 1 && !self.in_upper(&found.src) {
             self.copy_up_moving(&ppath.join(name), &found)?;
+            let (pnode, layers, ppath) = self.dir_node(parent)?;
+            let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
+            return self.remove(&pnode, &layers, &ppath, name, &found);
         }
-        let (pnode, layers, ppath) = self.dir_node(parent)?;
-        let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         self.remove(&pnode, &layers, &ppath, name, &found)
     }
 
@@ -63,7 +64,8 @@ impl Overlay {
         if let Some(n) = &node {
             self.pin_if_last(n, pnode.nodeid, name);
         }
-        let below = self.lower_shows(ppath, layers, name)?.is_some();
+        // An object found in a lower layer is shown by it; an upper one may hide a lower one.
+        let below = !self.in_upper(&found.src) || self.lower_shows(ppath, layers, name)?.is_some();
         self.copy_up(pnode, true)?;
         let dir = fd::open_dir(self.stack.upper_root()?, ppath)?;
         if self.in_upper(&found.src) {
@@ -90,7 +92,7 @@ impl Overlay {
         }
         let tmp = self.tmp_name();
         if whiteout && upper.whiteouts == WhiteoutMode::Device {
-            fd::mkwhiteout_at(work, &tmp)?;
+            whiteout::create(upper, work, &tmp)?;
             if let Err(e) = fd::rename_at(work, &tmp, dir, name, RenameFlags::EXCHANGE) {
                 let _ = fd::unlink_at(work, &tmp);
                 return Err(e);

@@ -83,8 +83,10 @@ fn read(ov: &Overlay, path: &str) -> String {
     String::from_utf8(data).unwrap()
 }
 
+/// Nothing in the work dir but the shared whiteout new whiteouts are linked to.
 fn work_is_clean(f: &Fixture) -> bool {
-    std::fs::read_dir(f.p("work/work")).unwrap().next().is_none()
+    let shared = std::ffi::OsStr::new(super::whiteout::SHARED_WHITEOUT);
+    std::fs::read_dir(f.p("work/work")).unwrap().all(|e| e.unwrap().file_name() == shared)
 }
 
 #[test]
@@ -253,4 +255,25 @@ fn renaming_a_lower_directory_writes_a_redirect_and_keeps_its_content() {
     drop(ov);
     let again = f.overlay();
     assert_eq!(read(&again, "dst/sub/file"), "content");
+}
+
+#[test]
+fn whiteouts_are_links_of_one_shared_device_and_survive_its_loss() {
+    let f = Fixture::new(1);
+    for n in ["a", "b", "c"] {
+        f.file(&format!("l0/{n}"), n);
+    }
+    let ov = f.overlay();
+    ov.unlink(ROOT, OsStr::new("a")).unwrap();
+    ov.unlink(ROOT, OsStr::new("b")).unwrap();
+    let (a, b) =
+        (std::fs::symlink_metadata(f.p("upper/a")).unwrap(), std::fs::symlink_metadata(f.p("upper/b")).unwrap());
+    assert_eq!(a.ino(), b.ino(), "one inode for every whiteout");
+    assert_eq!((a.rdev(), a.mode() & libc::S_IFMT), (0, libc::S_IFCHR));
+    std::fs::remove_file(f.p("work/work").join(super::whiteout::SHARED_WHITEOUT)).unwrap();
+    ov.unlink(ROOT, OsStr::new("c")).unwrap();
+    let c = std::fs::symlink_metadata(f.p("upper/c")).unwrap();
+    assert_eq!((c.rdev(), c.mode() & libc::S_IFMT), (0, libc::S_IFCHR));
+    assert!(f.p("work/work").join(super::whiteout::SHARED_WHITEOUT).exists(), "a new shared whiteout");
+    assert_eq!(names(&ov, ROOT), [".", ".."]);
 }

@@ -8,7 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use rustix::fs::{FileType, Mode, OFlags, Stat, XattrFlags};
+use rustix::fs::{FileType, Mode, OFlags, RenameFlags, Stat, XattrFlags};
 
 use super::layers::{Upper, WhiteoutMode, XattrNs};
 use crate::sys::{Errno, Result, fd, xattr};
@@ -103,11 +103,44 @@ pub fn has_wh_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool> {
     Ok(fd::try_stat_at(dir, &wh_name(name))?.is_some())
 }
 
+/// The whiteout device kept in the work dir: new whiteouts are hard links of it, as kernel
+/// overlayfs makes them — a link costs a directory entry, a `mknod` a new inode (several times
+/// slower on ext4).
+pub const SHARED_WHITEOUT: &str = "#strata-whiteout";
+
 /// Writes a whiteout for `name` in the upper directory `dir` (where `name` must be free).
 pub fn create(upper: &Upper, dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
     match upper.whiteouts {
-        WhiteoutMode::Device => fd::mkwhiteout_at(dir, name),
+        WhiteoutMode::Device => link_shared(std::os::fd::AsFd::as_fd(&upper.work), dir, name),
         WhiteoutMode::WhFile => create_wh_file(dir, name),
+    }
+}
+
+/// A hard link of the work dir's shared whiteout as `name` in `dir`; when the shared one is
+/// missing or has as many links as the filesystem allows, a fresh one replaces it and this
+/// whiteout is made by `mknod`.
+fn link_shared(work: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
+    let shared = OsStr::new(SHARED_WHITEOUT);
+    match fd::link_at(work, shared, dir, name) {
+        Ok(()) => Ok(()),
+        Err(Errno::MLINK) | Err(Errno::NOENT) => {
+            fd::mkwhiteout_at(dir, name)?;
+            renew_shared(work);
+            Ok(())
+        }
+        Err(Errno::EXIST) => Err(Errno::EXIST),
+        Err(_) => fd::mkwhiteout_at(dir, name),
+    }
+}
+
+/// Puts a fresh shared whiteout in the work dir (built under a temp name, renamed over the old).
+pub fn renew_shared(work: BorrowedFd<'_>) {
+    let tmp = OsString::from(format!("#strata-whiteout-{}", std::process::id()));
+    let made = fd::mkwhiteout_at(work, &tmp)
+        .and_then(|()| fd::rename_at(work, &tmp, work, OsStr::new(SHARED_WHITEOUT), RenameFlags::empty()));
+    if let Err(e) = made {
+        let _ = fd::unlink_at(work, &tmp);
+        log::debug!("no shared whiteout in the work dir: {e}");
     }
 }
 
