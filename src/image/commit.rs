@@ -26,6 +26,7 @@ use super::digest::{Algorithm, Digest, Hasher};
 use super::import::layer_media_type;
 use super::instruction::{self, InstructionError};
 use super::pack::{self, PackError, Roots};
+use super::pgzip::ParGzEncoder;
 use super::reference::Name;
 use super::source::Compression;
 use super::spec::{Descriptor, ImageManifest, MediaType};
@@ -252,7 +253,7 @@ impl Write for Fanout {
 
 /// The blob writer behind the chosen compression.
 enum Compressor {
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Gzip(ParGzEncoder<BlobWriter>),
     Zstd(zstd::Encoder<'static, BlobWriter>),
     Plain(BlobWriter),
 }
@@ -260,7 +261,10 @@ enum Compressor {
 impl Compressor {
     fn new(c: Compression, blob: BlobWriter) -> io::Result<Compressor> {
         Ok(match c {
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(blob, flate2::Compression::default())),
+            Compression::Gzip => {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Compressor::Gzip(ParGzEncoder::new(blob, flate2::Compression::default(), threads)?)
+            }
             Compression::Zstd => Compressor::Zstd(zstd::Encoder::new(blob, 3)?),
             Compression::None => Compressor::Plain(blob),
         })

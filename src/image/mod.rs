@@ -26,6 +26,7 @@ pub mod instruction;
 pub mod lower;
 pub mod owners;
 pub mod pack;
+pub mod pgzip;
 pub mod progress;
 pub mod reference;
 pub mod source;
