@@ -21,11 +21,13 @@ pub enum Sys {
     FuseOverlayfs,
     /// `strata mount`.
     Strata,
+    /// `strata mount -o volatile`: no fsync (what fuse-overlayfs does on copy-up).
+    StrataVolatile,
 }
 
 impl Sys {
     /// Every system, in table order.
-    pub const ALL: [Sys; 4] = [Sys::Plain, Sys::Kernel, Sys::FuseOverlayfs, Sys::Strata];
+    pub const ALL: [Sys; 5] = [Sys::Plain, Sys::Kernel, Sys::FuseOverlayfs, Sys::Strata, Sys::StrataVolatile];
 
     /// The name in tables, JSON and `--systems`.
     pub fn name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Sys {
             Sys::Kernel => "kernel",
             Sys::FuseOverlayfs => "fuse-overlayfs",
             Sys::Strata => "strata",
+            Sys::StrataVolatile => "strata volatile",
         }
     }
 
@@ -91,9 +94,12 @@ impl Env {
                 c.args(["-o", &opts]);
                 c
             }
-            Sys::Strata => {
+            Sys::Strata | Sys::StrataVolatile => {
                 let mut c = Command::new(&self.strata);
-                let opts = if self.strata_opts.is_empty() { opts } else { format!("{opts},{}", self.strata_opts) };
+                let mut opts = if self.strata_opts.is_empty() { opts } else { format!("{opts},{}", self.strata_opts) };
+                if sys == Sys::StrataVolatile {
+                    opts.push_str(",volatile");
+                }
                 c.args(["mount", "-o", &opts]);
                 c
             }

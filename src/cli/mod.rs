@@ -1,5 +1,6 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
+mod bench;
 mod commit;
 mod container_ref;
 mod container_verbs;
@@ -95,6 +96,9 @@ enum Command {
     Commit(commit::CommitArgs),
     /// Write images to an archive or OCI layout (docker-archive, oci-archive, oci-dir).
     Save(save::SaveArgs),
+    /// Measure: copy-up latency per file size and strategy on a filesystem.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the command line of this process.
@@ -130,6 +134,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Diff(a) => diff::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),
         Command::Save(a) => save::run(a, &root),
+        Command::Bench(c) => bench::run(c),
     }
 }
 
