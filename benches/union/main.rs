@@ -286,14 +286,10 @@ fn sh(line: &str) -> Result<()> {
 }
 
 /// Measures every spec `reps` times, the columns in a rotating order, printing as it goes.
-fn measure(
-    cx: &Cx,
-    specs: &[Spec],
-    reps: usize,
-    mut one: impl FnMut(&Spec, &'static str) -> Result<f64>,
-) -> Result<Vec<Row>> {
+fn measure(specs: &[Spec], reps: usize, mut one: impl FnMut(&Spec, &'static str) -> Result<f64>) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for spec in specs {
+        let started = Instant::now();
         let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         for rep in 0..reps {
             let n = spec.cols.len();
@@ -316,9 +312,8 @@ fn measure(
             .iter()
             .map(|c| format!("{c} {}", report::fmt_value(row.unit, row.median(c).unwrap_or(0.0))))
             .collect();
-        eprintln!("bench: {:<52} {}", row.label, line.join("  "));
+        eprintln!("bench: {:<52} {}  [{:.0} s]", row.label, line.join("  "), started.elapsed().as_secs_f64());
         rows.push(row);
-        let _ = cx;
     }
     Ok(rows)
 }
@@ -401,7 +396,7 @@ fn real_main(args: Args) -> Result<()> {
     let started = Instant::now();
     let specs: Vec<Spec> =
         plan(&s, &systems, xfs_dir.as_deref()).into_iter().filter(|p| selected(&args, &p.key)).collect();
-    let rows = measure(&cx, &specs, reps, |spec, col| match &spec.run {
+    let rows = measure(&specs, reps, |spec, col| match &spec.run {
         Some(run) => run(&cx, col),
         None => bail!("{} has no runner", spec.key),
     })?;
@@ -413,15 +408,13 @@ fn real_main(args: Args) -> Result<()> {
             if spec.key == "unpack" {
                 tools.save()?;
             }
-            tool_rows.extend(measure(&cx, std::slice::from_ref(spec), reps, |spec, col| {
-                match (spec.key.as_str(), col) {
-                    ("commit", "strata") => tools.strata_commit(),
-                    ("commit", "tar czf") => tools.tar_czf(),
-                    ("commit", _) => tools.umoci_repack(),
-                    (_, "strata") => tools.strata_load(),
-                    (_, "tar xzf") => tools.tar_xzf(),
-                    _ => tools.umoci_unpack(),
-                }
+            tool_rows.extend(measure(std::slice::from_ref(spec), reps, |spec, col| match (spec.key.as_str(), col) {
+                ("commit", "strata") => tools.strata_commit(),
+                ("commit", "tar czf") => tools.tar_czf(),
+                ("commit", _) => tools.umoci_repack(),
+                (_, "strata") => tools.strata_load(),
+                (_, "tar xzf") => tools.tar_xzf(),
+                _ => tools.umoci_unpack(),
             })?);
         }
     }

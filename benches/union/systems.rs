@@ -136,10 +136,18 @@ impl Drop for Mounted {
         let _ = Command::new("umount").arg(&self.dir).status();
         if let Some(pid) = self.daemon {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+}
+
+/// Whether process `pid` still runs (a zombie waiting for a reaper counts as gone).
+fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
     }
 }
 
