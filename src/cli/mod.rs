@@ -104,7 +104,10 @@ enum Command {
 /// Runs the command line of this process.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args = normalize_args(std::env::args_os().collect());
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return Ok(usage_error(&e)),
+    };
     let root = cli.root.unwrap_or_else(store_root::default_root);
     if !matches!(cli.command, Command::Mount(_) | Command::Umount(_) | Command::Image(_)) {
         init_logging(log::LevelFilter::Warn);
@@ -136,6 +139,37 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Save(a) => save::run(a, &root),
         Command::Bench(c) => bench::run(c),
     }
+}
+
+/// Help and version go to stdout as clap writes them; a usage error is one line on stderr
+/// (clap's message, its possible values and tips, without the usage block), exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code() as u8);
+    }
+    eprintln!("strata: {}", usage_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's rendered error as one line: the message and its details, no usage block.
+fn usage_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    let mut usage = false;
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") {
+            usage = true;
+        } else if line.is_empty() {
+            usage = false;
+        } else if !usage && !line.starts_with("For more information") {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    parts.join(" ")
 }
 
 /// Accepts the other ways Strata is started:
@@ -243,6 +277,17 @@ mod tests {
 
     fn v(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = Cli::try_parse_from(["strata", "run", "--network", "bridge", "img"]).unwrap_err();
+        let line = usage_line(&e.render().to_string());
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("invalid value 'bridge' for '--network"), "{line}");
+        assert!(line.contains("possible values: none, host"), "{line}");
+        let e = Cli::try_parse_from(["strata", "images", "--bogus"]).unwrap_err();
+        assert_eq!(usage_line(&e.render().to_string()), "unexpected argument '--bogus' found");
     }
 
     #[test]
