@@ -316,6 +316,88 @@ fn root_open_files_across_unlink_and_copy_up() {
     check("root_open_files_across_unlink_and_copy_up", &base(), &ops);
 }
 
+/// A default ACL (`system.posix_acl_default`) giving user 1234 and everyone rwx.
+fn default_acl() -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, id) in [(1u16, u32::MAX), (2, 1234), (4, u32::MAX), (0x10, u32::MAX), (0x20, u32::MAX)] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&7u16.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Layers with what permission checks look at: sticky, set-gid and public dirs, files of
+/// several owners, a trusted xattr, a directory with a default ACL.
+fn permission_layers() -> Vec<Vec<Entry>> {
+    vec![
+        vec![file("top", "t"), Entry::Dir("pub", 0o777)],
+        vec![
+            Entry::Dir("sticky", 0o1777),
+            Entry::File(s("sticky/userfile"), b"u".to_vec(), 0o666),
+            Entry::Owner(s("sticky/userfile"), 1000, 1000),
+            Entry::Dir("sgid", 0o2777),
+            Entry::Owner(s("sgid"), 0, 100),
+            Entry::File(s("pub/shared"), b"s".to_vec(), 0o666),
+            Entry::File(s("pub/mine"), b"m".to_vec(), 0o644),
+            Entry::Owner(s("pub/mine"), 1000, 1000),
+            file("ro", "r"),
+            Entry::Xattr(s("ro"), s("trusted.t"), b"1".to_vec()),
+            Entry::Xattr(s("ro"), s("user.u"), b"2".to_vec()),
+            file("acld/gone", "g"),
+            Entry::Xattr(s("acld"), s("system.posix_acl_default"), default_acl()),
+            file("d/low", "low"),
+        ],
+    ]
+}
+
+#[test]
+fn root_permission_checks_umask_and_default_acls_as_the_kernel_has_them() {
+    let sh = |uid: u32, script: &str| Op::Sh(uid, uid, script.to_string());
+    let ops = vec![
+        sh(0, "umask 002; touch u1; mkdir u2; mkfifo u3; stat -c '%n %a' u1 u2 u3"),
+        sh(0, "umask 0; touch u4; mkdir u5; mkfifo u6; stat -c '%n %a' u4 u5 u6"),
+        sh(0, "umask 077; touch u7; mkdir u8; stat -c '%n %a' u7 u8"),
+        sh(1000, "umask 0; touch sgid/f; mkdir sgid/d; stat -c '%n %a %u:%g' sgid/f sgid/d"),
+        sh(1000, "umask 022; touch pub/new; stat -c '%n %a %u:%g' pub/new"),
+        sh(1000, "touch d/nope"),
+        sh(1001, "rm sticky/userfile"),
+        sh(1001, "mv sticky/userfile sticky/x"),
+        sh(1000, "rm sticky/userfile && ls sticky"),
+        sh(1000, "chmod 600 ro"),
+        sh(1000, "chown 1000 pub/mine"),
+        sh(1000, "chmod 2755 pub/mine; stat -c '%a' pub/mine"),
+        sh(1001, "touch pub/shared && touch -d @5 pub/shared"),
+        sh(1001, "touch -d @5 pub/mine"),
+        sh(1000, "getfattr -m - ro"),
+        sh(0, "getfattr -m - ro"),
+        sh(1000, "getfattr -n trusted.t ro"),
+        sh(1000, "mknod pub/wh c 0 0"),
+        Op::MknodWhiteout(s("d/wh")),
+        Op::Stat(s("d/wh")),
+        sh(0, "n=$(printf '%0255d' 0); touch $n && ls && rm $n && mkdir $n && rmdir $n && echo ok"),
+        sh(0, "n=$(printf '%0256d' 0); touch $n"),
+        sh(0, "umask 077; touch acld/f; mkdir acld/s; stat -c '%n %a' acld/f acld/s"),
+        sh(0, "getfattr -e hex -n system.posix_acl_access acld/f acld/s"),
+        sh(0, "getfattr -e hex -n system.posix_acl_default acld/s"),
+        // Over a whiteout the object is built in the work dir: the ACL must still be inherited.
+        sh(0, "rm acld/gone; umask 077; touch acld/gone; stat -c '%n %a' acld/gone"),
+        sh(0, "getfattr -e hex -n system.posix_acl_access acld/gone"),
+        sh(
+            0,
+            &format!("setfattr -n system.posix_acl_default -v 0x{} pub; umask 077; mkdir pub/a", hex(&default_acl())),
+        ),
+        sh(0, "stat -c '%n %a' pub/a; getfattr -e hex -n system.posix_acl_default pub/a"),
+        Op::UnlinkedMeta(s("d/low")),
+        Op::UnlinkedMeta(s("top")),
+    ];
+    check("root_permission_checks_umask_and_default_acls_as_the_kernel_has_them", &permission_layers(), &ops);
+}
+
 /// A random layer set and operation sequence, reproducible from `seed`.
 fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -110,7 +110,7 @@ impl Overlay {
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
         let node = self.inodes.get(ino)?;
         if let Some(h) = fh.and_then(|fh| self.handles.file(fh).ok()) {
-            return Ok(attr_of(ino, &node.src(), &fd::stat_fd(h.file.as_fd())?));
+            return Ok(attr_of(node.ino, &node.src(), &fd::stat_fd(h.file.as_fd())?));
         }
         self.attr(&node)
     }
@@ -161,7 +161,7 @@ impl Overlay {
     pub(crate) fn open_obj(&self, at: &super::lookup::At, flags: OFlags) -> Result<std::os::fd::OwnedFd> {
         match at.name() {
             Some(n) => fd::open_at(at.dir(), n, flags, Mode::empty()),
-            None => fd::open_beneath(at.dir(), std::path::Path::new(""), flags, Mode::empty()),
+            None => fd::reopen(at.dir(), flags),
         }
     }
 

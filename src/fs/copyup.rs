@@ -167,7 +167,7 @@ impl Overlay {
         let name = from.name().ok_or(Errno::INVAL)?;
         match fd::kind_of(st) {
             FileType::RegularFile => {
-                let src = File::from(fd::open_at(from.dir(), name, OFlags::RDONLY, Mode::empty())?);
+                let src = File::from(open_lower_for_copy(from.dir(), name)?);
                 let dst = File::from(fd::open_at(
                     work,
                     tmp,
@@ -295,6 +295,15 @@ impl Overlay {
         let layer = self.stack.layer(idx);
         let map = layer.hardlinks.get_or_init(|| scan_hardlinks(layer.fd()));
         map.get(&ino).map(|v| v.iter().filter(|p| p.as_path() != except).cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// Opens a lower file to copy its data without touching its access time (as the kernel's
+/// copy-up does); `O_NOATIME` needs ownership, so without it the plain open is used.
+fn open_lower_for_copy(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd> {
+    match fd::open_at(dir, name, OFlags::RDONLY | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => fd::open_at(dir, name, OFlags::RDONLY, Mode::empty()),
+        other => other,
     }
 }
 

@@ -163,9 +163,9 @@ pub struct InodeTable {
 const RENUMBERED: u64 = 1 << 63;
 
 impl InodeTable {
-    /// A table holding only the root directory.
-    pub fn new(root_src: Src) -> InodeTable {
-        let root = Arc::new(Node::new(ROOT, ROOT, FileType::Directory, Vec::new(), root_src));
+    /// A table holding only the root directory (node id [`ROOT`], inode number `root_ino`).
+    pub fn new(root_src: Src, root_ino: u64) -> InodeTable {
+        let root = Arc::new(Node::new(ROOT, root_ino, FileType::Directory, Vec::new(), root_src));
         root.lookups.store(1, Ordering::Relaxed);
         InodeTable {
             map: RwLock::new(HashMap::from([(ROOT, root)])),

@@ -197,7 +197,7 @@ impl Overlay {
                 whiteout::create(upper, from, name)?;
             }
         }
-        fd::ok_if_missing(fd::unlink_at(to, &whiteout::wh_name(newname)))
+        whiteout::remove_wh_file(to, newname)
     }
 
     /// A directory that moved to a name under which a lower layer shows a directory must not

@@ -254,3 +254,60 @@ fn renaming_a_lower_directory_writes_a_redirect_and_keeps_its_content() {
     let again = f.overlay();
     assert_eq!(read(&again, "dst/sub/file"), "content");
 }
+
+#[test]
+fn the_root_reports_the_top_layers_root_inode_number() {
+    let f = Fixture::new(1);
+    let ov = f.overlay();
+    let upper = std::fs::metadata(f.p("upper")).unwrap();
+    assert_eq!(ov.getattr(ROOT, None).unwrap().ino, upper.ino(), "as kernel overlayfs reports it");
+    let listed = ov.list_dir(ROOT).unwrap();
+    assert_eq!((listed[0].ino, listed[1].ino), (upper.ino(), upper.ino()), ". and .. of the root");
+}
+
+#[test]
+fn copy_up_leaves_the_lower_files_access_time_alone() {
+    let f = Fixture::new(1);
+    f.file("l0/old", "data");
+    // An access time not after the modification time is what relatime would update on a read.
+    let t = rustix::fs::Timespec { tv_sec: 1_000_000, tv_nsec: 0 };
+    let ts = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::utimensat(rustix::fs::CWD, f.p("l0/old"), &ts, rustix::fs::AtFlags::empty()).unwrap();
+    let ov = f.overlay();
+    let fh = ov.open(ino_of(&ov, "old").unwrap(), libc::O_WRONLY).unwrap();
+    ov.release(fh);
+    assert_eq!(std::fs::read(f.p("upper/old")).unwrap(), b"data");
+    assert_eq!(std::fs::metadata(f.p("l0/old")).unwrap().atime(), 1_000_000, "the lower layer is not touched");
+}
+
+#[test]
+fn names_of_255_bytes_work_though_their_wh_form_cannot_exist() {
+    let f = Fixture::new(1);
+    f.file(&format!("l0/{}", "b".repeat(255)), "lower");
+    let ov = f.overlay();
+    let long = "a".repeat(255);
+    let c = ov.create(&Ctx::ROOT, ROOT, OsStr::new(&long), NewObject::File { mode: 0o644, flags: libc::O_RDWR });
+    assert!(c.is_ok(), "{:?}", c.err());
+    ov.unlink(ROOT, OsStr::new(&long)).unwrap();
+    let lower = "b".repeat(255);
+    ov.unlink(ROOT, OsStr::new(&lower)).unwrap();
+    assert_eq!(ino_of(&ov, &lower), Err(Errno::NOENT));
+    ov.create(&Ctx::ROOT, ROOT, OsStr::new(&lower), NewObject::Dir { mode: 0o755 }).unwrap();
+    let too_long = "c".repeat(256);
+    assert_eq!(ino_of(&ov, &too_long), Err(Errno::NAMETOOLONG));
+    assert!(work_is_clean(&f));
+}
+
+#[test]
+fn new_objects_get_the_callers_umask_and_no_whiteout_can_be_made() {
+    let f = Fixture::new(1);
+    let ov = f.overlay();
+    let ctx = Ctx { umask: 0o002, ..Ctx::ROOT };
+    ov.create(&ctx, ROOT, OsStr::new("f"), NewObject::File { mode: 0o666, flags: libc::O_RDWR }).unwrap();
+    ov.create(&ctx, ROOT, OsStr::new("d"), NewObject::Dir { mode: 0o1777 }).unwrap();
+    let mode = |p: &str| std::fs::symlink_metadata(f.p(p)).unwrap().mode() & 0o7777;
+    // Whatever the daemon's own umask, the caller's decides.
+    assert_eq!((mode("upper/f"), mode("upper/d")), (0o664, 0o1775));
+    let wh = NewObject::Node { mode: libc::S_IFCHR | 0o644, rdev: 0 };
+    assert_eq!(ov.create(&Ctx::ROOT, ROOT, OsStr::new("w"), wh).err(), Some(Errno::PERM));
+}
