@@ -450,7 +450,16 @@ fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
     for _ in 0..rng.random_range(10..40) {
         let p = paths[rng.random_range(0..paths.len())].clone();
         let q = paths[rng.random_range(0..paths.len())].clone();
-        ops.push(match rng.random_range(0..21) {
+        ops.push(match rng.random_range(0..30) {
+            21 => Op::SeekDir(p),
+            22 => Op::Mknod(p, None),
+            23 => Op::MknodWhiteout(p),
+            24 => Op::ListXattr(p),
+            25 => Op::OpenUnlinked(p),
+            26 => Op::UnlinkedMeta(p),
+            27 => Op::ReadOldThenWrite(p),
+            28 => Op::Sh(1000, 1000, format!("umask 002; echo u >> {p}; mkdir {q}; stat -c '%a %u:%g' {p} {q}")),
+            29 => Op::Sh(0, 0, format!("umask 027; mkdir {p}/n && touch {p}/n/f; stat -c '%a' {p}/n {p}/n/f")),
             17 => Op::Utimes(p, 1_000_000),
             18 => Op::RemoveXattr(p, "user.x".into()),
             19 => Op::GetXattr(p, "user.x".into()),
@@ -466,7 +475,7 @@ fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
             8 => Op::Rename(p, q, [0, 0, 1, 2][rng.random_range(0..4)]),
             9 => Op::Link(p, q),
             10 => Op::Symlink("x".into(), p),
-            11 => Op::Chmod(p, 0o700),
+            11 => Op::Chmod(p, [0o700, 0o777, 0o1777, 0o2755, 0o600][rng.random_range(0..5)]),
             12 => Op::Truncate(p, 1),
             13 => Op::SetXattr(p, "user.r".into(), b"1".to_vec()),
             14 => Op::List(String::new()),
@@ -507,10 +516,16 @@ fn root_random_operation_sequences_seeds_300_to_450() {
     random_seeds("root_random_operation_sequences_seeds_300_to_450", 300..450);
 }
 
-/// Replays one seed with its operations printed: `STRATA_SEED=N cargo test --test union replay -- --nocapture`.
+/// Replays one seed with its operations printed: `STRATA_SEED=N cargo test --test union replay -- --nocapture`;
+/// or runs a range of seeds beyond the ones CI runs: `STRATA_SEED=1000..5000`.
 #[test]
 fn replay_one_seed_from_env() {
     let Ok(seed) = std::env::var("STRATA_SEED") else { return };
+    if let Some((a, b)) = seed.split_once("..") {
+        let range =
+            a.parse().expect("STRATA_SEED=A..B with numbers")..b.parse().expect("STRATA_SEED=A..B with numbers");
+        return random_seeds("replay_one_seed_from_env", range);
+    }
     let seed: u64 = seed.parse().expect("STRATA_SEED must be a number");
     let (layers, ops) = random_case(seed);
     eprintln!("layers: {layers:#?}\nops: {ops:#?}");

@@ -142,6 +142,11 @@ impl Node {
         self.opens.load(Ordering::Acquire)
     }
 
+    /// Whether the kernel holds lookups of the node (it may still use it without a name).
+    pub fn is_looked_up(&self) -> bool {
+        self.lookups.load(Ordering::Acquire) > 0
+    }
+
     /// Counts a new open handle.
     pub fn opened(&self) {
         self.opens.fetch_add(1, Ordering::AcqRel);
