@@ -398,6 +398,39 @@ fn root_permission_checks_umask_and_default_acls_as_the_kernel_has_them() {
     check("root_permission_checks_umask_and_default_acls_as_the_kernel_has_them", &permission_layers(), &ops);
 }
 
+#[test]
+fn root_times_change_where_the_kernel_changes_them() {
+    let ch = |paths: &[&str], op: Op| Op::Changes(paths.iter().map(|p| s(p)).collect(), Box::new(op));
+    let ops = vec![
+        ch(&["d", ""], Op::Write(s("d/n1"), b"1".to_vec())),
+        ch(&["d", "d/top"], Op::Append(s("d/top"), b"+".to_vec())),
+        ch(&["d", "d/both"], Op::Write(s("d/both"), b"w".to_vec())),
+        ch(&["d", ""], Op::Mkdir(s("d/nd"), 0o755)),
+        ch(&["d", "d/nd"], Op::Mkdir(s("d/nd"), 0o755)),
+        ch(&["d"], Op::Mkfifo(s("d/nf"))),
+        ch(&["d"], Op::Symlink(s("x"), s("d/ns"))),
+        ch(&["d", "d/low", "deep"], Op::Link(s("d/low"), s("deep/nl"))),
+        ch(&["d", "d/low"], Op::Link(s("d/low"), s("d/n1"))),
+        ch(&["d", "hl/two", "hl"], Op::Unlink(s("hl/one"))),
+        ch(&["d", ""], Op::Rmdir(s("d/nd"))),
+        ch(&["d", "d/exe"], Op::Rename(s("d/exe"), s("d/exe2"), 0)),
+        ch(&["d", "deep", "deep/x"], Op::Rename(s("d/exe2"), s("deep/x"), 0)),
+        ch(&["", "deep", "deep/e"], Op::Rename(s("emptydir"), s("deep/e"), 0)),
+        ch(&["", "deep/a", "deep/a/b"], Op::Rename(s("deep/a/b"), s("deep/a/b2"), 0)),
+        ch(&["", "opq", "opq2"], Op::Rename(s("opq"), s("opq2"), 2)),
+        ch(&["d", "d/top"], Op::Chmod(s("d/top"), 0o600)),
+        ch(&["d/top"], Op::Chmod(s("d/top"), 0o600)),
+        ch(&["d/top"], Op::Sh(0, 0, s("perl -e 'chown(-1, -1, \"d/top\") or die \"$!\"'"))),
+        ch(&["deep/a", "deep/a/b2", "deep"], Op::Utimes(s("deep/a/b2"), 3)),
+        ch(&["deep/a/b2/c"], Op::Truncate(s("deep/a/b2/c/file"), 1)),
+        ch(&["deep/a/b2/c/file"], Op::Truncate(s("deep/a/b2/c/file"), 1)),
+        ch(&["d/both", "d"], Op::SetXattr(s("d/both"), s("user.t"), b"1".to_vec())),
+        ch(&["d/both"], Op::RemoveXattr(s("d/both"), s("user.none"))),
+        ch(&["dev", "dev/null"], Op::Chown(s("dev/null"), 1, 1)),
+    ];
+    check("root_times_change_where_the_kernel_changes_them", &base(), &ops);
+}
+
 /// A random layer set and operation sequence, reproducible from `seed`.
 fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -247,7 +247,24 @@ impl Overlay {
         fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
         self.restore_times(parent, &pst);
         self.mark_impure(parent);
+        self.dir_changed(parent, &pst);
         Ok(())
+    }
+
+    /// Drops the kernel's cached attributes of the upper directory `dir` (stat `st`): an entry
+    /// Strata placed in it changed its change time behind the kernel's back.
+    fn dir_changed(&self, dir: BorrowedFd<'_>, st: &Stat) {
+        if self.invalidate.get().is_none() {
+            return;
+        }
+        let ino = self.ino_of(0, dir, None, st);
+        let nodeid = match self.inodes.get(super::inode::ROOT) {
+            Ok(root) if root.ino == ino => Some(root.nodeid),
+            _ => self.inodes.find_object(ino).map(|n| n.nodeid),
+        };
+        if let Some(n) = nodeid {
+            self.attr_changed(n);
+        }
     }
 
     /// Puts back a directory's times after Strata changed an entry the user did not.
@@ -287,6 +304,7 @@ impl Overlay {
         fd::link_at(from.dir(), from.name().ok_or(Errno::INVAL)?, parent.as_fd(), name)?;
         self.restore_times(parent.as_fd(), &pst);
         self.mark_impure(parent.as_fd());
+        self.dir_changed(parent.as_fd(), &pst);
         Ok(())
     }
 

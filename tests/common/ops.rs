@@ -46,6 +46,9 @@ pub enum Op {
     UnlinkedMeta(String),
     /// `mknod` of a character device 0/0 (a whiteout, which a union refuses to make).
     MknodWhiteout(String),
+    /// Runs the operation and tells, for each path, whether its mtime (`M`) and ctime (`C`)
+    /// changed (`m`, `c`: unchanged; `-`: missing before or after).
+    Changes(Vec<String>, Box<Op>),
 }
 
 /// The result of an operation: a normalised value or an errno name.
@@ -227,6 +230,26 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
         }
         Op::SeekDir(d) => seekdir(&p(d)),
         Op::Sh(uid, gid, script) => sh(root, *uid, *gid, script),
+        Op::Changes(paths, op) => {
+            let times = || paths.iter().map(|x| std::fs::symlink_metadata(p(x)).ok()).collect::<Vec<_>>();
+            let before = times();
+            // More than a clock tick, so that a change shows in the timestamps.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let r = run_op(root, op);
+            let marks: Vec<String> = paths
+                .iter()
+                .zip(before.iter().zip(times()))
+                .map(|(x, t)| match t {
+                    (Some(b), Some(a)) => {
+                        let m = if (a.mtime(), a.mtime_nsec()) != (b.mtime(), b.mtime_nsec()) { 'M' } else { 'm' };
+                        let c = if (a.ctime(), a.ctime_nsec()) != (b.ctime(), b.ctime_nsec()) { 'C' } else { 'c' };
+                        format!("{x}:{m}{c}")
+                    }
+                    _ => format!("{x}:-"),
+                })
+                .collect();
+            Ok(format!("{r:?} {}", marks.join(" ")))
+        }
         Op::UnlinkedMeta(f) => unlinked_meta(&p(f)),
         Op::MknodWhiteout(f) => {
             let c = CString::new(p(f).as_os_str().as_bytes()).unwrap();
