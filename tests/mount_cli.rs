@@ -57,6 +57,12 @@ fn root_bad_setup_gets_one_clear_line_and_a_failure_status() {
     assert!(e.contains("notdir") && e.contains("not a directory"), "{e}");
     let e = mount_error(&["mount", "-o", &opts("l", "u", "u/inner"), &p("m")]);
     assert!(e.contains("must not be inside one another"), "{e}");
+    let e = mount_error(&["mount", "-o", &opts("u/inner", "u", "w"), &p("m")]);
+    assert!(e.contains("u/inner is the upper dir") && e.contains("must not overlap"), "{e}");
+    let e = mount_error(&["mount", "-o", &opts("w", "u", "w"), &p("m")]);
+    assert!(e.contains("is the work dir") && e.contains("must not overlap"), "{e}");
+    let e = mount_error(&["mount", "-o", &format!("lowerdir={}", p("l")), &p("nomnt")]);
+    assert!(e.contains("nomnt: no such directory"), "{e}");
     assert!(Command::new("mount").args(["-t", "tmpfs", "tmpfs", &p("tmpfs")]).status().unwrap().success());
     let e = mount_error(&["mount", "-o", &opts("l", "u", "tmpfs"), &p("m")]);
     Command::new("umount").arg(p("tmpfs")).status().unwrap();

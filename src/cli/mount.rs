@@ -229,7 +229,14 @@ fn serve(mut session: Session<StrataFuse>, mut signals: signal_hook::iterator::S
 }
 
 fn check_mountpoint(mnt: &Path) -> anyhow::Result<()> {
-    let md = std::fs::metadata(mnt).with_context(|| format!("mount point {}", mnt.display()))?;
+    let md = match std::fs::metadata(mnt) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("mount point {}: no such directory", mnt.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("mount point {}: permission denied", mnt.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("mount point {}", mnt.display())),
+    };
     if !md.is_dir() {
         bail!("mount point {}: not a directory", mnt.display());
     }
