@@ -27,6 +27,14 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// The per-mount options of the mount on `p` (mountinfo's sixth field), e.g. `rw,nosuid,nodev`.
+fn mount_flags(p: &Path) -> String {
+    let p = p.canonicalize().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == p.to_str()).unwrap_or_default().to_string();
+    line.split(' ').nth(5).unwrap_or_default().to_string()
+}
+
 fn is_mounted(p: &Path) -> bool {
     let p = p.canonicalize().unwrap();
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == p.to_str())
@@ -135,6 +143,8 @@ fn root_fuse_overlayfs_command_line_and_mount_helper_forms() {
     let out = run(Command::new(strata()).args(["-o", &opts("u", "w")]).arg(t.path().join("m")));
     assert!(out.status.success());
     assert_eq!(std::fs::read(t.path().join("m/f")).unwrap(), b"lower");
+    let flags = mount_flags(&t.path().join("m"));
+    assert!(flags.contains("nosuid") && flags.contains("nodev"), "FUSE's defaults unless asked: {flags}");
     run(Command::new(strata()).arg("umount").arg(t.path().join("m")));
     assert!(!is_mounted(&t.path().join("m")));
     // mount -t fuse.strata without a helper of its own: mount(8) runs fuse3's mount.fuse, which
@@ -151,6 +161,8 @@ fn root_fuse_overlayfs_command_line_and_mount_helper_forms() {
         cmd.args(["-o", &format!("rw,{},dev,suid", opts("u", "w")), "-t", "fuse.strata"]);
         assert!(run(&mut cmd).status.success(), "mount -t fuse.strata through mount.fuse failed");
         assert_eq!(std::fs::read(t.path().join("m/f")).unwrap(), b"lower");
+        let flags = mount_flags(&t.path().join("m"));
+        assert!(!flags.contains("nosuid") && !flags.contains("nodev"), "suid,dev asked: {flags}");
         run(Command::new(strata()).arg("umount").arg(t.path().join("m")));
         assert!(!is_mounted(&t.path().join("m")));
     }
