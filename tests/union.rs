@@ -45,10 +45,17 @@ fn differential(layers: &[Vec<Entry>], ops: &[Op]) -> Vec<String> {
     let klowers = build_layers(t, "kl", &klayers);
     let (su, sw, sm) = (t.join("s/u"), t.join("s/w"), t.join("s/m"));
     let (ku, kw, km) = (t.join("k/u"), t.join("k/w"), t.join("k/m"));
-    let ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
-    let mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
+    let mut ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
+    let mut mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
     let mut problems = Vec::new();
     for (i, op) in ops.iter().enumerate() {
+        if let Op::Remount = op {
+            ms.unmount();
+            mk.unmount();
+            ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
+            mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
+            continue;
+        }
         let (rs, rk) = (run_op(&ms.mnt, op), run_op(&mk.mnt, op));
         if rs != rk {
             problems.push(format!("op {i} {op:?}: strata={rs:?} kernel={rk:?}"));
@@ -484,6 +491,7 @@ fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
         let p = paths[rng.random_range(0..paths.len())].clone();
         let q = paths[rng.random_range(0..paths.len())].clone();
         ops.push(match rng.random_range(0..30) {
+            21 if rng.random_range(0..3) == 0 => Op::Remount,
             21 => Op::SeekDir(p),
             22 => Op::Mknod(p, None),
             23 => Op::MknodWhiteout(p),

@@ -311,3 +311,29 @@ fn new_objects_get_the_callers_umask_and_no_whiteout_can_be_made() {
     let wh = NewObject::Node { mode: libc::S_IFCHR | 0o644, rdev: 0 };
     assert_eq!(ov.create(&Ctx::ROOT, ROOT, OsStr::new("w"), wh).err(), Some(Errno::PERM));
 }
+
+#[test]
+fn where_whiteout_devices_are_refused_wh_files_are_written_and_read() {
+    let f = Fixture::new(1);
+    f.file("l0/d/f", "lower");
+    f.file("l0/d/sub/x", "");
+    let mut ov = f.overlay();
+    if let Some(upper) = ov.stack.upper.as_mut() {
+        upper.whiteouts = super::layers::WhiteoutMode::WhFile;
+    }
+    let d = ino_of(&ov, "d").unwrap();
+    ov.unlink(d, OsStr::new("f")).unwrap();
+    assert!(f.p("upper/d/.wh.f").is_file(), "an empty .wh.f file");
+    assert!(!f.p("upper/d/f").exists());
+    assert_eq!(ino_of(&ov, "d/f"), Err(Errno::NOENT));
+    ov.unlink(ino_of(&ov, "d/sub").unwrap(), OsStr::new("x")).unwrap();
+    ov.rmdir(d, OsStr::new("sub")).unwrap();
+    ov.create(&Ctx::ROOT, d, OsStr::new("sub"), NewObject::Dir { mode: 0o755 }).unwrap();
+    assert!(f.p("upper/d/sub/.wh..wh..opq").is_file(), "opaque by marker file, not xattr");
+    assert!(!f.p("upper/d/.wh.sub").exists(), "the name's .wh. file goes when it is made again");
+    assert_eq!(names(&ov, ino_of(&ov, "d/sub").unwrap()), [".", ".."]);
+    ov.create(&Ctx::ROOT, d, OsStr::new("f"), NewObject::File { mode: 0o644, flags: libc::O_RDWR }).unwrap();
+    assert!(!f.p("upper/d/.wh.f").exists());
+    assert_eq!(names(&ov, d), [".", "..", "f", "sub"]);
+    assert!(work_is_clean(&f));
+}

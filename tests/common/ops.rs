@@ -46,6 +46,8 @@ pub enum Op {
     UnlinkedMeta(String),
     /// `mknod` of a character device 0/0 (a whiteout, which a union refuses to make).
     MknodWhiteout(String),
+    /// Unmount and mount again (the differential runner does it; elsewhere a no-op).
+    Remount,
     /// Runs the operation and tells, for each path, whether its mtime (`M`) and ctime (`C`)
     /// changed (`m`, `c`: unchanged; `-`: missing before or after).
     Changes(Vec<String>, Box<Op>),
@@ -230,6 +232,7 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
         }
         Op::SeekDir(d) => seekdir(&p(d)),
         Op::Sh(uid, gid, script) => sh(root, *uid, *gid, script),
+        Op::Remount => Ok(String::new()),
         Op::Changes(paths, op) => {
             let times = || paths.iter().map(|x| std::fs::symlink_metadata(p(x)).ok()).collect::<Vec<_>>();
             let before = times();
