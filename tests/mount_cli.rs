@@ -27,6 +27,14 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// The per-mount options of the mount on `p` (mountinfo's sixth field), e.g. `rw,nosuid,nodev`.
+fn mount_flags(p: &Path) -> String {
+    let p = p.canonicalize().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == p.to_str()).unwrap_or_default().to_string();
+    line.split(' ').nth(5).unwrap_or_default().to_string()
+}
+
 fn is_mounted(p: &Path) -> bool {
     let p = p.canonicalize().unwrap();
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == p.to_str())
@@ -57,6 +65,12 @@ fn root_bad_setup_gets_one_clear_line_and_a_failure_status() {
     assert!(e.contains("notdir") && e.contains("not a directory"), "{e}");
     let e = mount_error(&["mount", "-o", &opts("l", "u", "u/inner"), &p("m")]);
     assert!(e.contains("must not be inside one another"), "{e}");
+    let e = mount_error(&["mount", "-o", &opts("u/inner", "u", "w"), &p("m")]);
+    assert!(e.contains("u/inner is the upper dir") && e.contains("must not overlap"), "{e}");
+    let e = mount_error(&["mount", "-o", &opts("w", "u", "w"), &p("m")]);
+    assert!(e.contains("is the work dir") && e.contains("must not overlap"), "{e}");
+    let e = mount_error(&["mount", "-o", &format!("lowerdir={}", p("l")), &p("nomnt")]);
+    assert!(e.contains("nomnt: no such directory"), "{e}");
     assert!(Command::new("mount").args(["-t", "tmpfs", "tmpfs", &p("tmpfs")]).status().unwrap().success());
     let e = mount_error(&["mount", "-o", &opts("l", "u", "tmpfs"), &p("m")]);
     Command::new("umount").arg(p("tmpfs")).status().unwrap();
@@ -129,10 +143,30 @@ fn root_fuse_overlayfs_command_line_and_mount_helper_forms() {
     let out = run(Command::new(strata()).args(["-o", &opts("u", "w")]).arg(t.path().join("m")));
     assert!(out.status.success());
     assert_eq!(std::fs::read(t.path().join("m/f")).unwrap(), b"lower");
+    let flags = mount_flags(&t.path().join("m"));
+    assert!(flags.contains("nosuid") && flags.contains("nodev"), "FUSE's defaults unless asked: {flags}");
     run(Command::new(strata()).arg("umount").arg(t.path().join("m")));
     assert!(!is_mounted(&t.path().join("m")));
-    // mount -t fuse.strata, through /sbin/mount.fuse.strata.
+    // mount -t fuse.strata without a helper of its own: mount(8) runs fuse3's mount.fuse, which
+    // runs `strata none MNT -o OPTS` found on the (standard) PATH. Run here with a PATH that
+    // has this build, as mount(8) would run it.
     let helper = Path::new("/sbin/mount.fuse.strata");
+    {
+        let bin = t.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(strata(), bin.join("strata")).unwrap();
+        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        let mut cmd = Command::new("/sbin/mount.fuse");
+        cmd.env("PATH", path).args(["none"]).arg(t.path().join("m"));
+        cmd.args(["-o", &format!("rw,{},dev,suid", opts("u", "w")), "-t", "fuse.strata"]);
+        assert!(run(&mut cmd).status.success(), "mount -t fuse.strata through mount.fuse failed");
+        assert_eq!(std::fs::read(t.path().join("m/f")).unwrap(), b"lower");
+        let flags = mount_flags(&t.path().join("m"));
+        assert!(!flags.contains("nosuid") && !flags.contains("nodev"), "suid,dev asked: {flags}");
+        run(Command::new(strata()).arg("umount").arg(t.path().join("m")));
+        assert!(!is_mounted(&t.path().join("m")));
+    }
+    // mount -t fuse.strata, through /sbin/mount.fuse.strata.
     let installed = !helper.exists();
     if installed {
         std::os::unix::fs::symlink(strata(), helper).unwrap();
@@ -177,6 +211,102 @@ fn root_sigterm_unmounts_cleanly() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!is_mounted(&t.path().join("m")));
+}
+
+/// Waits until `mnt` is mounted (or not, with `mounted: false`); false on timeout.
+fn wait_mounted(mnt: &Path, mounted: bool) -> bool {
+    for _ in 0..200 {
+        if is_mounted(mnt) == mounted {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// The pid of the Strata daemon serving `mnt`.
+fn daemon_of(mnt: &Path) -> Option<i32> {
+    let want = mnt.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        (args.first()?.ends_with(b"strata") && args.contains(&want)).then_some(pid)
+    })
+}
+
+#[test]
+fn root_debug_mode_logs_in_the_foreground_and_a_background_daemon_unmounts_on_sigterm() {
+    if !require_root("root_debug_mode_logs_in_the_foreground_and_a_background_daemon_unmounts_on_sigterm") {
+        return;
+    }
+    let t = tmp();
+    dirs(t.path(), &["l", "m"]);
+    let m = t.path().join("m");
+    // -o debug (fuse-overlayfs' spelling of -d): foreground, debug lines on stderr.
+    let log = t.path().join("debug.log");
+    let mut child = Command::new(strata())
+        .args(["mount", "-o"])
+        .arg(format!("debug,lowerdir={}", t.path().join("l").display()))
+        .arg(&m)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_mounted(&m, true), "the foreground mount did not appear");
+    std::fs::read_dir(&m).unwrap().count();
+    assert!(run(Command::new(strata()).arg("umount").arg(&m)).status.success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("strata[debug]:"), "no debug lines in:\n{text}");
+    // Background (the default): the command returns once mounted; SIGTERM to the daemon unmounts.
+    let out = run(Command::new(strata()).args(["mount", "--lower"]).arg(t.path().join("l")).arg(&m));
+    assert!(out.status.success() && is_mounted(&m), "background mount not ready when the command returned");
+    let pid = daemon_of(&m).expect("no daemon serving the mount");
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(wait_mounted(&m, false), "SIGTERM did not unmount");
+    for _ in 0..100 {
+        if rustix::process::test_kill_process(pid).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the daemon did not exit after SIGTERM");
+}
+
+#[test]
+fn root_rootless_mount_falls_back_to_wh_files_where_the_upper_refuses_whiteout_devices() {
+    if !require_root("root_rootless_mount_falls_back_to_wh_files_where_the_upper_refuses_whiteout_devices") {
+        return;
+    }
+    let t = tmp();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    build_layer(&t.path().join("l"), &[file("d/f", "lower"), file("d/gone", "x"), file("keep/old", "o")]);
+    dirs(t.path(), &["il", "iu", "iw", "x", "m"]);
+    let bin = t.path().join("strata");
+    std::fs::copy(strata(), &bin).unwrap();
+    let chown = Command::new("chown").args(["-R", "65534:65534", "."]).current_dir(t.path()).status();
+    assert!(chown.unwrap().success());
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The upper dir lives in a kernel overlay mounted in the namespace: overlayfs refuses to make
+    // whiteout devices in its view (EPERM), and passes user.* xattrs through.
+    let script = "set -e; mount -t overlay overlay -o lowerdir=il,upperdir=iu,workdir=iw x; mkdir x/u x/w; \
+         ./strata mount -o lowerdir=l,upperdir=x/u,workdir=x/w m; \
+         rm m/d/gone; rm -r m/keep; mkdir m/keep; touch m/keep/new; umount m; \
+         ls -A x/u/d x/u/keep; ./strata mount -o lowerdir=l,upperdir=x/u,workdir=x/w m; \
+         ls -A m m/d m/keep; umount m";
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "--user", "--map-root-user", "--mount"])
+        .args(["sh", "-c", script])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "rootless run failed: {stderr}");
+    assert!(stderr.contains("refuses whiteout devices: deletions are written as .wh. files"), "{stderr}");
+    let want = "x/u/d:\n.wh.gone\n\nx/u/keep:\n.wh..wh..opq\nnew\n\
+                m:\nd\nkeep\n\nm/d:\nf\n\nm/keep:\nnew\n";
+    assert_eq!(stdout, want);
 }
 
 #[test]

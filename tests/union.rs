@@ -45,10 +45,17 @@ fn differential(layers: &[Vec<Entry>], ops: &[Op]) -> Vec<String> {
     let klowers = build_layers(t, "kl", &klayers);
     let (su, sw, sm) = (t.join("s/u"), t.join("s/w"), t.join("s/m"));
     let (ku, kw, km) = (t.join("k/u"), t.join("k/w"), t.join("k/m"));
-    let ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
-    let mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
+    let mut ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
+    let mut mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
     let mut problems = Vec::new();
     for (i, op) in ops.iter().enumerate() {
+        if let Op::Remount = op {
+            ms.unmount();
+            mk.unmount();
+            ms = mount(Fs::Strata, &lowers, Some(&su), Some(&sw), &sm);
+            mk = mount(Fs::Kernel, &klowers, Some(&ku), Some(&kw), &km);
+            continue;
+        }
         let (rs, rk) = (run_op(&ms.mnt, op), run_op(&mk.mnt, op));
         if rs != rk {
             problems.push(format!("op {i} {op:?}: strata={rs:?} kernel={rk:?}"));
@@ -316,6 +323,121 @@ fn root_open_files_across_unlink_and_copy_up() {
     check("root_open_files_across_unlink_and_copy_up", &base(), &ops);
 }
 
+/// A default ACL (`system.posix_acl_default`) giving user 1234 and everyone rwx.
+fn default_acl() -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, id) in [(1u16, u32::MAX), (2, 1234), (4, u32::MAX), (0x10, u32::MAX), (0x20, u32::MAX)] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&7u16.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Layers with what permission checks look at: sticky, set-gid and public dirs, files of
+/// several owners, a trusted xattr, a directory with a default ACL.
+fn permission_layers() -> Vec<Vec<Entry>> {
+    vec![
+        vec![file("top", "t"), Entry::Dir("pub", 0o777)],
+        vec![
+            Entry::Dir("sticky", 0o1777),
+            Entry::File(s("sticky/userfile"), b"u".to_vec(), 0o666),
+            Entry::Owner(s("sticky/userfile"), 1000, 1000),
+            Entry::Dir("sgid", 0o2777),
+            Entry::Owner(s("sgid"), 0, 100),
+            Entry::File(s("pub/shared"), b"s".to_vec(), 0o666),
+            Entry::File(s("pub/mine"), b"m".to_vec(), 0o644),
+            Entry::Owner(s("pub/mine"), 1000, 1000),
+            file("ro", "r"),
+            Entry::Xattr(s("ro"), s("trusted.t"), b"1".to_vec()),
+            Entry::Xattr(s("ro"), s("user.u"), b"2".to_vec()),
+            file("acld/gone", "g"),
+            Entry::Xattr(s("acld"), s("system.posix_acl_default"), default_acl()),
+            file("d/low", "low"),
+        ],
+    ]
+}
+
+#[test]
+fn root_permission_checks_umask_and_default_acls_as_the_kernel_has_them() {
+    let sh = |uid: u32, script: &str| Op::Sh(uid, uid, script.to_string());
+    let ops = vec![
+        sh(0, "umask 002; touch u1; mkdir u2; mkfifo u3; stat -c '%n %a' u1 u2 u3"),
+        sh(0, "umask 0; touch u4; mkdir u5; mkfifo u6; stat -c '%n %a' u4 u5 u6"),
+        sh(0, "umask 077; touch u7; mkdir u8; stat -c '%n %a' u7 u8"),
+        sh(1000, "umask 0; touch sgid/f; mkdir sgid/d; stat -c '%n %a %u:%g' sgid/f sgid/d"),
+        sh(1000, "umask 022; touch pub/new; stat -c '%n %a %u:%g' pub/new"),
+        sh(1000, "touch d/nope"),
+        sh(1001, "rm sticky/userfile"),
+        sh(1001, "mv sticky/userfile sticky/x"),
+        sh(1000, "rm sticky/userfile && ls sticky"),
+        sh(1000, "chmod 600 ro"),
+        sh(1000, "chown 1000 pub/mine"),
+        sh(1000, "chmod 2755 pub/mine; stat -c '%a' pub/mine"),
+        sh(1001, "touch pub/shared && touch -d @5 pub/shared"),
+        sh(1001, "touch -d @5 pub/mine"),
+        sh(1000, "getfattr -m - ro"),
+        sh(0, "getfattr -m - ro"),
+        sh(1000, "getfattr -n trusted.t ro"),
+        sh(1000, "mknod pub/wh c 0 0"),
+        Op::MknodWhiteout(s("d/wh")),
+        Op::Stat(s("d/wh")),
+        sh(0, "n=$(printf '%0255d' 0); touch $n && ls && rm $n && mkdir $n && rmdir $n && echo ok"),
+        sh(0, "n=$(printf '%0256d' 0); touch $n"),
+        sh(0, "umask 077; touch acld/f; mkdir acld/s; stat -c '%n %a' acld/f acld/s"),
+        sh(0, "getfattr -e hex -n system.posix_acl_access acld/f acld/s"),
+        sh(0, "getfattr -e hex -n system.posix_acl_default acld/s"),
+        // Over a whiteout the object is built in the work dir: the ACL must still be inherited.
+        sh(0, "rm acld/gone; umask 077; touch acld/gone; stat -c '%n %a' acld/gone"),
+        sh(0, "getfattr -e hex -n system.posix_acl_access acld/gone"),
+        sh(
+            0,
+            &format!("setfattr -n system.posix_acl_default -v 0x{} pub; umask 077; mkdir pub/a", hex(&default_acl())),
+        ),
+        sh(0, "stat -c '%n %a' pub/a; getfattr -e hex -n system.posix_acl_default pub/a"),
+        Op::UnlinkedMeta(s("d/low")),
+        Op::UnlinkedMeta(s("top")),
+    ];
+    check("root_permission_checks_umask_and_default_acls_as_the_kernel_has_them", &permission_layers(), &ops);
+}
+
+#[test]
+fn root_times_change_where_the_kernel_changes_them() {
+    let ch = |paths: &[&str], op: Op| Op::Changes(paths.iter().map(|p| s(p)).collect(), Box::new(op));
+    let ops = vec![
+        ch(&["d", ""], Op::Write(s("d/n1"), b"1".to_vec())),
+        ch(&["d", "d/top"], Op::Append(s("d/top"), b"+".to_vec())),
+        ch(&["d", "d/both"], Op::Write(s("d/both"), b"w".to_vec())),
+        ch(&["d", ""], Op::Mkdir(s("d/nd"), 0o755)),
+        ch(&["d", "d/nd"], Op::Mkdir(s("d/nd"), 0o755)),
+        ch(&["d"], Op::Mkfifo(s("d/nf"))),
+        ch(&["d"], Op::Symlink(s("x"), s("d/ns"))),
+        ch(&["d", "d/low", "deep"], Op::Link(s("d/low"), s("deep/nl"))),
+        ch(&["d", "d/low"], Op::Link(s("d/low"), s("d/n1"))),
+        ch(&["d", "hl/two", "hl"], Op::Unlink(s("hl/one"))),
+        ch(&["d", ""], Op::Rmdir(s("d/nd"))),
+        ch(&["d", "d/exe"], Op::Rename(s("d/exe"), s("d/exe2"), 0)),
+        ch(&["d", "deep", "deep/x"], Op::Rename(s("d/exe2"), s("deep/x"), 0)),
+        ch(&["", "deep", "deep/e"], Op::Rename(s("emptydir"), s("deep/e"), 0)),
+        ch(&["", "deep/a", "deep/a/b"], Op::Rename(s("deep/a/b"), s("deep/a/b2"), 0)),
+        ch(&["", "opq", "opq2"], Op::Rename(s("opq"), s("opq2"), 2)),
+        ch(&["d", "d/top"], Op::Chmod(s("d/top"), 0o600)),
+        ch(&["d/top"], Op::Chmod(s("d/top"), 0o600)),
+        ch(&["d/top"], Op::Sh(0, 0, s("perl -e 'chown(-1, -1, \"d/top\") or die \"$!\"'"))),
+        ch(&["deep/a", "deep/a/b2", "deep"], Op::Utimes(s("deep/a/b2"), 3)),
+        ch(&["deep/a/b2/c"], Op::Truncate(s("deep/a/b2/c/file"), 1)),
+        ch(&["deep/a/b2/c/file"], Op::Truncate(s("deep/a/b2/c/file"), 1)),
+        ch(&["d/both", "d"], Op::SetXattr(s("d/both"), s("user.t"), b"1".to_vec())),
+        ch(&["d/both"], Op::RemoveXattr(s("d/both"), s("user.none"))),
+        ch(&["dev", "dev/null"], Op::Chown(s("dev/null"), 1, 1)),
+    ];
+    check("root_times_change_where_the_kernel_changes_them", &base(), &ops);
+}
+
 /// A random layer set and operation sequence, reproducible from `seed`.
 fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -368,7 +490,17 @@ fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
     for _ in 0..rng.random_range(10..40) {
         let p = paths[rng.random_range(0..paths.len())].clone();
         let q = paths[rng.random_range(0..paths.len())].clone();
-        ops.push(match rng.random_range(0..21) {
+        ops.push(match rng.random_range(0..30) {
+            21 if rng.random_range(0..3) == 0 => Op::Remount,
+            21 => Op::SeekDir(p),
+            22 => Op::Mknod(p, None),
+            23 => Op::MknodWhiteout(p),
+            24 => Op::ListXattr(p),
+            25 => Op::OpenUnlinked(p),
+            26 => Op::UnlinkedMeta(p),
+            27 => Op::ReadOldThenWrite(p),
+            28 => Op::Sh(1000, 1000, format!("umask 002; echo u >> {p}; mkdir {q}; stat -c '%a %u:%g' {p} {q}")),
+            29 => Op::Sh(0, 0, format!("umask 027; mkdir {p}/n && touch {p}/n/f; stat -c '%a' {p}/n {p}/n/f")),
             17 => Op::Utimes(p, 1_000_000),
             18 => Op::RemoveXattr(p, "user.x".into()),
             19 => Op::GetXattr(p, "user.x".into()),
@@ -384,7 +516,7 @@ fn random_case(seed: u64) -> (Vec<Vec<Entry>>, Vec<Op>) {
             8 => Op::Rename(p, q, [0, 0, 1, 2][rng.random_range(0..4)]),
             9 => Op::Link(p, q),
             10 => Op::Symlink("x".into(), p),
-            11 => Op::Chmod(p, 0o700),
+            11 => Op::Chmod(p, [0o700, 0o777, 0o1777, 0o2755, 0o600][rng.random_range(0..5)]),
             12 => Op::Truncate(p, 1),
             13 => Op::SetXattr(p, "user.r".into(), b"1".to_vec()),
             14 => Op::List(String::new()),
@@ -425,10 +557,16 @@ fn root_random_operation_sequences_seeds_300_to_450() {
     random_seeds("root_random_operation_sequences_seeds_300_to_450", 300..450);
 }
 
-/// Replays one seed with its operations printed: `STRATA_SEED=N cargo test --test union replay -- --nocapture`.
+/// Replays one seed with its operations printed: `STRATA_SEED=N cargo test --test union replay -- --nocapture`;
+/// or runs a range of seeds beyond the ones CI runs: `STRATA_SEED=1000..5000`.
 #[test]
 fn replay_one_seed_from_env() {
     let Ok(seed) = std::env::var("STRATA_SEED") else { return };
+    if let Some((a, b)) = seed.split_once("..") {
+        let range =
+            a.parse().expect("STRATA_SEED=A..B with numbers")..b.parse().expect("STRATA_SEED=A..B with numbers");
+        return random_seeds("replay_one_seed_from_env", range);
+    }
     let seed: u64 = seed.parse().expect("STRATA_SEED must be a number");
     let (layers, ops) = random_case(seed);
     eprintln!("layers: {layers:#?}\nops: {ops:#?}");

@@ -174,28 +174,14 @@ fn usage_line(rendered: &str) -> String {
 
 /// Accepts the other ways Strata is started:
 /// - as `mount.fuse.strata SOURCE MNT -o OPTS` (by `mount -t fuse.strata`);
+/// - as `strata SOURCE MNT -o OPTS` (by `mount -t fuse.strata` through fuse3's `mount.fuse`,
+///   when no `mount.fuse.strata` exists and `strata` is on the PATH);
 /// - as a fuse-overlayfs stand-in, `strata -o lowerdir=... MNT` (podman's `mount_program`).
 fn normalize_args(mut args: Vec<OsString>) -> Vec<OsString> {
     let argv0 = args.first().cloned().unwrap_or_default();
     let base = std::path::Path::new(&argv0).file_name().unwrap_or_default().to_string_lossy().into_owned();
-    if base.starts_with("mount.fuse") || base.starts_with("mount.strata") {
-        // mount(8) passes: SOURCE MOUNTPOINT [-o OPTS] [-n] [-s] [-f] [-v]
-        let mut out = vec![OsString::from("strata"), OsString::from("mount")];
-        let mut positional = Vec::new();
-        let mut it = args.into_iter().skip(1);
-        while let Some(a) = it.next() {
-            match a.to_str() {
-                Some("-o") => {
-                    out.push(a);
-                    out.extend(it.next());
-                }
-                Some("-n") | Some("-s") | Some("-v") | Some("-f") => {}
-                _ => positional.push(a),
-            }
-        }
-        // The source ("none", or the layers' name) is not needed: the layers come in -o.
-        out.extend(positional.into_iter().skip(1));
-        return out;
+    if base.starts_with("mount.fuse") || base.starts_with("mount.strata") || is_mount_fuse_form(&args) {
+        return helper_form(args);
     }
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     if first.starts_with("-o") || (first.starts_with('-') && !first.starts_with("--") && first != "-h" && first != "-V")
@@ -231,6 +217,36 @@ fn image_mount_form(mut args: Vec<OsString>) -> Vec<OsString> {
         args.insert(i, OsString::from("image"));
     }
     args
+}
+
+/// Whether `args` are `SOURCE MNT -o OPTS` (what fuse3's `mount.fuse` passes): the first is no
+/// option and no verb, and an `-o` follows.
+fn is_mount_fuse_form(args: &[OsString]) -> bool {
+    use clap::CommandFactory;
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else { return false };
+    let verb =
+        Cli::command().get_subcommands().any(|c| c.get_name() == first || c.get_all_aliases().any(|a| a == first));
+    !first.starts_with('-') && !verb && args.iter().skip(2).any(|a| a == "-o")
+}
+
+/// The mount helper's arguments, `SOURCE MOUNTPOINT [-o OPTS] [-n] [-s] [-f] [-v]`, as `strata mount`'s.
+fn helper_form(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = vec![OsString::from("strata"), OsString::from("mount")];
+    let mut positional = Vec::new();
+    let mut it = args.into_iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("-o") => {
+                out.push(a);
+                out.extend(it.next());
+            }
+            Some("-n") | Some("-s") | Some("-v") | Some("-f") => {}
+            _ => positional.push(a),
+        }
+    }
+    // The source ("none", or the layers' name) is not needed: the layers come in -o.
+    out.extend(positional.into_iter().skip(1));
+    out
 }
 
 /// An error chain as one line: "context: cause: cause".
@@ -323,5 +339,11 @@ mod tests {
             normalize_args(v(&["/sbin/mount.fuse.strata", "none", "/mnt", "-o", "rw,lowerdir=a"])),
             v(&["strata", "mount", "-o", "rw,lowerdir=a", "/mnt"])
         );
+        assert_eq!(
+            normalize_args(v(&["/usr/local/bin/strata", "none", "/mnt", "-o", "rw,lowerdir=a,dev,suid"])),
+            v(&["strata", "mount", "-o", "rw,lowerdir=a,dev,suid", "/mnt"])
+        );
+        let verb = v(&["strata", "run", "img", "sh", "-o", "x"]);
+        assert_eq!(normalize_args(verb.clone()), verb);
     }
 }

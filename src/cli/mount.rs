@@ -33,9 +33,12 @@ pub struct MountArgs {
     /// Stay in the foreground and log to stderr.
     #[arg(short = 'f', long)]
     foreground: bool,
-    /// Debug logging (implies -f).
+    /// Debug logging (implies -f; also `-o debug`).
     #[arg(short = 'd', long)]
     debug: bool,
+    /// Serve with one thread (as fuse-overlayfs' `-s`).
+    #[arg(short = 's')]
+    single_thread: bool,
     /// Print one line per copy-up, whiteout and opaque directory as they happen (implies -f).
     #[arg(long)]
     trace: bool,
@@ -66,6 +69,10 @@ impl MountArgs {
         if let Some(t) = self.threads {
             spec.threads = Some(t.max(1));
         }
+        if self.single_thread {
+            spec.threads = Some(1);
+        }
+        spec.debug |= self.debug;
         if spec.read_only {
             spec.stack.upper = None;
             spec.stack.work = None;
@@ -77,8 +84,8 @@ impl MountArgs {
 /// Mounts; returns once the mount is ready (or, in the foreground, once it is unmounted).
 pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
     let spec = a.spec()?;
-    let mode = if a.foreground || a.debug || a.trace {
-        RunMode::Foreground { debug: a.debug, trace: a.trace }
+    let mode = if a.foreground || spec.debug || a.trace {
+        RunMode::Foreground { debug: spec.debug, trace: a.trace }
     } else {
         RunMode::Background
     };
@@ -222,7 +229,14 @@ fn serve(mut session: Session<StrataFuse>, mut signals: signal_hook::iterator::S
 }
 
 fn check_mountpoint(mnt: &Path) -> anyhow::Result<()> {
-    let md = std::fs::metadata(mnt).with_context(|| format!("mount point {}", mnt.display()))?;
+    let md = match std::fs::metadata(mnt) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("mount point {}: no such directory", mnt.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("mount point {}: permission denied", mnt.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("mount point {}", mnt.display())),
+    };
     if !md.is_dir() {
         bail!("mount point {}: not a directory", mnt.display());
     }

@@ -31,6 +31,8 @@ pub struct MountSpec {
     pub read_only: bool,
     /// Inodes kept before the kernel is asked to drop the oldest (`cache_entries=`).
     pub cache_entries: Option<usize>,
+    /// `debug`: debug logging in the foreground (as `-d`).
+    pub debug: bool,
 }
 
 /// Options that fuse-overlayfs or the kernel accept and that need nothing from Strata.
@@ -88,7 +90,13 @@ const REFUSED: &[(&str, &str)] = &[
     ("plugins", "fuse-overlayfs plugins are not supported"),
     ("metacopy=on", "metadata-only copy-up is not implemented"),
     ("xattr_permissions", "xattr permission modes are not implemented"),
+    ("noxattrs=1", "extended attributes cannot be turned off"),
     ("datadir", "data-only layers are not implemented"),
+    ("datadir+", "data-only layers are not implemented"),
+    ("nfs_export=on", "NFS export is not implemented"),
+    ("verity=on", "fs-verity of metadata-only copies is not implemented"),
+    ("verity=require", "fs-verity of metadata-only copies is not implemented"),
+    ("auto_unmount", "unmount with `strata umount`, umount or SIGTERM to the daemon"),
 ];
 
 /// Splits an `-o` string on unescaped commas (`\,` is a literal comma; other escapes are kept).
@@ -157,7 +165,11 @@ impl MountSpec {
                     need()?.parse().with_context(|| format!("timeout={}: not a number", need().unwrap_or("")))?;
                 self.timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
             }
-            "threaded" | "threads" => {
+            "debug" => self.debug = true,
+            "max_idle_threads" => {
+                need()?.parse::<i64>().with_context(|| format!("{key}: not a number"))?;
+            }
+            "threaded" | "threads" | "max_threads" => {
                 let n: usize = need()?.parse().with_context(|| format!("{key}: not a number"))?;
                 self.threads = Some(n.max(1));
             }
@@ -231,5 +243,19 @@ mod tests {
         s.apply("fsync=0").unwrap();
         assert!(s.stack.volatile);
         assert_eq!(s.stack.lowers.len(), 2);
+    }
+
+    #[test]
+    fn takes_every_option_fuse_overlayfs_takes_or_names_why_not() {
+        let mut s = MountSpec::default();
+        for ok in ["debug", "max_threads=4", "max_idle_threads=-1", "clone_fd", "noxattrs=0", "static_nlink", "noacl"] {
+            s.apply(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        assert!(s.debug);
+        assert_eq!(s.threads, Some(4));
+        for no in ["noxattrs=1", "auto_unmount", "squash_to_root", "plugins=a", "datadir+=/x", "nfs_export=on"] {
+            let e = s.apply(no).unwrap_err().to_string();
+            assert!(e.contains(no) && e.contains("not supported"), "{no}: {e}");
+        }
     }
 }

@@ -92,6 +92,10 @@ impl SetAttr {
     fn changes_times(&self) -> bool {
         self.atime.is_some() || self.mtime.is_some()
     }
+
+    fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.uid.is_none() && self.gid.is_none() && self.size.is_none() && !self.changes_times()
+    }
 }
 
 impl Overlay {
@@ -110,7 +114,7 @@ impl Overlay {
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
         let node = self.inodes.get(ino)?;
         if let Some(h) = fh.and_then(|fh| self.handles.file(fh).ok()) {
-            return Ok(attr_of(ino, &node.src(), &fd::stat_fd(h.file.as_fd())?));
+            return Ok(attr_of(node.ino, &node.src(), &fd::stat_fd(h.file.as_fd())?));
         }
         self.attr(&node)
     }
@@ -124,7 +128,9 @@ impl Overlay {
         let at = self.locate(&node)?;
         let st = at.stat()?;
         let kind = fd::kind_of(&st);
-        if set.uid.is_some() || set.gid.is_some() {
+        // A change of nothing (`chown(f, -1, -1)`) still marks the change time, as on any
+        // filesystem: a chown to the same ids does that.
+        if set.uid.is_some() || set.gid.is_some() || set.is_empty() {
             match at.name() {
                 Some(n) => fd::chown_at(at.dir(), n, set.uid, set.gid)?,
                 None => fd::chown_fd(at.dir(), set.uid, set.gid)?,
@@ -161,7 +167,7 @@ impl Overlay {
     pub(crate) fn open_obj(&self, at: &super::lookup::At, flags: OFlags) -> Result<std::os::fd::OwnedFd> {
         match at.name() {
             Some(n) => fd::open_at(at.dir(), n, flags, Mode::empty()),
-            None => fd::open_beneath(at.dir(), std::path::Path::new(""), flags, Mode::empty()),
+            None => fd::reopen(at.dir(), flags),
         }
     }
 

@@ -167,7 +167,7 @@ impl Overlay {
         let name = from.name().ok_or(Errno::INVAL)?;
         match fd::kind_of(st) {
             FileType::RegularFile => {
-                let src = File::from(fd::open_at(from.dir(), name, OFlags::RDONLY, Mode::empty())?);
+                let src = File::from(open_lower_for_copy(from.dir(), name)?);
                 let dst = File::from(fd::open_at(
                     work,
                     tmp,
@@ -247,7 +247,24 @@ impl Overlay {
         fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
         self.restore_times(parent, &pst);
         self.mark_impure(parent);
+        self.dir_changed(parent, &pst);
         Ok(())
+    }
+
+    /// Drops the kernel's cached attributes of the upper directory `dir` (stat `st`): an entry
+    /// Strata placed in it changed its change time behind the kernel's back.
+    fn dir_changed(&self, dir: BorrowedFd<'_>, st: &Stat) {
+        if self.invalidate.get().is_none() {
+            return;
+        }
+        let ino = self.ino_of(0, dir, None, st);
+        let nodeid = match self.inodes.get(super::inode::ROOT) {
+            Ok(root) if root.ino == ino => Some(root.nodeid),
+            _ => self.inodes.find_object(ino).map(|n| n.nodeid),
+        };
+        if let Some(n) = nodeid {
+            self.attr_changed(n);
+        }
     }
 
     /// Puts back a directory's times after Strata changed an entry the user did not.
@@ -287,6 +304,7 @@ impl Overlay {
         fd::link_at(from.dir(), from.name().ok_or(Errno::INVAL)?, parent.as_fd(), name)?;
         self.restore_times(parent.as_fd(), &pst);
         self.mark_impure(parent.as_fd());
+        self.dir_changed(parent.as_fd(), &pst);
         Ok(())
     }
 
@@ -295,6 +313,15 @@ impl Overlay {
         let layer = self.stack.layer(idx);
         let map = layer.hardlinks.get_or_init(|| scan_hardlinks(layer.fd()));
         map.get(&ino).map(|v| v.iter().filter(|p| p.as_path() != except).cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// Opens a lower file to copy its data without touching its access time (as the kernel's
+/// copy-up does); `O_NOATIME` needs ownership, so without it the plain open is used.
+fn open_lower_for_copy(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd> {
+    match fd::open_at(dir, name, OFlags::RDONLY | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => fd::open_at(dir, name, OFlags::RDONLY, Mode::empty()),
+        other => other,
     }
 }
 

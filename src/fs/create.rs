@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rustix::fs::{FileType, Mode, OFlags, RenameFlags, Stat};
 
+use super::acl;
 use super::inode::{DirLayer, Node, Src};
 use super::layers;
 use super::whiteout;
@@ -31,6 +32,19 @@ pub enum NewObject<'a> {
     Symlink { target: &'a OsStr },
 }
 
+impl NewObject<'_> {
+    /// The same object with `umask` taken from its permission bits.
+    fn masked(self, umask: u32) -> Self {
+        let keep = !(umask & 0o777);
+        match self {
+            NewObject::File { mode, flags } => NewObject::File { mode: mode & keep, flags },
+            NewObject::Dir { mode } => NewObject::Dir { mode: mode & keep },
+            NewObject::Node { mode, rdev } => NewObject::Node { mode: mode & keep, rdev },
+            s @ NewObject::Symlink { .. } => s,
+        }
+    }
+}
+
 /// The result of a create: the node, its stat and, for `NewObject::File`, the open file.
 pub struct Created {
     /// The new object's node (one lookup counted).
@@ -41,8 +55,15 @@ pub struct Created {
     pub file: Option<File>,
 }
 
-/// A new object's owner: (uid, gid).
-type Owner = (u32, u32);
+/// Who a new object belongs to, and what its parent's default ACL gives it.
+struct Birth<'a> {
+    uid: u32,
+    gid: u32,
+    /// The parent's default ACL, if it has one (then the umask does not apply).
+    acl: Option<&'a [u8]>,
+    /// Made straight in its parent (whose filesystem applies the ACL), not in the work dir.
+    in_place: bool,
+}
 
 /// What [`Overlay::make`] made: its type and, for a regular file, the open file.
 type Made = Result<(FileType, Option<File>)>;
@@ -68,17 +89,26 @@ impl Overlay {
         if self.find_child(&ppath, &layers, name)?.is_some() {
             return Err(Errno::EXIST);
         }
+        if let NewObject::Node { mode, rdev: 0 } = what
+            && mode & libc::S_IFMT == libc::S_IFCHR
+        {
+            // A character device 0/0 is a whiteout: the kernel refuses to make one in the view.
+            return Err(Errno::PERM);
+        }
         let slot = self.slot(&pnode, &layers, name)?;
         let pst = fd::stat_fd(slot.parent.as_fd())?;
         let (uid, gid) = owner_for(ctx, &pst);
+        let default_acl = acl::default_of(slot.parent.as_fd());
+        let what = what.masked(if default_acl.is_some() { 0 } else { ctx.umask });
+        let birth = Birth { uid, gid, acl: default_acl.as_deref(), in_place: !slot.whiteout };
         let opaque = slot.whiteout || slot.wh_file;
         let (kind, file) = if slot.whiteout {
-            self.create_over_whiteout(&slot, name, &what, uid, gid, &pst)?
+            self.create_over_whiteout(&slot, name, &what, &birth, &pst)?
         } else {
-            self.make(slot.parent.as_fd(), name, &what, (uid, gid), &pst, opaque)?
+            self.make(slot.parent.as_fd(), name, &what, &birth, &pst, opaque)?
         };
         if slot.wh_file {
-            fd::ok_if_missing(fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(name)))?;
+            whiteout::remove_wh_file(slot.parent.as_fd(), name)?;
         }
         if opaque && kind == FileType::Directory {
             self.trace(format_args!("opaque    /{}  (a new directory over a whiteout)", ppath.join(name).display()));
@@ -111,13 +141,12 @@ impl Overlay {
         slot: &Slot,
         name: &OsStr,
         what: &NewObject<'_>,
-        uid: u32,
-        gid: u32,
+        birth: &Birth<'_>,
         pst: &Stat,
     ) -> Result<(FileType, Option<File>)> {
         let work = self.stack.upper()?.work.as_fd();
         let tmp = self.tmp_name();
-        let made = self.make(work, &tmp, what, (uid, gid), pst, true);
+        let made = self.make(work, &tmp, what, birth, pst, true);
         let swapped = made.and_then(|r| {
             fd::rename_at(work, &tmp, slot.parent.as_fd(), name, RenameFlags::EXCHANGE)?;
             Ok(r)
@@ -135,34 +164,34 @@ impl Overlay {
         dir: BorrowedFd<'_>,
         name: &OsStr,
         what: &NewObject<'_>,
-        owner: Owner,
+        birth: &Birth<'_>,
         pst: &Stat,
         opaque: bool,
     ) -> Made {
         match *what {
-            NewObject::File { mode, flags } => self.make_file(dir, name, mode, flags, owner),
-            NewObject::Dir { mode } => self.make_dir(dir, name, mode, owner, pst, opaque),
-            NewObject::Node { mode, rdev } => self.make_node(dir, name, mode, rdev, owner),
+            NewObject::File { mode, flags } => self.make_file(dir, name, mode, flags, birth),
+            NewObject::Dir { mode } => self.make_dir(dir, name, mode, birth, pst, opaque),
+            NewObject::Node { mode, rdev } => self.make_node(dir, name, mode, rdev, birth),
             NewObject::Symlink { target } => {
                 fd::symlink_at(target, dir, name)?;
-                undo_on_error(dir, name, self.give_owner(dir, name, owner.0, owner.1))?;
+                undo_on_error(dir, name, self.give_owner(dir, name, birth.uid, birth.gid))?;
                 Ok((FileType::Symlink, None))
             }
         }
     }
 
-    fn make_file(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, flags: i32, owner: Owner) -> Made {
+    fn make_file(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, flags: i32, birth: &Birth<'_>) -> Made {
         let acc = OFlags::from_bits_retain((flags & libc::O_ACCMODE) as u32);
         let file = fd::open_at(dir, name, OFlags::CREATE | OFlags::EXCL | acc, Mode::from_raw_mode(mode & 0o7777))?;
-        undo_on_error(dir, name, self.own_new(dir, name, owner, mode))?;
+        undo_on_error(dir, name, self.own_new(dir, name, birth, mode, false))?;
         Ok((FileType::RegularFile, Some(File::from(file))))
     }
 
     /// A directory inherits the set-gid bit of its parent, as on any Linux filesystem.
-    fn make_dir(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, owner: Owner, pst: &Stat, opaque: bool) -> Made {
+    fn make_dir(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, b: &Birth<'_>, pst: &Stat, opaque: bool) -> Made {
         let mode = (mode & 0o7777) | (pst.st_mode & libc::S_ISGID);
         fd::mkdir_at(dir, name, mode)?;
-        let finished = self.own_new(dir, name, owner, mode).and_then(|()| {
+        let finished = self.own_new(dir, name, b, mode, true).and_then(|()| {
             if opaque {
                 let sub = fd::open_dir(dir, Path::new(name))?;
                 whiteout::set_opaque(self.stack.upper()?, sub.as_fd())?;
@@ -174,7 +203,7 @@ impl Overlay {
     }
 
     /// A FIFO, socket or device node; `mknod` of a regular file (or of type 0) makes an empty file.
-    fn make_node(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64, owner: Owner) -> Made {
+    fn make_node(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64, birth: &Birth<'_>) -> Made {
         let kind = if mode & libc::S_IFMT == 0 { FileType::RegularFile } else { FileType::from_raw_mode(mode) };
         if kind == FileType::RegularFile {
             let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY;
@@ -182,17 +211,27 @@ impl Overlay {
         } else {
             fd::mknod_at(dir, name, mode, rdev)?;
         }
-        undo_on_error(dir, name, self.own_new(dir, name, owner, mode))?;
+        undo_on_error(dir, name, self.own_new(dir, name, birth, mode, false))?;
         Ok((kind, None))
     }
 
-    /// Gives a new object its caller's owner; set-id bits are applied after the chown (which clears them).
-    fn own_new(&self, dir: BorrowedFd<'_>, name: &OsStr, (uid, gid): Owner, mode: u32) -> Result<()> {
-        self.give_owner(dir, name, uid, gid)?;
-        if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            fd::chmod_at(dir, name, mode)?;
+    /// Gives a new object its caller's owner and exactly the mode asked for: set-id bits are
+    /// applied after the chown (which clears them), and bits the daemon's own umask took are put
+    /// back. Under a default ACL the mode is the ACL's, applied here for objects built in the
+    /// work dir.
+    fn own_new(&self, dir: BorrowedFd<'_>, name: &OsStr, b: &Birth<'_>, mode: u32, is_dir: bool) -> Result<()> {
+        self.give_owner(dir, name, b.uid, b.gid)?;
+        let setid = mode & (libc::S_ISUID | libc::S_ISGID);
+        match b.acl {
+            Some(default) if !b.in_place => acl::apply(dir, name, default, mode, is_dir),
+            Some(_) if setid != 0 => {
+                let now = fd::stat_at(dir, name)?.st_mode & 0o1777;
+                fd::chmod_at(dir, name, now | setid)
+            }
+            Some(_) => Ok(()),
+            None if setid != 0 || mode & self.own_umask & 0o777 != 0 => fd::chmod_at(dir, name, mode),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Adds the name `newname` in `newparent` for the object `ino` (a hardlink).
@@ -226,7 +265,7 @@ impl Overlay {
             fd::link_at(from.dir(), from_name, slot.parent.as_fd(), newname)?;
         }
         if slot.wh_file {
-            fd::ok_if_missing(fd::unlink_at(slot.parent.as_fd(), &whiteout::wh_name(newname)))?;
+            whiteout::remove_wh_file(slot.parent.as_fd(), newname)?;
         }
         self.mark_impure(slot.parent.as_fd());
         let st = fd::stat_at(slot.parent.as_fd(), newname)?;

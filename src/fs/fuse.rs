@@ -98,7 +98,13 @@ fn errno(e: Errno) -> fuser::Errno {
 }
 
 fn ctx(req: &Request) -> Ctx {
-    Ctx { uid: req.uid(), gid: req.gid(), pid: req.pid() }
+    Ctx { uid: req.uid(), gid: req.gid(), pid: req.pid(), umask: 0 }
+}
+
+/// The caller of a create: with `FUSE_DONT_MASK` the kernel leaves the umask to Strata, which
+/// applies it unless the parent directory has a default ACL.
+fn creator(req: &Request, umask: u32) -> Ctx {
+    Ctx { umask, ..ctx(req) }
 }
 
 fn kind(k: RxType) -> fuser::FileType {
@@ -184,6 +190,7 @@ impl Filesystem for StrataFuse {
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO;
         // 1 MiB writes (256 pages, the kernel's largest) keep each worker's request buffer small.
@@ -257,15 +264,15 @@ impl Filesystem for StrataFuse {
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        let what = NewObject::Node { mode: mode & !umask, rdev: rdev as u64 };
-        match self.ov.create(&ctx(req), parent.0, name, what) {
+        let what = NewObject::Node { mode, rdev: rdev as u64 };
+        match self.ov.create(&creator(req, umask), parent.0, name, what) {
             Ok(c) => self.entry(reply, &c.node, &c.st),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        match self.ov.create(&ctx(req), parent.0, name, NewObject::Dir { mode: mode & !umask }) {
+        match self.ov.create(&creator(req, umask), parent.0, name, NewObject::Dir { mode }) {
             Ok(c) => self.entry(reply, &c.node, &c.st),
             Err(e) => reply.error(errno(e)),
         }
@@ -491,8 +498,8 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.ov.listxattr(ino.0) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.ov.listxattr(ino.0, req.pid()) {
             Ok(v) => reply_sized(reply, size, &v),
             Err(e) => reply.error(errno(e)),
         }
@@ -515,8 +522,8 @@ impl Filesystem for StrataFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let what = NewObject::File { mode: mode & !umask, flags };
-        match self.ov.create(&ctx(req), parent.0, name, what) {
+        let what = NewObject::File { mode, flags };
+        match self.ov.create(&creator(req, umask), parent.0, name, what) {
             Ok(c) => {
                 let attr = fuse_attr(&attr_of(c.node.ino, &c.node.src(), &c.st));
                 let Some(file) = c.file else {

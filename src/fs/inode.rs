@@ -142,6 +142,11 @@ impl Node {
         self.opens.load(Ordering::Acquire)
     }
 
+    /// Whether the kernel holds lookups of the node (it may still use it without a name).
+    pub fn is_looked_up(&self) -> bool {
+        self.lookups.load(Ordering::Acquire) > 0
+    }
+
     /// Counts a new open handle.
     pub fn opened(&self) {
         self.opens.fetch_add(1, Ordering::AcqRel);
@@ -163,9 +168,9 @@ pub struct InodeTable {
 const RENUMBERED: u64 = 1 << 63;
 
 impl InodeTable {
-    /// A table holding only the root directory.
-    pub fn new(root_src: Src) -> InodeTable {
-        let root = Arc::new(Node::new(ROOT, ROOT, FileType::Directory, Vec::new(), root_src));
+    /// A table holding only the root directory (node id [`ROOT`], inode number `root_ino`).
+    pub fn new(root_src: Src, root_ino: u64) -> InodeTable {
+        let root = Arc::new(Node::new(ROOT, root_ino, FileType::Directory, Vec::new(), root_src));
         root.lookups.store(1, Ordering::Relaxed);
         InodeTable {
             map: RwLock::new(HashMap::from([(ROOT, root)])),

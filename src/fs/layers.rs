@@ -118,6 +118,9 @@ pub enum SetupError {
     /// Work dir inside upper dir or the reverse.
     #[error("work dir {work} and upper dir {upper} must not be inside one another")]
     Nested { work: PathBuf, upper: PathBuf },
+    /// A lower dir that is the upper or work dir, or inside one (the kernel refuses it too).
+    #[error("lower dir {lower} is the {role} {other} or inside it: layers must not overlap")]
+    Overlap { lower: PathBuf, role: &'static str, other: PathBuf },
     /// Preparing the work dir failed.
     #[error("work dir {path}: {reason}")]
     Work { path: PathBuf, reason: String },
@@ -153,11 +156,15 @@ impl Stack {
         let mut roots = Vec::new();
         let mut upper = None;
         let mut notes = Vec::new();
+        let mut writable: Vec<(&'static str, &Path, OwnedFd)> = Vec::new();
         match (&spec.upper, &spec.work) {
             (Some(u), Some(w)) => {
                 let ufd = fd::open_user_dir(u).map_err(|e| bad_dir("upper dir", u, e))?;
                 let wfd = fd::open_user_dir(w).map_err(|e| bad_dir("work dir", w, e))?;
                 check_work(&ufd, u, &wfd, w)?;
+                for (role, path, dir) in [("upper dir", u, &ufd), ("work dir", w, &wfd)] {
+                    writable.push((role, path, fd::dup(dir.as_fd()).map_err(|e| bad_dir(role, path, e))?));
+                }
                 upper = Some(prepare_upper(&wfd, w, spec, &mut notes)?);
                 roots.push((u.clone(), ufd));
             }
@@ -171,6 +178,9 @@ impl Stack {
         }
         for l in &spec.lowers {
             let lfd = fd::open_user_dir(l).map_err(|e| bad_dir("lower dir", l, e))?;
+            if let Some((role, other, _)) = writable.iter().find(|(_, _, w)| is_ancestor(w, &lfd)) {
+                return Err(SetupError::Overlap { lower: l.clone(), role, other: other.to_path_buf() });
+            }
             roots.push((l.clone(), lfd));
         }
         let layers = assign_ino_prefixes(roots).map_err(|(p, e)| bad_dir("layer", &p, e))?;

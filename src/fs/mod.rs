@@ -6,6 +6,7 @@
 //! [`readdir`] (merged listings), [`copyup`] (atomic copy-up), [`create`], [`remove`], [`rename`] (namespace changes),
 //! [`attr`] (getattr/setattr), [`xattrs`], [`handles`] (open files and their I/O).
 
+pub mod acl;
 pub mod attr;
 pub mod copyup;
 pub mod create;
@@ -44,11 +45,13 @@ pub struct Ctx {
     pub gid: u32,
     /// Caller's pid.
     pub pid: u32,
+    /// Caller's umask, applied to new objects unless the parent directory has a default ACL.
+    pub umask: u32,
 }
 
 impl Ctx {
     /// Root (for tests and internal work).
-    pub const ROOT: Ctx = Ctx { uid: 0, gid: 0, pid: 0 };
+    pub const ROOT: Ctx = Ctx { uid: 0, gid: 0, pid: 0, umask: 0 };
 }
 
 /// Tunables of a mount.
@@ -103,6 +106,8 @@ pub struct Overlay {
     fault: parking_lot::Mutex<Option<FaultPoint>>,
     /// Whether the daemon may give objects to other owners (root, or root in a user namespace).
     privileged: bool,
+    /// The daemon's own umask, which the upper filesystem applies to what Strata creates.
+    own_umask: u32,
     invalidate: std::sync::OnceLock<Box<dyn Invalidate>>,
 }
 
@@ -114,9 +119,12 @@ impl Overlay {
             let marks = whiteout::dir_marks(layer.fd())?;
             root_layers.push(DirLayer::new(i as layers::LayerIdx, marks.xwhiteouts, std::path::Path::new("")));
         }
+        // The root reports the inode number of the top layer's root, as kernel overlayfs does.
+        let top = stack.layers.first().ok_or(Errno::INVAL)?;
+        let root_ino = stack.compose_ino(0, crate::sys::fd::stat_fd(top.fd())?.st_ino);
         Ok(Overlay {
+            inodes: InodeTable::new(Src::Dir(root_layers), root_ino),
             stack,
-            inodes: InodeTable::new(Src::Dir(root_layers)),
             handles: HandleTable::default(),
             tree: RwLock::new(()),
             dirs: dircache::DirCache::default(),
@@ -125,6 +133,7 @@ impl Overlay {
             config,
             fault: parking_lot::Mutex::new(None),
             privileged: rustix::process::geteuid().is_root(),
+            own_umask: crate::sys::creds::current_umask(),
             invalidate: std::sync::OnceLock::new(),
         })
     }

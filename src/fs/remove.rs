@@ -106,9 +106,12 @@ impl Overlay {
         layers::remove_tree(work, &tmp)
     }
 
-    /// Keeps an `O_PATH` fd of an open object whose last name is going away.
+    /// Keeps an `O_PATH` fd of an open object whose last name is going away. FIFOs, sockets and
+    /// devices are opened by the kernel alone (no handle here), so one the kernel still knows
+    /// is kept too: `fstat`/`fchmod` on it must keep working.
     pub(crate) fn pin_if_last(&self, node: &Arc<Node>, parent: u64, name: &OsStr) {
-        if node.open_count() == 0 {
+        let special = !matches!(node.kind, FileType::RegularFile | FileType::Directory | FileType::Symlink);
+        if node.open_count() == 0 && !(special && node.is_looked_up()) {
             return;
         }
         let last = {

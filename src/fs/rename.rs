@@ -92,8 +92,13 @@ impl Overlay {
     /// Carries out a checked rename in the upper layer.
     fn do_move(&self, mv: &Move<'_>) -> Result<()> {
         self.copy_up_moving(&mv.from, &mv.src)?;
-        if let (true, Some(d)) = (mv.exchange, &mv.dst) {
-            self.copy_up_moving(&mv.to, d)?;
+        if let Some(d) = &mv.dst {
+            // An exchanged target moves too. A replaced lower file with other names is copied up
+            // (all its names) first, so that those keep the true link count, as with unlink.
+            let linked = d.kind() != FileType::Directory && d.st.st_nlink > 1;
+            if mv.exchange || linked {
+                self.copy_up_moving(&mv.to, d)?;
+            }
         }
         let below_src = self.lower_shows(&mv.old.path, &mv.old.layers, mv.name)?;
         let below_dst = self.lower_shows(&mv.new.path, &mv.new.layers, mv.newname)?;
@@ -197,7 +202,7 @@ impl Overlay {
                 whiteout::create(upper, from, name)?;
             }
         }
-        fd::ok_if_missing(fd::unlink_at(to, &whiteout::wh_name(newname)))
+        whiteout::remove_wh_file(to, newname)
     }
 
     /// A directory that moved to a name under which a lower layer shows a directory must not

@@ -258,6 +258,89 @@ fn renaming_a_lower_directory_writes_a_redirect_and_keeps_its_content() {
 }
 
 #[test]
+fn the_root_reports_the_top_layers_root_inode_number() {
+    let f = Fixture::new(1);
+    let ov = f.overlay();
+    let upper = std::fs::metadata(f.p("upper")).unwrap();
+    assert_eq!(ov.getattr(ROOT, None).unwrap().ino, upper.ino(), "as kernel overlayfs reports it");
+    let listed = ov.list_dir(ROOT).unwrap();
+    assert_eq!((listed[0].ino, listed[1].ino), (upper.ino(), upper.ino()), ". and .. of the root");
+}
+
+#[test]
+fn copy_up_leaves_the_lower_files_access_time_alone() {
+    let f = Fixture::new(1);
+    f.file("l0/old", "data");
+    // An access time not after the modification time is what relatime would update on a read.
+    let t = rustix::fs::Timespec { tv_sec: 1_000_000, tv_nsec: 0 };
+    let ts = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::utimensat(rustix::fs::CWD, f.p("l0/old"), &ts, rustix::fs::AtFlags::empty()).unwrap();
+    let ov = f.overlay();
+    let fh = ov.open(ino_of(&ov, "old").unwrap(), libc::O_WRONLY).unwrap();
+    ov.release(fh);
+    assert_eq!(std::fs::read(f.p("upper/old")).unwrap(), b"data");
+    assert_eq!(std::fs::metadata(f.p("l0/old")).unwrap().atime(), 1_000_000, "the lower layer is not touched");
+}
+
+#[test]
+fn names_of_255_bytes_work_though_their_wh_form_cannot_exist() {
+    let f = Fixture::new(1);
+    f.file(&format!("l0/{}", "b".repeat(255)), "lower");
+    let ov = f.overlay();
+    let long = "a".repeat(255);
+    let c = ov.create(&Ctx::ROOT, ROOT, OsStr::new(&long), NewObject::File { mode: 0o644, flags: libc::O_RDWR });
+    assert!(c.is_ok(), "{:?}", c.err());
+    ov.unlink(ROOT, OsStr::new(&long)).unwrap();
+    let lower = "b".repeat(255);
+    ov.unlink(ROOT, OsStr::new(&lower)).unwrap();
+    assert_eq!(ino_of(&ov, &lower), Err(Errno::NOENT));
+    ov.create(&Ctx::ROOT, ROOT, OsStr::new(&lower), NewObject::Dir { mode: 0o755 }).unwrap();
+    let too_long = "c".repeat(256);
+    assert_eq!(ino_of(&ov, &too_long), Err(Errno::NAMETOOLONG));
+    assert!(work_is_clean(&f));
+}
+
+#[test]
+fn new_objects_get_the_callers_umask_and_no_whiteout_can_be_made() {
+    let f = Fixture::new(1);
+    let ov = f.overlay();
+    let ctx = Ctx { umask: 0o002, ..Ctx::ROOT };
+    ov.create(&ctx, ROOT, OsStr::new("f"), NewObject::File { mode: 0o666, flags: libc::O_RDWR }).unwrap();
+    ov.create(&ctx, ROOT, OsStr::new("d"), NewObject::Dir { mode: 0o1777 }).unwrap();
+    let mode = |p: &str| std::fs::symlink_metadata(f.p(p)).unwrap().mode() & 0o7777;
+    // Whatever the daemon's own umask, the caller's decides.
+    assert_eq!((mode("upper/f"), mode("upper/d")), (0o664, 0o1775));
+    let wh = NewObject::Node { mode: libc::S_IFCHR | 0o644, rdev: 0 };
+    assert_eq!(ov.create(&Ctx::ROOT, ROOT, OsStr::new("w"), wh).err(), Some(Errno::PERM));
+}
+
+#[test]
+fn where_whiteout_devices_are_refused_wh_files_are_written_and_read() {
+    let f = Fixture::new(1);
+    f.file("l0/d/f", "lower");
+    f.file("l0/d/sub/x", "");
+    let mut ov = f.overlay();
+    if let Some(upper) = ov.stack.upper.as_mut() {
+        upper.whiteouts = super::layers::WhiteoutMode::WhFile;
+    }
+    let d = ino_of(&ov, "d").unwrap();
+    ov.unlink(d, OsStr::new("f")).unwrap();
+    assert!(f.p("upper/d/.wh.f").is_file(), "an empty .wh.f file");
+    assert!(!f.p("upper/d/f").exists());
+    assert_eq!(ino_of(&ov, "d/f"), Err(Errno::NOENT));
+    ov.unlink(ino_of(&ov, "d/sub").unwrap(), OsStr::new("x")).unwrap();
+    ov.rmdir(d, OsStr::new("sub")).unwrap();
+    ov.create(&Ctx::ROOT, d, OsStr::new("sub"), NewObject::Dir { mode: 0o755 }).unwrap();
+    assert!(f.p("upper/d/sub/.wh..wh..opq").is_file(), "opaque by marker file, not xattr");
+    assert!(!f.p("upper/d/.wh.sub").exists(), "the name's .wh. file goes when it is made again");
+    assert_eq!(names(&ov, ino_of(&ov, "d/sub").unwrap()), [".", ".."]);
+    ov.create(&Ctx::ROOT, d, OsStr::new("f"), NewObject::File { mode: 0o644, flags: libc::O_RDWR }).unwrap();
+    assert!(!f.p("upper/d/.wh.f").exists());
+    assert_eq!(names(&ov, d), [".", "..", "f", "sub"]);
+    assert!(work_is_clean(&f));
+}
+
+#[test]
 fn whiteouts_are_links_of_one_shared_device_and_survive_its_loss() {
     let f = Fixture::new(1);
     for n in ["a", "b", "c"] {

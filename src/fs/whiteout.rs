@@ -99,8 +99,21 @@ pub fn is_whiteout(dir: BorrowedFd<'_>, name: &OsStr, st: &Stat, xwhiteouts: boo
 }
 
 /// Whether `.wh.NAME` exists in `dir` (the OCI form, which hides NAME in the layers below).
+/// A NAME too long to have a `.wh.` form has none.
 pub fn has_wh_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool> {
-    Ok(fd::try_stat_at(dir, &wh_name(name))?.is_some())
+    match fd::try_stat_at(dir, &wh_name(name)) {
+        Ok(st) => Ok(st.is_some()),
+        Err(Errno::NAMETOOLONG) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `.wh.NAME` from `dir` if it is there.
+pub fn remove_wh_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
+    match fd::unlink_at(dir, &wh_name(name)) {
+        Ok(()) | Err(Errno::NOENT) | Err(Errno::NAMETOOLONG) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The whiteout device kept in the work dir: new whiteouts are hard links of it, as kernel
@@ -181,5 +194,5 @@ pub fn remove(dir: BorrowedFd<'_>, name: &OsStr, xwhiteouts: bool) -> Result<()>
     {
         fd::ok_if_missing(fd::unlink_at(dir, name))?;
     }
-    fd::ok_if_missing(fd::unlink_at(dir, &wh_name(name)))
+    remove_wh_file(dir, name)
 }

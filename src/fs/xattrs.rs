@@ -72,17 +72,19 @@ impl Overlay {
         xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)
     }
 
-    /// `listxattr`: names separated by NUL bytes.
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+    /// `listxattr` for the process `pid`: names separated by NUL bytes. As the kernel does,
+    /// `trusted.*` names are listed only to a caller with `CAP_SYS_ADMIN`.
+    pub fn listxattr(&self, ino: u64, pid: u32) -> Result<Vec<u8>> {
         let _tree = self.tree.read();
         let node = self.inodes.get(ino)?;
         let at = self.locate(&node)?;
+        let shown: Vec<OsString> = xattr::list(at.dir(), at.name())?.iter().filter_map(|k| from_disk(k)).collect();
+        let trusted = |k: &OsString| k.as_bytes().starts_with(b"trusted.");
+        let hide_trusted = shown.iter().any(trusted) && !crate::sys::creds::has_sys_admin(pid);
         let mut out = Vec::new();
-        for key in xattr::list(at.dir(), at.name())? {
-            if let Some(shown) = from_disk(&key) {
-                out.extend_from_slice(shown.as_bytes());
-                out.push(0);
-            }
+        for key in shown.iter().filter(|k| !(hide_trusted && trusted(k))) {
+            out.extend_from_slice(key.as_bytes());
+            out.push(0);
         }
         Ok(out)
     }

@@ -128,3 +128,27 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process; nothing is left to run.
     unsafe { libc::_exit(code) }
 }
+
+/// The process's umask, read without changing it (`/proc/self/status`); 022 if unreadable.
+pub fn current_umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(0o022)
+}
+
+/// Whether process `pid` holds `CAP_SYS_ADMIN` in this process's user namespace (the check the
+/// kernel makes before showing `trusted.*` xattrs). False when it cannot be told.
+pub fn has_sys_admin(pid: u32) -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let same_ns = match (std::fs::metadata(format!("/proc/{pid}/ns/user")), std::fs::metadata("/proc/self/ns/user")) {
+        (Ok(a), Ok(b)) => std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b),
+        _ => false,
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caps =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    same_ns && caps.is_some_and(|c| c & (1 << CAP_SYS_ADMIN) != 0)
+}

@@ -137,9 +137,16 @@ pub fn chown_at(dir: BorrowedFd<'_>, name: &OsStr, uid: Option<u32>, gid: Option
     rustix::fs::chownat(dir, name, uid.map(uid_of), gid.map(gid_of), AtFlags::SYMLINK_NOFOLLOW)
 }
 
-/// `fchown`; `None` leaves that id unchanged.
+/// `fchown` (by `AT_EMPTY_PATH`, so an `O_PATH` fd works too); `None` leaves that id unchanged.
 pub fn chown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
-    rustix::fs::fchown(fd, uid.map(uid_of), gid.map(gid_of))
+    rustix::fs::chownat(fd, "", uid.map(uid_of), gid.map(gid_of), AtFlags::EMPTY_PATH)
+}
+
+/// Opens the object of `fd` (any fd, `O_PATH` ones included) again with `flags`, through its
+/// `/proc/self/fd` link: it works when the object has no name left.
+pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    rustix::fs::open(format!("/proc/self/fd/{}", fd.as_raw_fd()), flags | OFlags::CLOEXEC, Mode::empty())
 }
 
 /// `fchmodat` (never on a symlink: Linux has no mode for links).

@@ -51,7 +51,9 @@ fn c(s: &OsStr) -> Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| Errno::INVAL)
 }
 
-/// Runs one `*xattrat` syscall; `None` when the kernel does not have it.
+/// Runs one `*xattrat` syscall; `None` when the kernel does not have it, or when the fd itself
+/// is the object and is not a directory (an `O_PATH` fd of a file whose last name is gone: the
+/// `/proc/self/fd` path reaches it, `AT_EMPTY_PATH` refuses `O_PATH` fds).
 fn xattrat(call: impl FnOnce(&CString) -> libc::c_long, name: Option<&OsStr>) -> Option<Result<usize>> {
     if NO_XATTRAT.load(Ordering::Relaxed) {
         return None;
@@ -70,6 +72,9 @@ fn xattrat(call: impl FnOnce(&CString) -> libc::c_long, name: Option<&OsStr>) ->
     let e = Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
     if e == Errno::NOSYS {
         NO_XATTRAT.store(true, Ordering::Relaxed);
+        return None;
+    }
+    if e == Errno::NOTDIR && name.is_none() {
         return None;
     }
     Some(Err(e))
@@ -301,5 +306,11 @@ mod tests {
         remove(d, f, key("user.a")).unwrap();
         assert_eq!(get(d, f, key("user.a")).unwrap(), None);
         assert_eq!(get(d, Some(OsStr::new("../f")), key("user.a")), Err(Errno::INVAL), "one component only");
+        // An O_PATH fd of a file is the object itself.
+        let file = rustix::fs::openat(d, "f", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+        set(file.as_fd(), None, key("user.p"), b"3", XattrFlags::empty()).unwrap();
+        assert_eq!(get(file.as_fd(), None, key("user.p")).unwrap().as_deref(), Some(&b"3"[..]));
+        assert!(list(file.as_fd(), None).unwrap().contains(&OsString::from("user.p")));
+        remove(file.as_fd(), None, key("user.p")).unwrap();
     }
 }

@@ -38,6 +38,19 @@ pub enum Op {
     ReadOldThenWrite(String),
     /// readdir with seekdir/telldir: list, seek back to the middle, list again.
     SeekDir(String),
+    /// A shell script run in the mount root as `uid:gid` (no supplementary groups): its output,
+    /// or its exit status and error output. Paths in it are relative, so messages compare.
+    Sh(u32, u32, String),
+    /// Open read-write, unlink, then change the open file's metadata through the fd: fchmod,
+    /// fchown, fsetxattr, fgetxattr, ftruncate, futimens, fstat.
+    UnlinkedMeta(String),
+    /// `mknod` of a character device 0/0 (a whiteout, which a union refuses to make).
+    MknodWhiteout(String),
+    /// Unmount and mount again (the differential runner does it; elsewhere a no-op).
+    Remount,
+    /// Runs the operation and tells, for each path, whether its mtime (`M`) and ctime (`C`)
+    /// changed (`m`, `c`: unchanged; `-`: missing before or after).
+    Changes(Vec<String>, Box<Op>),
 }
 
 /// The result of an operation: a normalised value or an errno name.
@@ -195,6 +208,8 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
             })
             .map_err(rx)
         }
+        // A FIFO's reader would wait for a writer forever.
+        Op::OpenUnlinked(f) | Op::ReadOldThenWrite(f) if is_fifo(&p(f)) => Ok("fifo".into()),
         Op::OpenUnlinked(f) => {
             let mut fh = std::fs::OpenOptions::new().read(true).write(true).open(p(f)).map_err(errno)?;
             std::fs::remove_file(p(f)).map_err(errno)?;
@@ -216,6 +231,35 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
             Ok(format!("now={}", String::from_utf8_lossy(&now)))
         }
         Op::SeekDir(d) => seekdir(&p(d)),
+        Op::Sh(uid, gid, script) => sh(root, *uid, *gid, script),
+        Op::Remount => Ok(String::new()),
+        Op::Changes(paths, op) => {
+            let times = || paths.iter().map(|x| std::fs::symlink_metadata(p(x)).ok()).collect::<Vec<_>>();
+            let before = times();
+            // More than a clock tick, so that a change shows in the timestamps.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let r = run_op(root, op);
+            let marks: Vec<String> = paths
+                .iter()
+                .zip(before.iter().zip(times()))
+                .map(|(x, t)| match t {
+                    (Some(b), Some(a)) => {
+                        let m = if (a.mtime(), a.mtime_nsec()) != (b.mtime(), b.mtime_nsec()) { 'M' } else { 'm' };
+                        let c = if (a.ctime(), a.ctime_nsec()) != (b.ctime(), b.ctime_nsec()) { 'C' } else { 'c' };
+                        format!("{x}:{m}{c}")
+                    }
+                    _ => format!("{x}:-"),
+                })
+                .collect();
+            Ok(format!("{r:?} {}", marks.join(" ")))
+        }
+        Op::UnlinkedMeta(f) => unlinked_meta(&p(f)),
+        Op::MknodWhiteout(f) => {
+            let c = CString::new(p(f).as_os_str().as_bytes()).unwrap();
+            rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), rustix::fs::FileType::CharacterDevice, 0o644.into(), 0)
+                .map(|_| String::new())
+                .map_err(rx)
+        }
     }
 }
 
@@ -252,11 +296,55 @@ fn seekdir(path: &Path) -> Outcome {
         }
         libc::closedir(dir);
         let n = first.len();
+        // Offsets must resume exactly after the third entry; no entry may appear twice.
+        let resumed = again == first[3.min(n)..];
+        // See `tree::snapshot`: the kernel lists bottom-layer whiteouts it cannot look up.
+        first.retain(|n| n == "." || n == ".." || std::fs::symlink_metadata(path.join(n)).is_ok());
         let mut sorted = first.clone();
         sorted.sort();
         sorted.dedup();
-        // Offsets must resume exactly after the third entry; no entry may appear twice.
-        let resumed = again == first[3.min(n)..];
-        Ok(format!("entries={} unique={} resumed={resumed}", n, sorted.len()))
+        Ok(format!("entries={} unique={} resumed={resumed}", first.len(), sorted.len()))
     }
+}
+
+fn sh(root: &Path, uid: u32, gid: u32, script: &str) -> Outcome {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "sh", "-c", script]);
+    let out = cmd.current_dir(root).output().map_err(errno)?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(format!("exit {:?}: {}{}", out.status.code(), text(&out.stdout), text(&out.stderr)))
+    }
+}
+
+fn unlinked_meta(path: &Path) -> Outcome {
+    use std::os::fd::AsFd;
+    let fh = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(errno)?;
+    std::fs::remove_file(path).map_err(errno)?;
+    let fd = fh.as_fd();
+    let mut out = Vec::new();
+    let r = |r: Result<(), rustix::io::Errno>| r.map(|_| "ok".to_string()).unwrap_or_else(rx);
+    out.push(r(rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(0o640))));
+    let (u, g) = (Some(rustix::fs::Uid::from_raw(7)), Some(rustix::fs::Gid::from_raw(8)));
+    out.push(r(rustix::fs::fchown(fd, u, g)));
+    out.push(r(rustix::fs::fsetxattr(fd, "user.u", b"v", rustix::fs::XattrFlags::empty())));
+    let mut buf = [0u8; 16];
+    out.push(match rustix::fs::fgetxattr(fd, "user.u", &mut buf[..]) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) => rx(e),
+    });
+    out.push(r(rustix::fs::ftruncate(fd, 3)));
+    let ts = rustix::fs::Timespec { tv_sec: 12345, tv_nsec: 0 };
+    out.push(r(rustix::fs::futimens(fd, &rustix::fs::Timestamps { last_access: ts, last_modification: ts })));
+    let md = fh.metadata().map_err(errno)?;
+    out.push(format!("{} mtime={}", stat_line(&md), md.mtime()));
+    Ok(out.join(" "))
+}
+
+/// Whether `path` (followed) is a FIFO.
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }
