@@ -201,7 +201,7 @@ fn data_copy(s: &Scratch, name: &str, strategy: Strategy, fsync: bool) -> anyhow
             }
         }
     } else {
-        copy_data(&src, &dst, len, strategy, &mut || Ok(())).context("copying")?
+        copy_data(&src, &dst, len, strategy, true, &mut || Ok(())).context("copying")?
     };
     // As in Strata's copy-up: a reflink writes only metadata, which reflink filesystems
     // journal in order with the rename, so only copied data is fsynced.

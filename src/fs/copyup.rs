@@ -47,7 +47,7 @@ impl Overlay {
         if self.in_upper(&node.src()) {
             return Ok(());
         }
-        let found = self.resolve_path(&path)?.ok_or(Errno::NOENT)?;
+        let found = self.resolve_again(node, &path)?.ok_or(Errno::NOENT)?;
         if found.ino != node.ino {
             return Err(Errno::STALE);
         }
@@ -60,6 +60,24 @@ impl Overlay {
         node.set_src(Src::File(0, Arc::from(path.as_path())));
         self.attr_changed(node.nodeid);
         Ok(())
+    }
+
+    /// Resolves the object `node` shows at `path` again: one component under its parent's node
+    /// when the parent is known there (the parent's layers are current: copy-ups and renames
+    /// update them), else the whole path from the root.
+    fn resolve_again(&self, node: &Node, path: &Path) -> Result<Option<Found>> {
+        let (Some(parent_path), Some(name)) = (path.parent(), path.file_name()) else {
+            return self.resolve_path(path);
+        };
+        let parents: Vec<u64> = node.state.lock().names.iter().filter(|(_, n)| n == name).map(|(p, _)| *p).collect();
+        for p in parents {
+            if let Ok((_, layers, ppath)) = self.dir_node(p)
+                && ppath == parent_path
+            {
+                return self.find_child(&ppath, &layers, name);
+            }
+        }
+        self.resolve_path(path)
     }
 
     /// Copies up what a rename moves: a file with its hardlinks, or a directory (not its content).
@@ -76,9 +94,9 @@ impl Overlay {
 
     /// The upper instance of the merged directory at `path`, copied up (with its parents) if
     /// it is not there yet. Returns an `O_PATH` fd of it.
-    pub(crate) fn ensure_upper_dir(&self, path: &Path) -> Result<OwnedFd> {
+    pub(crate) fn ensure_upper_dir(&self, path: &Path) -> Result<Arc<OwnedFd>> {
         let root = self.stack.upper_root()?;
-        match fd::open_dir(root, path) {
+        match self.open_layer_dir(0, path) {
             Ok(f) => return Ok(f),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e),
@@ -110,7 +128,7 @@ impl Overlay {
             };
             cur = next;
         }
-        Ok(cur)
+        Ok(Arc::new(cur))
     }
 
     /// Copies one directory (not its content) into the upper dir `parent` under its name.
@@ -121,7 +139,7 @@ impl Overlay {
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         fd::mkdir_at(work, &tmp, 0o700)?;
-        let built = self.finish_copy(&from, work, &tmp, &found.st, found.ino, None);
+        let built = self.finish_copy(&from, work, &tmp, &found.st, found.ino);
         let placed = built.and_then(|()| self.place(work, &tmp, parent, name));
         if let Err(e) = placed {
             let _ = layers::remove_tree(work, &tmp);
@@ -177,35 +195,37 @@ impl Overlay {
                 let mut strategy = None;
                 if with_data {
                     let between = &mut || self.take_fault(FaultPoint::MidData);
-                    strategy = Some(copy_data(&src, &dst, st.st_size as u64, Strategy::Reflink, between)?);
+                    let sparse = crate::sys::copy::may_be_sparse(st.st_size, st.st_blocks);
+                    let first =
+                        if self.no_reflink(found.src.top()) { Strategy::CopyFileRange } else { Strategy::Reflink };
+                    let used = copy_data(&src, &dst, st.st_size as u64, first, sparse, between)?;
+                    if first == Strategy::Reflink && used != Strategy::Reflink && st.st_size > 0 {
+                        self.reflink_failed(found.src.top());
+                    }
+                    strategy = Some(used);
                 }
-                // A reflink writes no data blocks, only metadata, which reflink filesystems (XFS,
-                // btrfs) commit in order: the rename cannot outlive a crash without the clone.
-                let sync = (strategy != Some(Strategy::Reflink)).then_some(&dst);
-                self.finish_copy(from, work, tmp, st, found.ino, sync)
+                // The data is made durable before the metadata and the rename, whose journal
+                // entries the filesystem commits in order (as the kernel's copy-up does). A
+                // reflink writes no data blocks, only such metadata: nothing to sync.
+                if strategy != Some(Strategy::Reflink) && !self.stack.upper()?.volatile {
+                    fd::sync_fd(dst.as_fd(), false)?;
+                }
+                self.finish_copy(from, work, tmp, st, found.ino)
             }
             FileType::Symlink => {
                 fd::symlink_at(&fd::readlink_at(from.dir(), name)?, work, tmp)?;
-                self.finish_copy(from, work, tmp, st, found.ino, None)
+                self.finish_copy(from, work, tmp, st, found.ino)
             }
             FileType::Directory => Err(Errno::ISDIR),
             _ => {
                 fd::mknod_at(work, tmp, st.st_mode, st.st_rdev)?;
-                self.finish_copy(from, work, tmp, st, found.ino, None)
+                self.finish_copy(from, work, tmp, st, found.ino)
             }
         }
     }
 
-    /// Gives the temp copy `tmp` the owner, mode, xattrs and times of the original; fsyncs.
-    fn finish_copy(
-        &self,
-        from: &At,
-        work: BorrowedFd<'_>,
-        tmp: &OsStr,
-        st: &Stat,
-        ino: u64,
-        file: Option<&File>,
-    ) -> Result<()> {
+    /// Gives the temp copy `tmp` the owner, mode, xattrs and times of the original (a regular file's data is synced before).
+    fn finish_copy(&self, from: &At, work: BorrowedFd<'_>, tmp: &OsStr, st: &Stat, ino: u64) -> Result<()> {
         let kind = fd::kind_of(st);
         self.give_owner(work, tmp, st.st_uid, st.st_gid)?;
         if kind != FileType::Symlink {
@@ -223,11 +243,6 @@ impl Overlay {
         }
         let (atime, mtime) = fd::times_of(st);
         fd::utimes_at(work, Some(tmp), atime, mtime)?;
-        if let Some(f) = file
-            && !upper.volatile
-        {
-            fd::sync_fd(f.as_fd(), false)?;
-        }
         Ok(())
     }
 

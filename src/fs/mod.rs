@@ -101,6 +101,11 @@ pub struct Overlay {
     /// Serialises directory copy-ups (short: mkdir, attributes, rename).
     dir_copy: parking_lot::Mutex<()>,
     tmp_seq: AtomicU64,
+    /// The process id in temp names (read once).
+    pid: u32,
+    /// Per layer: a reflink from it into the upper dir failed (another filesystem, or one
+    /// without reflinks), so copy-ups from it go straight to `copy_file_range`.
+    no_reflink: Vec<std::sync::atomic::AtomicBool>,
     /// Tunables.
     pub config: Config,
     fault: parking_lot::Mutex<Option<FaultPoint>>,
@@ -114,6 +119,7 @@ pub struct Overlay {
 impl Overlay {
     /// Builds the merged view over a prepared stack.
     pub fn new(stack: Stack, config: Config) -> Result<Overlay> {
+        let n_layers = stack.layers.len();
         let mut root_layers = Vec::new();
         for (i, layer) in stack.layers.iter().enumerate() {
             let marks = whiteout::dir_marks(layer.fd())?;
@@ -130,6 +136,8 @@ impl Overlay {
             dirs: dircache::DirCache::default(),
             dir_copy: parking_lot::Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
+            pid: std::process::id(),
+            no_reflink: (0..n_layers).map(|_| Default::default()).collect(),
             config,
             fault: parking_lot::Mutex::new(None),
             privileged: rustix::process::geteuid().is_root(),
@@ -179,7 +187,19 @@ impl Overlay {
     /// A fresh name for a temp object in the work dir.
     fn tmp_name(&self) -> OsString {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        OsString::from(format!("#strata-{}-{n}", std::process::id()))
+        OsString::from(format!("#strata-{}-{n}", self.pid))
+    }
+
+    /// Whether reflinks from layer `idx` are known to fail.
+    fn no_reflink(&self, idx: layers::LayerIdx) -> bool {
+        self.no_reflink.get(idx as usize).is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Remembers that a reflink from layer `idx` failed.
+    fn reflink_failed(&self, idx: layers::LayerIdx) {
+        if let Some(f) = self.no_reflink.get(idx as usize) {
+            f.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Prints a trace line when `--trace` is on.

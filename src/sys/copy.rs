@@ -30,6 +30,11 @@ impl Strategy {
     }
 }
 
+/// Whether a file of `size` bytes occupying `blocks` 512-byte blocks may have holes.
+pub fn may_be_sparse(size: i64, blocks: i64) -> bool {
+    blocks.saturating_mul(512) < size
+}
+
 /// Errors after which a cheaper strategy may still work.
 fn unsupported(e: Errno) -> bool {
     matches!(e, Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::BADF | Errno::PERM | Errno::NOTTY)
@@ -37,13 +42,16 @@ fn unsupported(e: Errno) -> bool {
 
 /// Copies `len` bytes of `src` into the empty file `dst`, trying strategies from `first` down.
 ///
-/// `dst` ends up exactly `len` bytes long; holes of `src` stay holes when the strategy allows it.
-/// `between` is called after each chunk (tests inject failures through it).
+/// `dst` ends up exactly `len` bytes long; holes of `src` stay holes when the strategy allows it
+/// (`sparse`: the source may have holes — a file whose blocks cover its size has none, and is
+/// copied without looking for them). `between` is called after each chunk (tests inject
+/// failures through it).
 pub fn copy_data(
     src: &File,
     dst: &File,
     len: u64,
     first: Strategy,
+    sparse: bool,
     between: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Strategy> {
     if first == Strategy::Reflink && len > 0 {
@@ -54,6 +62,13 @@ pub fn copy_data(
         }
     }
     let mut strategy = if first == Strategy::ReadWrite { Strategy::ReadWrite } else { Strategy::CopyFileRange };
+    if !sparse {
+        let end = copy_range(src, dst, 0, len, &mut strategy, between)?;
+        if end < len {
+            rustix::fs::ftruncate(dst, len)?;
+        }
+        return Ok(strategy);
+    }
     let mut pos = 0u64;
     while pos < len {
         let start = match rustix::fs::seek(src, SeekFrom::Data(pos)) {
@@ -69,13 +84,19 @@ pub fn copy_data(
             Ok(p) => p.min(len),
             Err(_) => len,
         };
-        copy_range(src, dst, start, end, &mut strategy, between)?;
-        pos = end;
+        pos = copy_range(src, dst, start, end, &mut strategy, between)?;
+        if pos < end {
+            break; // the source shrank under us
+        }
     }
-    rustix::fs::ftruncate(dst, len)?;
+    // A hole at the end (or a source that shrank) leaves the copy short: extend it.
+    if pos < len {
+        rustix::fs::ftruncate(dst, len)?;
+    }
     Ok(strategy)
 }
 
+/// Copies `start..end`; returns where it stopped (before `end` only if the source ended).
 fn copy_range(
     src: &File,
     dst: &File,
@@ -83,7 +104,7 @@ fn copy_range(
     end: u64,
     strategy: &mut Strategy,
     between: &mut dyn FnMut() -> Result<()>,
-) -> Result<()> {
+) -> Result<u64> {
     const CHUNK: u64 = 8 << 20;
     let mut buf = Vec::new();
     while start < end {
@@ -91,7 +112,7 @@ fn copy_range(
         if *strategy == Strategy::CopyFileRange {
             let (mut off_in, mut off_out) = (start, start);
             match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
-                Ok(0) => return Ok(()), // source shrank under us
+                Ok(0) => return Ok(start), // source shrank under us
                 Ok(n) => {
                     start += n as u64;
                     between()?;
@@ -104,11 +125,50 @@ fn copy_range(
         buf.resize(want.min(1 << 20), 0);
         let n = src.read_at(&mut buf, start).map_err(|e| super::errno_of(&e))?;
         if n == 0 {
-            return Ok(());
+            return Ok(start);
         }
         dst.write_all_at(&buf[..n], start).map_err(|e| super::errno_of(&e))?;
         start += n as u64;
         between()?;
     }
-    Ok(())
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn copy(src: &File, strategy: Strategy) -> (Vec<u8>, u64) {
+        let len = src.metadata().unwrap().len();
+        let meta = src.metadata().unwrap();
+        let sparse = may_be_sparse(meta.size() as i64, meta.blocks() as i64);
+        let dst = tempfile::tempfile().unwrap();
+        copy_data(src, &dst, len, strategy, sparse, &mut || Ok(())).unwrap();
+        let mut out = vec![0u8; len as usize];
+        dst.read_exact_at(&mut out, 0).unwrap();
+        (out, dst.metadata().unwrap().blocks())
+    }
+
+    #[test]
+    fn holes_stay_holes_and_dense_files_copy_whole() {
+        let sparse = tempfile::tempfile().unwrap();
+        sparse.write_all_at(b"head", 0).unwrap();
+        sparse.write_all_at(b"tail", 64 << 20).unwrap();
+        sparse.set_len(128 << 20).unwrap(); // a hole at the end too
+        for s in [Strategy::CopyFileRange, Strategy::ReadWrite] {
+            let (data, blocks) = copy(&sparse, s);
+            assert_eq!(data.len(), 128 << 20);
+            assert_eq!((&data[..4], &data[64 << 20..(64 << 20) + 4]), (&b"head"[..], &b"tail"[..]));
+            assert!(blocks < 1024, "{s:?}: holes kept ({blocks} blocks)");
+        }
+        let dense = tempfile::tempfile().unwrap();
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        dense.write_all_at(&content, 0).unwrap();
+        for s in [Strategy::Reflink, Strategy::CopyFileRange, Strategy::ReadWrite] {
+            assert_eq!(copy(&dense, s).0, content, "{s:?}");
+        }
+        let empty = tempfile::tempfile().unwrap();
+        assert!(copy(&empty, Strategy::CopyFileRange).0.is_empty());
+    }
 }
