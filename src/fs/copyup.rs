@@ -259,6 +259,7 @@ impl Overlay {
     /// Renames `tmp` from the work dir into `parent` as `name`, keeping the parent's times.
     pub(crate) fn place(&self, work: BorrowedFd<'_>, tmp: &OsStr, parent: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
         let pst = fd::stat_fd(parent)?;
+        self.changed();
         fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
         self.restore_times(parent, &pst);
         self.mark_impure(parent);
@@ -316,6 +317,7 @@ impl Overlay {
         let parent = self.ensure_upper_dir(alias.parent().unwrap_or(Path::new("")))?;
         let from = self.at_in_layer(0, copied)?;
         let pst = fd::stat_fd(parent.as_fd())?;
+        self.changed();
         fd::link_at(from.dir(), from.name().ok_or(Errno::INVAL)?, parent.as_fd(), name)?;
         self.restore_times(parent.as_fd(), &pst);
         self.mark_impure(parent.as_fd());

@@ -81,7 +81,7 @@ struct Slot {
 impl Overlay {
     /// Creates `name` in directory `parent`.
     pub fn create(&self, ctx: &Ctx, parent: u64, name: &OsStr, what: NewObject<'_>) -> Result<Created> {
-        let _tree = self.tree.write();
+        let _tree = self.change_tree();
         if whiteout::is_wh_name(name) {
             return Err(Errno::INVAL);
         }
@@ -236,7 +236,7 @@ impl Overlay {
 
     /// Adds the name `newname` in `newparent` for the object `ino` (a hardlink).
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<(Arc<Node>, Stat)> {
-        let _tree = self.tree.write();
+        let _tree = self.change_tree();
         if whiteout::is_wh_name(newname) {
             return Err(Errno::INVAL);
         }

@@ -404,7 +404,7 @@ impl Filesystem for StrataFuse {
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let entries = match self.ov.readdir(fh.0, offset) {
-            Ok(e) => e,
+            Ok((e, _)) => e,
             Err(e) => return reply.error(errno(e)),
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
@@ -423,7 +423,7 @@ impl Filesystem for StrataFuse {
         offset: u64,
         mut reply: fuser::ReplyDirectoryPlus,
     ) {
-        let entries = match self.ov.readdir(fh.0, offset) {
+        let (entries, generation) = match self.ov.readdir(fh.0, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(e)),
         };
@@ -440,7 +440,7 @@ impl Filesystem for StrataFuse {
             }
             // Each entry returned is a lookup the kernel will forget later; one that does not
             // fit in the reply must not stay counted.
-            let Ok((node, st)) = self.ov.lookup(ino.0, &e.name) else { continue };
+            let Ok((node, st)) = self.ov.lookup_listed(ino.0, e, generation) else { continue };
             let attr = fuse_attr(&attr_of(node.ino, &node.src(), &st));
             if reply.add(INodeNo(node.nodeid), next, &e.name, &self.ttl(), &attr, Generation(0)) {
                 self.ov.forget(node.nodeid, 1);

@@ -38,8 +38,9 @@ pub struct FileHandle {
 pub struct DirHandle {
     /// The directory's node.
     pub node: Arc<Node>,
-    /// The listing offsets refer to (taken at the first read from offset 0).
-    pub entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+    /// The listing offsets refer to (taken at the first read from offset 0), and the change
+    /// count it was taken at.
+    pub entries: Mutex<Option<(Arc<Vec<DirEntry>>, u64)>>,
 }
 
 /// Open handles by number.
@@ -191,12 +192,14 @@ impl Overlay {
         Ok(fh)
     }
 
-    /// The entries of an open directory from `offset` on (offset `n` resumes after entry `n`).
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+    /// The listing of an open directory (offset `n` resumes after entry `n`), and the change
+    /// count it was taken at ([`Overlay::lookup_listed`] uses it).
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<(Arc<Vec<DirEntry>>, u64)> {
         let h = self.handles.dir(fh)?;
         let mut entries = h.entries.lock();
         if offset == 0 || entries.is_none() {
-            *entries = Some(Arc::new(self.list_dir(h.node.nodeid)?));
+            let generation = self.generation();
+            *entries = Some((Arc::new(self.list_dir(h.node.nodeid)?), generation));
         }
         entries.clone().ok_or(Errno::IO)
     }

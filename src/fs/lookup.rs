@@ -15,6 +15,7 @@ use rustix::fs::{FileType, Stat};
 
 use super::inode::{DirLayer, Node, Src};
 use super::layers::LayerIdx;
+use super::readdir::DirEntry;
 use super::whiteout::{self, DirMarks};
 use super::{Errno, Overlay, Result};
 use crate::sys::{fd, xattr};
@@ -271,6 +272,54 @@ impl Overlay {
         let found = self.find_child(&path, &layers, name)?.ok_or(Errno::NOENT)?;
         let node = self.inodes.remember(found.ino, found.kind(), parent, name, found.src.clone());
         Ok((node, found.st))
+    }
+
+    /// Looks up entry `e` of a listing of directory `parent` taken at change count
+    /// `generation` (for readdirplus). While nothing changed since, the listing tells where
+    /// the name is: no layer above `e.pos` has it or hides it, so a non-directory costs one
+    /// stat in its own layer and a directory's merge starts there. Anything changed: a full lookup.
+    pub fn lookup_listed(&self, parent: u64, e: &DirEntry, generation: u64) -> Result<(Arc<Node>, Stat)> {
+        let _tree = self.tree.read();
+        let found = match self.find_listed(parent, e, generation)? {
+            Some(f) => f,
+            None => return self.lookup_locked(parent, &e.name),
+        };
+        // A copy-up counts the change before it points the object's node at its copy: seen
+        // here, the node may have been given the old place, which a full lookup corrects.
+        if self.generation() != generation {
+            return self.lookup_locked(parent, &e.name);
+        }
+        let node = self.inodes.remember(found.ino, found.kind(), parent, &e.name, found.src.clone());
+        if self.generation() != generation {
+            self.inodes.forget(node.nodeid, 1);
+            return self.lookup_locked(parent, &e.name);
+        }
+        Ok((node, found.st))
+    }
+
+    /// Where the listing says `e` is, if the listing still holds and the entry is simple.
+    fn find_listed(&self, parent: u64, e: &DirEntry, generation: u64) -> Result<Option<Found>> {
+        if self.generation() != generation {
+            return Ok(None);
+        }
+        let (_, layers, path) = self.dir_node(parent)?;
+        let Some(dl) = layers.get(e.pos) else {
+            return Ok(None);
+        };
+        if e.kind == FileType::Directory {
+            return self.find_child(&path, &layers[e.pos..], &e.name);
+        }
+        let inst = self.inst_path(&path, dl).join(&e.name);
+        let (dir, leaf) = split(&inst)?;
+        let dfd = self.open_layer_dir(dl.idx, dir)?;
+        let Some(st) = fd::try_stat_at(dfd.as_fd(), leaf)? else {
+            return Ok(None);
+        };
+        if fd::kind_of(&st) != e.kind || whiteout::is_whiteout(dfd.as_fd(), leaf, &st, dl.xwh) {
+            return Ok(None);
+        }
+        let ino = self.ino_of(dl.idx, dfd.as_fd(), Some(leaf), &st);
+        Ok(Some(Found { src: Src::File(dl.idx, Arc::from(inst.as_path())), st, ino }))
     }
 
     /// Path of a node (for tests and tools).

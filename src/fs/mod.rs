@@ -96,6 +96,9 @@ pub struct Overlay {
     pub handles: HandleTable,
     /// Read for operations that resolve names, write for those that change names.
     tree: RwLock<()>,
+    /// Counts changes of what names resolve to (namespace operations, copy-ups): a listing
+    /// taken at one count still tells where each name is while the count stays.
+    generation: AtomicU64,
     /// Open directories of the layers.
     dirs: dircache::DirCache,
     /// Serialises directory copy-ups (short: mkdir, attributes, rename).
@@ -133,6 +136,7 @@ impl Overlay {
             stack,
             handles: HandleTable::default(),
             tree: RwLock::new(()),
+            generation: AtomicU64::new(0),
             dirs: dircache::DirCache::default(),
             dir_copy: parking_lot::Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
@@ -182,6 +186,23 @@ impl Overlay {
             return Err(Errno::IO);
         }
         Ok(())
+    }
+
+    /// Takes the tree lock for a change of names (and counts the change).
+    fn change_tree(&self) -> parking_lot::RwLockWriteGuard<'_, ()> {
+        let guard = self.tree.write();
+        self.changed();
+        guard
+    }
+
+    /// Counts a change of what names resolve to.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current change count.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A fresh name for a temp object in the work dir.

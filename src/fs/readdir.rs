@@ -26,6 +26,8 @@ pub struct DirEntry {
     pub ino: u64,
     /// File type.
     pub kind: FileType,
+    /// Where in the directory's layers the shown instance is (`usize::MAX` for `.` and `..`).
+    pub pos: usize,
 }
 
 impl Overlay {
@@ -33,7 +35,7 @@ impl Overlay {
     pub(crate) fn merged_entries(&self, path: &Path, layers: &[DirLayer]) -> Result<Vec<DirEntry>> {
         let mut seen: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
-        for dl in layers {
+        for (pos, dl) in layers.iter().enumerate() {
             let dir = match fd::open_dir_read(self.stack.layer(dl.idx).fd(), &self.inst_path(path, dl)) {
                 Ok(f) => f,
                 Err(Errno::NOENT) | Err(Errno::NOTDIR) => continue,
@@ -49,7 +51,7 @@ impl Overlay {
                 if e.name == OPAQUE_MARKER || seen.contains(&e.name) {
                     continue;
                 }
-                let Some(entry) = self.entry_of(dir.as_fd(), dl, impure, e)? else {
+                let Some(entry) = self.entry_of(dir.as_fd(), dl, pos, impure, e)? else {
                     continue;
                 };
                 seen.insert(entry.name.clone());
@@ -63,7 +65,14 @@ impl Overlay {
     }
 
     /// Classifies one raw entry: `None` if it vanished, `ino == 0` for a whiteout (hides only).
-    fn entry_of(&self, dir: BorrowedFd<'_>, dl: &DirLayer, impure: bool, e: fd::RawEntry) -> Result<Option<DirEntry>> {
+    fn entry_of(
+        &self,
+        dir: BorrowedFd<'_>,
+        dl: &DirLayer,
+        pos: usize,
+        impure: bool,
+        e: fd::RawEntry,
+    ) -> Result<Option<DirEntry>> {
         let mut kind = e.kind;
         let needs_stat =
             matches!(kind, FileType::Unknown | FileType::CharacterDevice) || (dl.xwh && kind == FileType::RegularFile);
@@ -73,7 +82,7 @@ impl Overlay {
                 return Ok(None);
             };
             if whiteout::is_whiteout(dir, &e.name, &s, dl.xwh) {
-                return Ok(Some(DirEntry { name: e.name, ino: 0, kind }));
+                return Ok(Some(DirEntry { name: e.name, ino: 0, kind, pos }));
             }
             kind = fd::kind_of(&s);
             st = Some(s);
@@ -82,7 +91,7 @@ impl Overlay {
         if impure && let Some(saved) = self.saved_ino(dir, Some(&e.name)) {
             ino = saved;
         }
-        Ok(Some(DirEntry { name: e.name, ino, kind }))
+        Ok(Some(DirEntry { name: e.name, ino, kind, pos }))
     }
 
     /// Whether an upper directory may hold copied-up entries (`overlay.impure`).
@@ -105,8 +114,8 @@ impl Overlay {
         let parent = node.state.lock().names.first().map(|(p, _)| *p).unwrap_or(ROOT);
         let parent_ino = self.inodes.find(parent).map(|p| p.ino).unwrap_or(ROOT);
         let mut out = vec![
-            DirEntry { name: ".".into(), ino: node.ino, kind: FileType::Directory },
-            DirEntry { name: "..".into(), ino: parent_ino, kind: FileType::Directory },
+            DirEntry { name: ".".into(), ino: node.ino, kind: FileType::Directory, pos: usize::MAX },
+            DirEntry { name: "..".into(), ino: parent_ino, kind: FileType::Directory, pos: usize::MAX },
         ];
         out.extend(self.merged_entries(&path, &layers)?);
         Ok(out)

@@ -21,7 +21,7 @@ use crate::sys::fd;
 impl Overlay {
     /// Removes the non-directory `name` from `parent`.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
-        let _tree = self.tree.write();
+        let _tree = self.change_tree();
         let (pnode, layers, ppath) = self.dir_node(parent)?;
         let found = self.find_child(&ppath, &layers, name)?.ok_or(Errno::NOENT)?;
         if found.kind() == FileType::Directory {
@@ -40,7 +40,7 @@ impl Overlay {
 
     /// Removes the empty directory `name` from `parent`.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
-        let _tree = self.tree.write();
+        let _tree = self.change_tree();
         let r = self.rmdir_locked(parent, name);
         self.upper_dirs_changed();
         r

@@ -24,7 +24,7 @@ use crate::sys::fd;
 impl Overlay {
     /// Renames `name` in `parent` to `newname` in `newparent` (`RENAME_NOREPLACE`/`RENAME_EXCHANGE`).
     pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> Result<()> {
-        let _tree = self.tree.write();
+        let _tree = self.change_tree();
         let r = self.rename_locked(parent, name, newparent, newname, flags);
         self.upper_dirs_changed();
         r

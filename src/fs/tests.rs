@@ -360,3 +360,32 @@ fn whiteouts_are_links_of_one_shared_device_and_survive_its_loss() {
     assert!(f.p("work/work").join(super::whiteout::SHARED_WHITEOUT).exists(), "a new shared whiteout");
     assert_eq!(names(&ov, ROOT), [".", ".."]);
 }
+
+#[test]
+fn lookups_from_a_listing_agree_with_full_lookups_and_notice_changes() {
+    let f = Fixture::new(3);
+    f.file("l2/d/bottom", "b");
+    f.file("l2/d/shadowed", "old");
+    f.file("l1/d/shadowed", "new");
+    f.file("l2/d/gone", "x");
+    f.whiteout("l0/d/gone");
+    f.file("l2/d/sub/x", "");
+    f.file("l0/d/sub/y", "");
+    f.file("l0/d/top", "t");
+    let ov = f.overlay();
+    let d = ino_of(&ov, "d").unwrap();
+    let generation = ov.generation();
+    let listing = ov.list_dir(d).unwrap();
+    for e in listing.iter().filter(|e| e.name != "." && e.name != "..") {
+        let (fast, fst) = ov.lookup_listed(d, e, generation).unwrap();
+        let (full, st) = ov.lookup(d, &e.name).unwrap();
+        assert_eq!((fast.ino, fast.src(), fst.st_size), (full.ino, full.src(), st.st_size), "{:?}", e.name);
+    }
+    assert!(listing.iter().all(|e| e.name != "gone"));
+    // After a copy-up the listing's places are stale: the lookup finds the upper copy.
+    let fh = ov.open(ino_of(&ov, "d/bottom").unwrap(), libc::O_WRONLY).unwrap();
+    ov.release(fh);
+    let bottom = listing.iter().find(|e| e.name == "bottom").unwrap();
+    let (node, _) = ov.lookup_listed(d, bottom, generation).unwrap();
+    assert!(ov.stack.is_upper(node.src().top()), "the copy, not the lower original");
+}
