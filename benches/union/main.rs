@@ -76,6 +76,8 @@ struct Spec {
     goal: Goal,
     cols: Vec<&'static str>,
     run: Option<Runner>,
+    /// At most this many repetitions (long, steady workloads: memory, big commits).
+    max_reps: Option<usize>,
 }
 
 /// A workload measured on mounted systems.
@@ -93,6 +95,7 @@ fn on_mounts(
         goal,
         cols: systems.iter().map(|s| s.name()).collect(),
         run: Some(Box::new(move |cx, col| f(cx, Sys::parse(col)?))),
+        max_reps: None,
     }
 }
 
@@ -202,6 +205,7 @@ fn plan(s: &Sizes, systems: &[Sys], xfs: Option<&Path>) -> Vec<Spec> {
             move |cx, y| work::peak_rss(cx, y, files),
         );
         spec.unit = Unit::Bytes;
+        spec.max_reps = Some(if files >= 1_000_000 { 1 } else { 3 });
         v.push(spec);
     }
     v
@@ -217,6 +221,7 @@ fn tool_plan(s: &Sizes) -> Vec<Spec> {
         goal,
         cols,
         run: None,
+        max_reps: Some(3),
     };
     vec![
         spec(
@@ -291,7 +296,7 @@ fn measure(specs: &[Spec], reps: usize, mut one: impl FnMut(&Spec, &'static str)
     for spec in specs {
         let started = Instant::now();
         let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-        for rep in 0..reps {
+        for rep in 0..spec.max_reps.map_or(reps, |m| m.min(reps)) {
             let n = spec.cols.len();
             for i in 0..n {
                 let col = spec.cols[(i + rep) % n];
