@@ -179,7 +179,6 @@ fn plan(s: &Sizes, systems: &[Sys], xfs: Option<&Path>) -> Vec<Spec> {
     let (entries, whiteouts) = s.bigdir;
     v.extend([
         on_mounts("create", format!("create {create} small files"), Kernel(2.0), &all, work::create),
-        on_mounts("rm", format!("rm -rf of {create} new files"), Kernel(2.0), &all, work::remove_new),
         on_mounts("delete", format!("delete {doomed} lower files (whiteouts)"), Kernel(2.0), &all, work::delete_lower),
         on_mounts(
             "lsf-cold",
@@ -208,6 +207,8 @@ fn plan(s: &Sizes, systems: &[Sys], xfs: Option<&Path>) -> Vec<Spec> {
         spec.max_reps = Some(if files >= 1_000_000 { 1 } else { 3 });
         v.push(spec);
     }
+    // Last: it deletes many files, which slows down ext4's next file creations for a while.
+    v.push(on_mounts("rm", format!("rm -rf of {create} new files"), Kernel(2.0), &all, work::remove_new));
     v
 }
 
@@ -398,6 +399,7 @@ fn real_main(args: Args) -> Result<()> {
         dir: dir.clone(),
         cold: !smoke,
     };
+    systems::init_trash(&dir.join("trash"))?;
     let started = Instant::now();
     let specs: Vec<Spec> =
         plan(&s, &systems, xfs_dir.as_deref()).into_iter().filter(|p| selected(&args, &p.key)).collect();
@@ -424,6 +426,7 @@ fn real_main(args: Args) -> Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs();
+    systems::empty_trash()?;
     let mode = if smoke {
         "smoke"
     } else if args.quick {

@@ -167,7 +167,37 @@ fn daemon_of(mnt: &Path) -> Result<u32> {
     bail!("no daemon serves {}", mnt.display())
 }
 
+/// Where emptied scratch dirs go until the end of the run (see [`reset_dir`]).
+static TRASH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static TRASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets the trash dir (on the scratch filesystem) and empties what a previous run left there.
+/// Right after many deletions ext4 creates files several times slower for a while (it skips
+/// recently freed inodes, reading inode tables to find them), so the run waits that out.
+pub fn init_trash(dir: &Path) -> Result<()> {
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        super::sh(&format!("rm -rf '{}'", dir.display()))?;
+        rustix::fs::sync();
+        std::thread::sleep(Duration::from_secs(40));
+    }
+    fs::create_dir_all(dir)?;
+    let _ = TRASH.set(dir.to_path_buf());
+    Ok(())
+}
+
+/// Empties the trash (at the end of a run).
+pub fn empty_trash() -> Result<()> {
+    match TRASH.get() {
+        Some(t) if t.exists() => super::sh(&format!("rm -rf '{}'", t.display())),
+        _ => Ok(()),
+    }
+}
+
 /// Empties `dir` (creating it if needed); a leftover mount inside is unmounted first.
+///
+/// Its files of 1 MiB and more are deleted; the rest is moved into the trash, deleted at the end
+/// of the run: many deletions during the run would slow down every file creation after them
+/// (see [`init_trash`]) and make the systems measured next look slower than they are.
 pub fn reset_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         let mounts = fs::read_to_string("/proc/self/mounts")?;
@@ -175,7 +205,15 @@ pub fn reset_dir(dir: &Path) -> Result<()> {
         for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&prefix)) {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
-        super::sh(&format!("rm -rf '{}'", dir.display()))?;
+        match TRASH.get() {
+            Some(trash) => {
+                super::sh(&format!("find '{}' -xdev -type f -size +1M -delete", dir.display()))?;
+                let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                fs::rename(dir, trash.join(n.to_string()))
+                    .with_context(|| format!("moving {} to the trash", dir.display()))?;
+            }
+            None => super::sh(&format!("rm -rf '{}'", dir.display()))?,
+        }
     }
     fs::create_dir_all(dir)?;
     Ok(())
