@@ -234,19 +234,21 @@ impl Cache {
         })
     }
 
-    /// Lower files of the given sizes, named by size (`f4096`), under an empty top layer, in
+    /// Lower files of the given sizes, named by size (`f4096`), and a 4 KiB `warm-up` file
+    /// under an empty top layer, in
     /// `root` (a different filesystem, e.g. an XFS reflink image, when given).
     pub fn sized(&self, sizes: &[u64], root: Option<&Path>) -> Result<LayerSet> {
         let tag = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
         let cache = root.map(Cache::new);
         let cache = cache.as_ref().unwrap_or(self);
-        cache.set(&format!("sized-{tag}"), |dir| {
+        cache.set(&format!("sized-{tag}-w"), |dir| {
             let (top, bottom) = (dir.join("top"), dir.join("bottom"));
             fs::create_dir_all(&top)?;
             fs::create_dir_all(&bottom)?;
             for (i, &s) in sizes.iter().enumerate() {
                 big_file(&bottom.join(format!("f{s}")), s, 10 + i as u64)?;
             }
+            big_file(&bottom.join("warm-up"), 4096, 9)?;
             Ok(vec![top, bottom])
         })
     }

@@ -47,7 +47,10 @@ impl Overlay {
         if self.in_upper(&node.src()) {
             return Ok(());
         }
-        let found = self.resolve_again(node, &path)?.ok_or(Errno::NOENT)?;
+        let found = match self.still_seen(node) {
+            Some(f) => f,
+            None => self.resolve_again(node, &path)?.ok_or(Errno::NOENT)?,
+        };
         if found.ino != node.ino {
             return Err(Errno::STALE);
         }
@@ -60,6 +63,19 @@ impl Overlay {
         node.set_src(Src::File(0, Arc::from(path.as_path())));
         self.attr_changed(node.nodeid);
         Ok(())
+    }
+
+    /// What the last lookup of `node` found, if nothing changed since (no namespace operation,
+    /// no copy-up) and the object is simple: a lower file with one name and one link.
+    fn still_seen(&self, node: &Node) -> Option<Found> {
+        let state = node.state.lock();
+        let (st, generation) = state.seen?;
+        let simple = state.names.len() == 1 && st.st_nlink == 1 && !self.in_upper(&state.src);
+        (simple && generation == self.generation() && fd::kind_of(&st) != FileType::Directory).then(|| Found {
+            src: state.src.clone(),
+            st,
+            ino: node.ino,
+        })
     }
 
     /// Resolves the object `node` shows at `path` again: one component under its parent's node
@@ -227,12 +243,14 @@ impl Overlay {
     /// Gives the temp copy `tmp` the owner, mode, xattrs and times of the original (a regular file's data is synced before).
     fn finish_copy(&self, from: &At, work: BorrowedFd<'_>, tmp: &OsStr, st: &Stat, ino: u64) -> Result<()> {
         let kind = fd::kind_of(st);
-        self.give_owner(work, tmp, st.st_uid, st.st_gid)?;
+        let upper = self.stack.upper()?;
+        if upper.new_owner != Some((st.st_uid, st.st_gid)) {
+            self.give_owner(work, tmp, st.st_uid, st.st_gid)?;
+        }
         if kind != FileType::Symlink {
             fd::chmod_at(work, tmp, st.st_mode)?;
         }
         copy_xattrs(from.dir(), from.name(), work, tmp)?;
-        let upper = self.stack.upper()?;
         let key = upper.ns.name(INO_XATTR);
         match xattr::set(work, Some(tmp), OsStr::new(&key), &ino.to_le_bytes(), XattrFlags::empty()) {
             Ok(()) => {}
@@ -262,7 +280,10 @@ impl Overlay {
         self.changed();
         fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
         self.restore_times(parent, &pst);
-        self.mark_impure(parent);
+        if !self.dirs.known_impure(pst.st_ino) {
+            self.mark_impure(parent);
+            self.dirs.note_impure(pst.st_ino);
+        }
         self.dir_changed(parent, &pst);
         Ok(())
     }

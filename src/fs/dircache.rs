@@ -20,11 +20,17 @@ const CAPACITY: usize = 2048;
 /// Cached `O_PATH` fds of layer directories.
 pub struct DirCache {
     map: Mutex<LruCache<(LayerIdx, PathBuf), Arc<OwnedFd>>>,
+    /// Inode numbers of upper directories marked `overlay.impure` (forgotten with the upper
+    /// entries: a number may come back for another directory).
+    impure: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Default for DirCache {
     fn default() -> Self {
-        DirCache { map: Mutex::new(LruCache::new(NonZeroUsize::new(CAPACITY).unwrap_or(NonZeroUsize::MIN))) }
+        DirCache {
+            map: Mutex::new(LruCache::new(NonZeroUsize::new(CAPACITY).unwrap_or(NonZeroUsize::MIN))),
+            impure: Mutex::default(),
+        }
     }
 }
 
@@ -39,8 +45,23 @@ impl DirCache {
         self.map.lock().put((idx, path.to_path_buf()), fd);
     }
 
+    /// Whether the upper directory with inode number `ino` is known to be marked impure.
+    pub fn known_impure(&self, ino: u64) -> bool {
+        self.impure.lock().contains(&ino)
+    }
+
+    /// Remembers that the upper directory with inode number `ino` is marked impure.
+    pub fn note_impure(&self, ino: u64) {
+        let mut set = self.impure.lock();
+        if set.len() >= CAPACITY * 8 {
+            set.clear();
+        }
+        set.insert(ino);
+    }
+
     /// Forgets every entry of layer `idx` (the upper layer, after a directory moved or went).
     pub fn forget_layer(&self, idx: LayerIdx) {
+        self.impure.lock().clear();
         let mut map = self.map.lock();
         let stale: Vec<_> = map.iter().filter(|((l, _), _)| *l == idx).map(|(k, _)| k.clone()).collect();
         for k in stale {

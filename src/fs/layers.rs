@@ -83,6 +83,9 @@ pub struct Upper {
     pub whiteouts: WhiteoutMode,
     /// `volatile`: skip every fsync.
     pub volatile: bool,
+    /// The owner a file created in the work dir gets (when known): a copy whose original has
+    /// it needs no chown.
+    pub new_owner: Option<(u32, u32)>,
 }
 
 /// What a stack is made from.
@@ -318,7 +321,15 @@ fn prepare_upper(wfd: &OwnedFd, w: &Path, spec: &StackSpec, notes: &mut Vec<Stri
     if whiteouts == WhiteoutMode::WhFile {
         notes.push("the upper filesystem refuses whiteout devices: deletions are written as .wh. files".into());
     }
-    Ok(Upper { work, ns, whiteouts, volatile: spec.volatile })
+    // The shared whiteout was created in the work dir like every temp copy: its owner is theirs.
+    let new_owner = match whiteouts {
+        WhiteoutMode::Device => fd::try_stat_at(work.as_fd(), OsStr::new(super::whiteout::SHARED_WHITEOUT))
+            .ok()
+            .flatten()
+            .map(|st| (st.st_uid, st.st_gid)),
+        WhiteoutMode::WhFile => None,
+    };
+    Ok(Upper { work, ns, whiteouts, volatile: spec.volatile, new_owner })
 }
 
 fn probe_ns(work: BorrowedFd<'_>) -> XattrNs {

@@ -268,9 +268,11 @@ impl Overlay {
     }
 
     pub(crate) fn lookup_locked(&self, parent: u64, name: &OsStr) -> Result<(Arc<Node>, Stat)> {
+        let generation = self.generation();
         let (_, layers, path) = self.dir_node(parent)?;
         let found = self.find_child(&path, &layers, name)?.ok_or(Errno::NOENT)?;
         let node = self.inodes.remember(found.ino, found.kind(), parent, name, found.src.clone());
+        node.state.lock().seen = Some((found.st, generation));
         Ok((node, found.st))
     }
 
@@ -294,6 +296,7 @@ impl Overlay {
             self.inodes.forget(node.nodeid, 1);
             return self.lookup_locked(parent, &e.name);
         }
+        node.state.lock().seen = Some((found.st, generation));
         Ok((node, found.st))
     }
 
