@@ -254,7 +254,8 @@ fn root_debug_mode_logs_in_the_foreground_and_a_background_daemon_unmounts_on_si
         .unwrap();
     assert!(wait_mounted(&m, true), "the foreground mount did not appear");
     std::fs::read_dir(&m).unwrap().count();
-    assert!(run(Command::new(strata()).arg("umount").arg(&m)).status.success());
+    let out = run(Command::new(strata()).arg("umount").arg(&m));
+    assert!(out.status.success(), "umount: {}", String::from_utf8_lossy(&out.stderr));
     assert!(child.wait().unwrap().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("strata[debug]:"), "no debug lines in:\n{text}");

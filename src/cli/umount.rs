@@ -28,7 +28,16 @@ pub fn unmount(mnt: &Path, lazy: bool) -> anyhow::Result<()> {
     if !sys::mount::is_mount_point(mnt) {
         bail!("{} is not a mount point", mnt.display());
     }
-    match sys::mount::unmount(mnt, lazy) {
+    // A file closed a moment ago may still hold the mount while the kernel releases it.
+    let mut result = sys::mount::unmount(mnt, lazy);
+    for _ in 0..20 {
+        if result != Err(Errno::BUSY) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        result = sys::mount::unmount(mnt, lazy);
+    }
+    match result {
         Ok(()) => Ok(()),
         Err(Errno::PERM) => {
             let mut cmd = std::process::Command::new("fusermount3");

@@ -23,6 +23,9 @@ pub struct DirCache {
     /// Inode numbers of upper directories marked `overlay.impure` (forgotten with the upper
     /// entries: a number may come back for another directory).
     impure: Mutex<std::collections::HashSet<u64>>,
+    /// Whether a layer directory has `.wh.NAME` entries (learned by reading it once): where it
+    /// has none, a name missing there needs no second look for its `.wh.` form.
+    wh: Mutex<std::collections::HashMap<(LayerIdx, PathBuf), bool>>,
 }
 
 impl Default for DirCache {
@@ -30,6 +33,7 @@ impl Default for DirCache {
         DirCache {
             map: Mutex::new(LruCache::new(NonZeroUsize::new(CAPACITY).unwrap_or(NonZeroUsize::MIN))),
             impure: Mutex::default(),
+            wh: Mutex::default(),
         }
     }
 }
@@ -59,9 +63,25 @@ impl DirCache {
         set.insert(ino);
     }
 
+    /// Whether directory `path` of layer `idx` is known to have (`Some(true)`) or not have
+    /// `.wh.` entries.
+    pub fn has_wh(&self, idx: LayerIdx, path: &Path) -> Option<bool> {
+        self.wh.lock().get(&(idx, path.to_path_buf())).copied()
+    }
+
+    /// Remembers whether directory `path` of layer `idx` has `.wh.` entries.
+    pub fn note_wh(&self, idx: LayerIdx, path: &Path, has: bool) {
+        let mut map = self.wh.lock();
+        if map.len() >= CAPACITY * 8 {
+            map.clear();
+        }
+        map.insert((idx, path.to_path_buf()), has);
+    }
+
     /// Forgets every entry of layer `idx` (the upper layer, after a directory moved or went).
     pub fn forget_layer(&self, idx: LayerIdx) {
         self.impure.lock().clear();
+        self.wh.lock().retain(|(l, _), _| *l != idx);
         let mut map = self.map.lock();
         let stale: Vec<_> = map.iter().filter(|((l, _), _)| *l == idx).map(|(k, _)| k.clone()).collect();
         for k in stale {

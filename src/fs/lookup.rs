@@ -128,7 +128,7 @@ impl Overlay {
             };
             let dfd = dfd.as_fd();
             let Some(st) = fd::try_stat_at(dfd, leaf)? else {
-                if whiteout::has_wh_file(dfd, leaf)? {
+                if self.may_hold_wh(idx, parent, dfd)? && whiteout::has_wh_file(dfd, leaf)? {
                     break;
                 }
                 continue;
@@ -146,7 +146,7 @@ impl Overlay {
             let sub = fd::open_dir(dfd, Path::new(leaf))?;
             let marks = whiteout::dir_marks(sub.as_fd())?;
             // `.wh.NAME` beside NAME hides the layers below, as an opaque mark would.
-            let opaque = marks.opaque || whiteout::has_wh_file(dfd, leaf)?;
+            let opaque = marks.opaque || (self.may_hold_wh(idx, parent, dfd)? && whiteout::has_wh_file(dfd, leaf)?);
             if top.is_none() {
                 top = Some((st, self.ino_of(idx, dfd, Some(leaf), &st)));
             }
@@ -159,6 +159,33 @@ impl Overlay {
             }
         }
         Ok(top.map(|(st, ino)| Found { src: Src::Dir(dirs), st, ino }))
+    }
+
+    /// Whether directory `path` of layer `idx` (fd `dir`) may have `.wh.NAME` entries. A small
+    /// directory is read once to know; it stays true where Strata may write `.wh.` files (an
+    /// upper dir in the `.wh.` fallback) — nothing else adds such names while mounted.
+    fn may_hold_wh(&self, idx: LayerIdx, path: &Path, dir: BorrowedFd<'_>) -> Result<bool> {
+        /// Larger directories are not read just for this (ext4: about 10k entries).
+        const MAX_SCAN: i64 = 256 << 10;
+        if self.writes_wh_files(idx) {
+            return Ok(true);
+        }
+        if let Some(has) = self.dirs.has_wh(idx, path) {
+            return Ok(has);
+        }
+        if fd::stat_fd(dir)?.st_size > MAX_SCAN {
+            return Ok(true);
+        }
+        let entries = fd::read_dir(fd::open_dir_read(dir, Path::new(""))?)?;
+        let has = entries.iter().any(|e| whiteout::is_wh_name(&e.name) && e.name != whiteout::OPAQUE_MARKER);
+        self.dirs.note_wh(idx, path, has);
+        Ok(has)
+    }
+
+    /// Whether Strata itself may add `.wh.` names to layer `idx` (an upper dir in the fallback).
+    pub(crate) fn writes_wh_files(&self, idx: LayerIdx) -> bool {
+        self.stack.is_upper(idx)
+            && self.stack.upper.as_ref().is_some_and(|u| u.whiteouts == super::layers::WhiteoutMode::WhFile)
     }
 
     /// Points the candidates after `from` (the layers below `idx`) at a redirect target.

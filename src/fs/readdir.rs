@@ -59,6 +59,9 @@ impl Overlay {
                     out.push(entry);
                 }
             }
+            if !self.writes_wh_files(dl.idx) {
+                self.dirs.note_wh(dl.idx, &self.inst_path(path, dl), !hides.is_empty());
+            }
             seen.extend(hides);
         }
         Ok(out)

@@ -389,3 +389,25 @@ fn lookups_from_a_listing_agree_with_full_lookups_and_notice_changes() {
     let (node, _) = ov.lookup_listed(d, bottom, generation).unwrap();
     assert!(ov.stack.is_upper(node.src().top()), "the copy, not the lower original");
 }
+
+#[test]
+fn wh_files_hide_whether_the_directory_was_listed_first_or_not() {
+    let f = Fixture::new(2);
+    for d in ["listed", "unlisted"] {
+        f.file(&format!("l1/{d}/gone"), "below");
+        f.file(&format!("l1/{d}/kept"), "below");
+        f.file(&format!("l0/{d}/.wh.gone"), "");
+        f.file(&format!("l0/{d}/other"), "top");
+    }
+    f.file("l1/plain/x", "");
+    f.file("l0/plain/y", "");
+    let ov = f.overlay();
+    let mut listed = names(&ov, ino_of(&ov, "listed").unwrap());
+    listed.sort();
+    assert_eq!(listed, [".", "..", "kept", "other"]);
+    for d in ["listed", "unlisted"] {
+        assert_eq!(ino_of(&ov, &format!("{d}/gone")), Err(Errno::NOENT), "{d}");
+        assert!(ino_of(&ov, &format!("{d}/kept")).is_ok(), "{d}");
+    }
+    assert!(ino_of(&ov, "plain/x").is_ok() && ino_of(&ov, "plain/nothing") == Err(Errno::NOENT));
+}
