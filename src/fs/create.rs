@@ -71,7 +71,7 @@ type Made = Result<(FileType, Option<File>)>;
 /// Where a name stands in the upper instance of its parent before it is created.
 struct Slot {
     /// The upper instance of the parent directory.
-    parent: OwnedFd,
+    parent: Arc<OwnedFd>,
     /// The upper dir has a whiteout object (device or xattr form) at the name.
     whiteout: bool,
     /// The upper dir has a `.wh.NAME` file.
@@ -124,8 +124,7 @@ impl Overlay {
     fn slot(&self, parent: &Arc<Node>, layers: &[DirLayer], name: &OsStr) -> Result<Slot> {
         self.copy_up(parent, true)?;
         let path = self.inodes.path_of(parent)?;
-        let ufd = self.stack.upper_root()?;
-        let dir = fd::open_dir(ufd, &path)?;
+        let dir = self.ensure_upper_dir(&path)?;
         let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).map(|d| d.xwh).unwrap_or(false);
         let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
             Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
