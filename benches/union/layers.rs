@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 /// A set of layers, top first, as `lowerdir=` takes them.
 #[derive(Clone, Debug)]
 pub struct LayerSet {
+    /// The set's name (its kind and sizes).
+    pub name: String,
     /// The lower dirs, top first.
     pub lowers: Vec<PathBuf>,
 }
@@ -130,7 +132,7 @@ impl Cache {
         let dir = self.root.join(name);
         let done = dir.join(".done");
         if let Ok(list) = fs::read_to_string(&done) {
-            return Ok(LayerSet { lowers: list.lines().map(PathBuf::from).collect() });
+            return Ok(LayerSet { name: name.into(), lowers: list.lines().map(PathBuf::from).collect() });
         }
         if dir.exists() {
             super::sh(&format!("rm -rf '{}'", dir.display()))?;
@@ -141,7 +143,7 @@ impl Cache {
         let list: String = lowers.iter().map(|p| format!("{}\n", p.display())).collect();
         super::sh("sync")?;
         fs::write(&done, list)?;
-        Ok(LayerSet { lowers })
+        Ok(LayerSet { name: name.into(), lowers })
     }
 
     /// One lower file of `size` bytes (`big`) under a small top layer.

@@ -69,9 +69,9 @@ impl Cx {
         if self.cold { drop_caches() } else { Ok(()) }
     }
 
-    /// The plain view of `layers` (materialized once, under `name`).
-    pub fn plain(&self, layers: &LayerSet, name: &str) -> Result<PathBuf> {
-        materialize(layers, &self.dir.join("plain").join(name))
+    /// The plain view of `layers` (materialized once, under the set's name).
+    pub fn plain(&self, layers: &LayerSet) -> Result<PathBuf> {
+        materialize(layers, &self.dir.join("plain").join(&layers.name))
     }
 }
 
@@ -112,7 +112,7 @@ pub fn read_all(path: &Path) -> Result<u64> {
 /// Sequential read of the big lower file, with cold or warm caches.
 pub fn seq_read(cx: &Cx, sys: Sys, cold: bool) -> Result<f64> {
     let layers = cx.cache.big(cx.sizes.big)?;
-    let plain = cx.plain(&layers, "big")?;
+    let plain = cx.plain(&layers)?;
     let m = cx.mount(sys, &layers, Some(&plain))?;
     let file = m.dir.join("big");
     if cold {
@@ -174,7 +174,7 @@ pub fn copy_up(cx: &Cx, sys: Sys, size: u64, under: Option<&Path>) -> Result<f64
 /// `find` (names only) or `ls -lR` (every attribute) over the 3-layer tree, `jobs` at once.
 pub fn walk(cx: &Cx, sys: Sys, argv: &[&str], cold: bool, jobs: usize) -> Result<f64> {
     let layers = cx.cache.tree(cx.sizes.tree)?;
-    let plain = cx.plain(&layers, "tree")?;
+    let plain = cx.plain(&layers)?;
     let m = cx.mount(sys, &layers, Some(&plain))?;
     let dir = m.dir.join("usr");
     if cold {
@@ -253,7 +253,7 @@ pub fn delete_lower(cx: &Cx, sys: Sys) -> Result<f64> {
 pub fn list_bigdir(cx: &Cx, sys: Sys, cold: bool) -> Result<f64> {
     let (entries, whiteouts) = cx.sizes.bigdir;
     let layers = cx.cache.bigdir(entries, whiteouts)?;
-    let plain = cx.plain(&layers, "bigdir")?;
+    let plain = cx.plain(&layers)?;
     let m = cx.mount(sys, &layers, Some(&plain))?;
     let dir = m.dir.join("big");
     if cold {
@@ -273,7 +273,7 @@ pub fn list_bigdir(cx: &Cx, sys: Sys, cold: bool) -> Result<f64> {
 /// per read.
 pub fn random_reads(cx: &Cx, sys: Sys) -> Result<f64> {
     let layers = cx.cache.big(cx.sizes.big)?;
-    let plain = cx.plain(&layers, "big")?;
+    let plain = cx.plain(&layers)?;
     let m = cx.mount(sys, &layers, Some(&plain))?;
     let file = m.dir.join("big");
     read_all(&file)?;

@@ -107,14 +107,17 @@ impl Overlay {
 
     pub(crate) fn attr_locked(&self, node: &Node) -> Result<Attr> {
         let at = self.locate(node)?;
-        Ok(attr_of(node.ino, &node.src(), &at.stat()?))
+        let src = node.src();
+        let st = self.shown_owner(src.top(), at.dir(), at.name(), at.stat()?);
+        Ok(attr_of(node.ino, &src, &st))
     }
 
     /// `getattr`: through an open handle when one is given (it may be unlinked), else by name.
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
         let node = self.inodes.get(ino)?;
         if let Some(h) = fh.and_then(|fh| self.handles.file(fh).ok()) {
-            return Ok(attr_of(node.ino, &node.src(), &fd::stat_fd(h.file.as_fd())?));
+            let st = self.shown_owner(h.layer, h.file.as_fd(), None, fd::stat_fd(h.file.as_fd())?);
+            return Ok(attr_of(node.ino, &node.src(), &st));
         }
         self.attr(&node)
     }

@@ -63,6 +63,9 @@ pub struct Layer {
     pub ino_prefix: u64,
     /// Names of multiply-linked files, by inode number (built on first need).
     pub hardlinks: OnceLock<HashMap<u64, Vec<PathBuf>>>,
+    /// The layer was unpacked rootless and records some owners in `user.strata.owner` (its
+    /// root carries `user.strata.owners`): the mount shows them where it can.
+    pub recorded_owners: bool,
 }
 
 impl Layer {
@@ -138,6 +141,44 @@ pub struct Stack {
     pub upper: Option<Upper>,
     /// Set when a layer's whiteouts had to fall back to `.wh.` files (said once at mount).
     pub notes: Vec<String>,
+    /// The ids this process's user namespace maps (`/proc/self/uid_map`, `gid_map`), read
+    /// when a layer records owners and the daemon is root in its namespace: a recorded owner is
+    /// shown only if it is mapped.
+    pub id_maps: Option<IdMaps>,
+}
+
+/// Inner id ranges (start, count) of a user namespace's uid and gid maps.
+#[derive(Clone, Debug, Default)]
+pub struct IdMaps {
+    /// Mapped uids.
+    pub uids: Vec<(u32, u32)>,
+    /// Mapped gids.
+    pub gids: Vec<(u32, u32)>,
+}
+
+impl IdMaps {
+    /// The maps of the current process.
+    pub fn current() -> IdMaps {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let inner = f.next()?.parse().ok()?;
+                    let _outer: u64 = f.next()?.parse().ok()?;
+                    Some((inner, f.next()?.parse().ok()?))
+                })
+                .collect()
+        };
+        IdMaps { uids: read("/proc/self/uid_map"), gids: read("/proc/self/gid_map") }
+    }
+
+    /// Whether `uid` and `gid` both have a mapping.
+    pub fn maps(&self, uid: u32, gid: u32) -> bool {
+        let has = |ranges: &[(u32, u32)], id: u32| ranges.iter().any(|&(s, n)| id >= s && id - s < n);
+        has(&self.uids, uid) && has(&self.gids, gid)
+    }
 }
 
 fn bad_dir(role: &'static str, path: &Path, e: Errno) -> SetupError {
@@ -187,7 +228,11 @@ impl Stack {
             roots.push((l.clone(), lfd));
         }
         let layers = assign_ino_prefixes(roots).map_err(|(p, e)| bad_dir("layer", &p, e))?;
-        Ok(Stack { layers, upper, notes })
+        // Only a daemon that is root (of its user namespace: a rootless container's) shows
+        // them; a user mounting a store of their own sees the owners they can read as.
+        let shows_owners = rustix::process::geteuid().is_root() && layers.iter().any(|l| l.recorded_owners);
+        let id_maps = shows_owners.then(IdMaps::current);
+        Ok(Stack { layers, upper, notes, id_maps })
     }
 
     /// The layer at `idx`.
@@ -248,7 +293,10 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
             devs.push(dev);
             devs.len() - 1
         });
-        out.push(Layer { root, path, dev, ino_prefix: (idx as u64) << 56, hardlinks: OnceLock::new() });
+        let recorded_owners =
+            matches!(xattr::get(root.as_fd(), None, OsStr::new(crate::image::unpack::OWNERS_MARK)), Ok(Some(_)));
+        let ino_prefix = (idx as u64) << 56;
+        out.push(Layer { root, path, dev, ino_prefix, hardlinks: OnceLock::new(), recorded_owners });
     }
     Ok(out)
 }

@@ -139,6 +139,7 @@ impl Overlay {
             if fd::kind_of(&st) != FileType::Directory {
                 if dirs.is_empty() {
                     let ino = self.ino_of(idx, dfd, Some(leaf), &st);
+                    let st = self.shown_owner(idx, dfd, Some(leaf), st);
                     return Ok(Some(Found { src: Src::File(idx, Arc::from(path.as_path())), st, ino }));
                 }
                 break;
@@ -148,7 +149,7 @@ impl Overlay {
             // `.wh.NAME` beside NAME hides the layers below, as an opaque mark would.
             let opaque = marks.opaque || (self.may_hold_wh(idx, parent, dfd)? && whiteout::has_wh_file(dfd, leaf)?);
             if top.is_none() {
-                top = Some((st, self.ino_of(idx, dfd, Some(leaf), &st)));
+                top = Some((self.shown_owner(idx, dfd, Some(leaf), st), self.ino_of(idx, dfd, Some(leaf), &st)));
             }
             dirs.push(DirLayer::new(idx, marks.xwhiteouts, &path));
             if opaque {
@@ -180,6 +181,30 @@ impl Overlay {
         let has = entries.iter().any(|e| whiteout::is_wh_name(&e.name) && e.name != whiteout::OPAQUE_MARKER);
         self.dirs.note_wh(idx, path, has);
         Ok(has)
+    }
+
+    /// `st` of entry `name` of `dir` in layer `idx`, with the owner a rootless unpack recorded
+    /// for it (`user.strata.owner`) where the layer has such owners and this user namespace
+    /// maps them: the owner the image gives it, which the real one could not be.
+    pub(crate) fn shown_owner(&self, idx: LayerIdx, dir: BorrowedFd<'_>, name: Option<&OsStr>, mut st: Stat) -> Stat {
+        let Some(maps) = &self.stack.id_maps else {
+            return st;
+        };
+        let kind = fd::kind_of(&st);
+        if self.stack.is_upper(idx)
+            || !self.stack.layer(idx).recorded_owners
+            || !matches!(kind, FileType::RegularFile | FileType::Directory)
+        {
+            return st;
+        }
+        if let Ok(Some(v)) = xattr::get(dir, name, OsStr::new(crate::image::unpack::OWNER_XATTR))
+            && let Some((uid, gid)) = std::str::from_utf8(&v).ok().and_then(|t| t.split_once(':'))
+            && let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse())
+            && maps.maps(uid, gid)
+        {
+            (st.st_uid, st.st_gid) = (uid, gid);
+        }
+        st
     }
 
     /// Whether Strata itself may add `.wh.` names to layer `idx` (an upper dir in the fallback).
@@ -349,6 +374,7 @@ impl Overlay {
             return Ok(None);
         }
         let ino = self.ino_of(dl.idx, dfd.as_fd(), Some(leaf), &st);
+        let st = self.shown_owner(dl.idx, dfd.as_fd(), Some(leaf), st);
         Ok(Some(Found { src: Src::File(dl.idx, Arc::from(inst.as_path())), st, ino }))
     }
 

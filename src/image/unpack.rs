@@ -31,6 +31,9 @@ use crate::sys::{Errno, xattr};
 
 /// Where rootless unpacking records an owner it could not set (`uid:gid`).
 pub const OWNER_XATTR: &str = "user.strata.owner";
+/// Set on the root of a layer in which some owner is only recorded ([`OWNER_XATTR`]): a mount
+/// then knows to show the recorded owners (where its user namespace maps them).
+pub const OWNERS_MARK: &str = "user.strata.owners";
 
 /// Why a layer could not be unpacked; each names the tar entry at fault.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,7 @@ pub fn unpack(tar: impl Read, root: BorrowedFd<'_>, opts: Options) -> Result<Unp
         opaques: Vec::new(),
         dirs: BTreeMap::new(),
         out: Unpacked::default(),
+        recorded: false,
     };
     u.dirs.insert(PathBuf::new(), DirMeta { mode: 0o755, mtime: None, entry: ".".into() });
     let mut archive = tar::Archive::new(tar);
@@ -130,6 +134,8 @@ struct Unpacker<'a> {
     opaques: Vec<(PathBuf, String)>,
     dirs: BTreeMap<PathBuf, DirMeta>,
     out: Unpacked,
+    /// Some owner was recorded in [`OWNER_XATTR`] instead of set.
+    recorded: bool,
 }
 
 /// What an entry's name designates, once checked.
@@ -414,7 +420,7 @@ impl Unpacker<'_> {
                     // symlink, FIFO or device node is lost (it is rarely meaningful).
                     Err(_) if !(h.entry_type().is_file() || h.entry_type().is_dir()) => {}
                     Err(errno) => self.out.warnings.push(format!("entry {shown:?}: owner {value} not kept: {errno}")),
-                    Ok(()) => {}
+                    Ok(()) => self.recorded = true,
                 }
                 Ok(())
             }
@@ -476,6 +482,10 @@ impl Unpacker<'_> {
                 Err(errno) => return Err(UnpackError::Sys { entry: meta.entry, op: "reopening the dir", errno }),
             };
             fd::chmod_fd(d.as_fd(), meta.mode).map_err(sys(&meta.entry, "chmod"))?;
+            if self.recorded && path.as_os_str().is_empty() {
+                xattr::set(d.as_fd(), None, xattr::key(OWNERS_MARK), b"y", XattrFlags::empty())
+                    .map_err(sys(&meta.entry, "marking recorded owners"))?;
+            }
             if let Some(t) = meta.mtime {
                 fd::utimes_at(d.as_fd(), None, SetTime::At(t), SetTime::At(t))
                     .map_err(sys(&meta.entry, "setting times"))?;
