@@ -180,21 +180,12 @@ fn plan(s: &Sizes, systems: &[Sys], xfs: Option<&Path>) -> Vec<Spec> {
     v.extend([
         on_mounts("create", format!("create {create} small files"), Kernel(2.0), &all, work::create),
         on_mounts("delete", format!("delete {doomed} lower files (whiteouts)"), Kernel(2.0), &all, work::delete_lower),
-        on_mounts(
-            "lsf-cold",
-            format!("ls -f, {} entries / 2 layers / {} whiteouts, cold", count(entries), count(whiteouts)),
-            Kernel(2.0),
-            &all,
-            |cx, y| work::list_bigdir(cx, y, true),
-        ),
-        on_mounts(
-            "lsf-warm",
-            format!("ls -f, {} entries / 2 layers / {} whiteouts, warm", count(entries), count(whiteouts)),
-            Kernel(2.0),
-            &all,
-            |cx, y| work::list_bigdir(cx, y, false),
-        ),
     ]);
+    for (key, cold) in [("lsf-cold", true), ("lsf-warm", false)] {
+        let state = if cold { "cold" } else { "warm" };
+        let label = format!("ls -f, {} entries / 2 layers / {} whiteouts, {state}", count(entries), count(whiteouts));
+        v.push(on_mounts(key, label, Kernel(2.0), &all, move |cx, y| work::list_bigdir(cx, y, cold)));
+    }
     for &files in &s.rss_trees {
         let mut spec = on_mounts(
             &format!("rss-{files}"),

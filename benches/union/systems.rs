@@ -209,8 +209,14 @@ pub fn reset_dir(dir: &Path) -> Result<()> {
             Some(trash) => {
                 super::sh(&format!("find '{}' -xdev -type f -size +1M -delete", dir.display()))?;
                 let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                fs::rename(dir, trash.join(n.to_string()))
-                    .with_context(|| format!("moving {} to the trash", dir.display()))?;
+                match fs::rename(dir, trash.join(n.to_string())) {
+                    Ok(()) => {}
+                    // Scratch on another filesystem (the XFS image): emptied there and then.
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                        super::sh(&format!("rm -rf '{}'", dir.display()))?
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("moving {} to the trash", dir.display())),
+                }
             }
             None => super::sh(&format!("rm -rf '{}'", dir.display()))?,
         }

@@ -64,6 +64,27 @@ impl Cx {
         self.env.mount(sys, layers, plain, None)
     }
 
+    /// Mounts `layers` with `sys` (the plain system shows their merged copy) for a read-only
+    /// workload on `rel`, and readies the caches: dropped when `cold`, else filled by one `warm`.
+    pub fn viewed(
+        &self,
+        sys: Sys,
+        layers: &LayerSet,
+        rel: &str,
+        cold: bool,
+        warm: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<(Mounted, PathBuf)> {
+        let plain = self.plain(layers)?;
+        let m = self.mount(sys, layers, Some(&plain))?;
+        let target = m.dir.join(rel);
+        if cold {
+            self.drop_caches()?;
+        } else {
+            warm(&target)?;
+        }
+        Ok((m, target))
+    }
+
     /// Drops the caches before a cold measurement.
     pub fn drop_caches(&self) -> Result<()> {
         if self.cold { drop_caches() } else { Ok(()) }
@@ -112,14 +133,7 @@ pub fn read_all(path: &Path) -> Result<u64> {
 /// Sequential read of the big lower file, with cold or warm caches.
 pub fn seq_read(cx: &Cx, sys: Sys, cold: bool) -> Result<f64> {
     let layers = cx.cache.big(cx.sizes.big)?;
-    let plain = cx.plain(&layers)?;
-    let m = cx.mount(sys, &layers, Some(&plain))?;
-    let file = m.dir.join("big");
-    if cold {
-        cx.drop_caches()?;
-    } else {
-        read_all(&file)?;
-    }
+    let (_m, file) = cx.viewed(sys, &layers, "big", cold, |f| read_all(f).map(drop))?;
     timed(|| {
         let n = read_all(&file)?;
         if n != cx.sizes.big {
@@ -174,14 +188,7 @@ pub fn copy_up(cx: &Cx, sys: Sys, size: u64, under: Option<&Path>) -> Result<f64
 /// `find` (names only) or `ls -lR` (every attribute) over the 3-layer tree, `jobs` at once.
 pub fn walk(cx: &Cx, sys: Sys, argv: &[&str], cold: bool, jobs: usize) -> Result<f64> {
     let layers = cx.cache.tree(cx.sizes.tree)?;
-    let plain = cx.plain(&layers)?;
-    let m = cx.mount(sys, &layers, Some(&plain))?;
-    let dir = m.dir.join("usr");
-    if cold {
-        cx.drop_caches()?;
-    } else {
-        quiet(argv, &dir)?;
-    }
+    let (_m, dir) = cx.viewed(sys, &layers, "usr", cold, |d| quiet(argv, d))?;
     timed(|| {
         let children: Vec<_> = (0..jobs)
             .map(|_| Command::new(argv[0]).args(&argv[1..]).arg(&dir).stdout(Stdio::null()).spawn())
@@ -253,14 +260,7 @@ pub fn delete_lower(cx: &Cx, sys: Sys) -> Result<f64> {
 pub fn list_bigdir(cx: &Cx, sys: Sys, cold: bool) -> Result<f64> {
     let (entries, whiteouts) = cx.sizes.bigdir;
     let layers = cx.cache.bigdir(entries, whiteouts)?;
-    let plain = cx.plain(&layers)?;
-    let m = cx.mount(sys, &layers, Some(&plain))?;
-    let dir = m.dir.join("big");
-    if cold {
-        cx.drop_caches()?;
-    } else {
-        quiet(&["ls", "-f"], &dir)?;
-    }
+    let (_m, dir) = cx.viewed(sys, &layers, "big", cold, |d| quiet(&["ls", "-f"], d))?;
     let t = timed(|| quiet(&["ls", "-f"], &dir))?;
     let listed = fs::read_dir(&dir)?.count();
     if listed != entries {
@@ -273,10 +273,7 @@ pub fn list_bigdir(cx: &Cx, sys: Sys, cold: bool) -> Result<f64> {
 /// per read.
 pub fn random_reads(cx: &Cx, sys: Sys) -> Result<f64> {
     let layers = cx.cache.big(cx.sizes.big)?;
-    let plain = cx.plain(&layers)?;
-    let m = cx.mount(sys, &layers, Some(&plain))?;
-    let file = m.dir.join("big");
-    read_all(&file)?;
+    let (_m, file) = cx.viewed(sys, &layers, "big", false, |f| read_all(f).map(drop))?;
     let out = Command::new("fio")
         .args(["--name=randread", "--rw=randread", "--bs=4k", "--ioengine=psync", "--invalidate=0", "--time_based"])
         .arg(format!("--runtime={}", cx.sizes.fio_secs))
