@@ -353,7 +353,7 @@ fn machine() -> BTreeMap<&'static str, String> {
         ("cores", out("nproc")),
         ("memory", out("free -g | awk '/Mem:/{print $2\" GiB\"}'")),
         ("filesystem", out("df -T /var/tmp | awk 'NR==2{print $2}'")),
-        ("fuse-overlayfs", out("fuse-overlayfs --version 2>&1 | head -1")),
+        ("fuse-overlayfs", out("fuse-overlayfs --version 2>/dev/null | grep -i version | head -2 | tr '\\n' ' '")),
         ("date", out("date -u +%Y-%m-%dT%H:%MZ")),
     ])
 }
@@ -433,7 +433,17 @@ fn real_main(args: Args) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     if let Some(path) = &args.markdown {
-        std::fs::write(path, report::markdown(&machine, mode, reps, elapsed, &rows, &tool_rows))?;
+        // What people wrote below the marker (the analysis of the numbers) stays.
+        let kept = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| old.find(report::NOTES_MARKER).map(|i| old[i..].to_string()))
+            .unwrap_or_default();
+        let mut text = report::markdown(&machine, mode, reps, elapsed, &rows, &tool_rows);
+        if !kept.is_empty() {
+            text.push('\n');
+            text.push_str(&kept);
+        }
+        std::fs::write(path, text)?;
     }
     if smoke {
         let _ = std::fs::remove_dir_all(&dir);

@@ -183,6 +183,9 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Where the hand-written part of `benches/RESULTS.md` starts; a new run keeps it.
+pub const NOTES_MARKER: &str = "<!-- notes: kept when the tables above are written again -->";
+
 /// `benches/RESULTS.md`: the machine, the run, the tables and the targets missed.
 pub fn markdown(
     machine: &BTreeMap<&'static str, String>,

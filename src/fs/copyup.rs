@@ -65,14 +65,22 @@ impl Overlay {
         Ok(())
     }
 
-    /// What the last lookup of `node` found, if nothing changed since (no namespace operation,
-    /// no copy-up) and the object is simple: a lower file with one name and one link.
+    /// Where the last lookup of `node` found it, if nothing changed since (no namespace
+    /// operation, no copy-up) and the object is simple — a lower file with one name and one
+    /// link: one stat there instead of a new walk through the layers.
     fn still_seen(&self, node: &Node) -> Option<Found> {
-        let state = node.state.lock();
-        let (st, generation) = state.seen?;
-        let simple = state.names.len() == 1 && st.st_nlink == 1 && !self.in_upper(&state.src);
-        (simple && generation == self.generation() && fd::kind_of(&st) != FileType::Directory).then(|| Found {
-            src: state.src.clone(),
+        let (src, seen_at, names) = {
+            let state = node.state.lock();
+            (state.src.clone(), state.seen_at?, state.names.len())
+        };
+        let Src::File(idx, path) = &src else { return None };
+        if names != 1 || seen_at != self.generation() || self.in_upper(&src) {
+            return None;
+        }
+        let at = self.at_in_layer(*idx, path).ok()?;
+        let st = self.shown_owner(*idx, at.dir(), at.name(), at.stat().ok()?);
+        (st.st_nlink == 1 && fd::kind_of(&st) != FileType::Directory).then(|| Found {
+            src: src.clone(),
             st,
             ino: node.ino,
         })

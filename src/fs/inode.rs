@@ -87,9 +87,9 @@ pub struct NodeState {
     pub src: Src,
     /// An `O_PATH` fd kept when the last name went while handles were open.
     pub pinned: Option<Arc<OwnedFd>>,
-    /// The stat of the shown instance from the last lookup, with the overlay's change count
-    /// read before it: while the count stays, the lookup still holds (see `Overlay::copy_up`).
-    pub seen: Option<(rustix::fs::Stat, u64)>,
+    /// The overlay's change count read before the last lookup: while the count stays, the
+    /// node's `src` is where the object is (see `Overlay::copy_up`).
+    pub seen_at: Option<u64>,
 }
 
 /// One object of the merged view.
@@ -117,7 +117,7 @@ impl Node {
             nodeid,
             ino,
             kind,
-            state: Mutex::new(NodeState { names, src, pinned: None, seen: None }),
+            state: Mutex::new(NodeState { names, src, pinned: None, seen_at: None }),
             copy_lock: Mutex::new(()),
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),

@@ -324,7 +324,7 @@ impl Overlay {
         let (_, layers, path) = self.dir_node(parent)?;
         let found = self.find_child(&path, &layers, name)?.ok_or(Errno::NOENT)?;
         let node = self.inodes.remember(found.ino, found.kind(), parent, name, found.src.clone());
-        node.state.lock().seen = Some((found.st, generation));
+        node.state.lock().seen_at = Some(generation);
         Ok((node, found.st))
     }
 
@@ -348,7 +348,7 @@ impl Overlay {
             self.inodes.forget(node.nodeid, 1);
             return self.lookup_locked(parent, &e.name);
         }
-        node.state.lock().seen = Some((found.st, generation));
+        node.state.lock().seen_at = Some(generation);
         Ok((node, found.st))
     }
 
