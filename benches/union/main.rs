@@ -353,7 +353,7 @@ fn machine() -> BTreeMap<&'static str, String> {
         ("cores", out("nproc")),
         ("memory", out("free -g | awk '/Mem:/{print $2\" GiB\"}'")),
         ("filesystem", out("df -T /var/tmp | awk 'NR==2{print $2}'")),
-        ("fuse-overlayfs", out("fuse-overlayfs --version 2>/dev/null | grep -i version | head -2 | tr '\\n' ' '")),
+        ("fuse-overlayfs", out("fuse-overlayfs --version 2>/dev/null | grep '^fuse-overlayfs'")),
         ("date", out("date -u +%Y-%m-%dT%H:%MZ")),
     ])
 }

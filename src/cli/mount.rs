@@ -181,8 +181,9 @@ fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<
 /// a walk of 50k files stays under it, and memory stays flat on bigger trees.
 const DEFAULT_CACHE_ENTRIES: usize = 65_536;
 
-/// Keeps the daemon's memory flat on huge trees: twice a second, if the kernel holds more nodes
-/// than `keep`, ask it to drop the least recently used entries. Runs outside request handlers.
+/// Keeps the daemon's memory flat on huge trees: ten times a second, if the kernel holds more
+/// nodes than `keep`, ask it to drop the least recently used entries, down to 7/8 of `keep` (so
+/// that a long walk does not call for it at every turn). Runs outside request handlers.
 fn start_shrinker(ov: Arc<Overlay>, keep: usize) -> anyhow::Result<()> {
     let weak = Arc::downgrade(&ov);
     drop(ov);
@@ -190,12 +191,12 @@ fn start_shrinker(ov: Arc<Overlay>, keep: usize) -> anyhow::Result<()> {
         .name("strata-shrink".into())
         .spawn(move || {
             while let Some(ov) = weak.upgrade() {
-                let asked = ov.shrink_kernel_cache(keep);
+                let asked = if ov.inodes.len() > keep { ov.shrink_kernel_cache(keep - keep / 8) } else { 0 };
                 drop(ov);
                 if asked > 0 {
                     log::debug!("asked the kernel to drop {asked} cached entries");
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(Duration::from_millis(100));
             }
         })
         .context("starting the cache shrinker")?;
