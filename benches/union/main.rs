@@ -246,11 +246,11 @@ fn sizes(args: &Args) -> Sizes {
         return Sizes {
             big: 256 * M,
             tree: 10_000,
-            create: 5000,
+            create: 2000,
             doomed: 1000,
             bigdir: (20_000, 200),
             copy_up: vec![4096, M, 100 * M],
-            fio_secs: 2,
+            fio_secs: 1,
             rss_trees: vec![10_000],
             payload: (5000, 64 * M),
         };
