@@ -77,13 +77,8 @@ impl Overlay {
         if names != 1 || seen_at != self.generation() || self.in_upper(&src) {
             return None;
         }
-        let at = self.at_in_layer(*idx, path).ok()?;
-        let st = self.shown_owner(*idx, at.dir(), at.name(), at.stat().ok()?);
-        (st.st_nlink == 1 && fd::kind_of(&st) != FileType::Directory).then(|| Found {
-            src: src.clone(),
-            st,
-            ino: node.ino,
-        })
+        // A lower layer has no xattr whiteouts to tell apart: a whiteout there is a device.
+        self.file_in_layer(*idx, path, false).ok().flatten().filter(|f| f.st.st_nlink == 1)
     }
 
     /// Resolves the object `node` shows at `path` again: one component under its parent's node
@@ -288,12 +283,18 @@ impl Overlay {
         self.changed();
         fd::rename_at(work, tmp, parent, name, RenameFlags::NOREPLACE)?;
         self.restore_times(parent, &pst);
-        if !self.dirs.known_impure(pst.st_ino) {
-            self.mark_impure(parent);
-            self.dirs.note_impure(pst.st_ino);
-        }
+        self.mark_impure_known(parent, &pst);
         self.dir_changed(parent, &pst);
         Ok(())
+    }
+
+    /// [`Self::mark_impure`] for an upper directory whose stat is at hand: one already known to
+    /// be marked is not asked again.
+    fn mark_impure_known(&self, dir: BorrowedFd<'_>, st: &Stat) {
+        if !self.dirs.known_impure(st.st_ino) {
+            self.mark_impure(dir);
+            self.dirs.note_impure(st.st_ino);
+        }
     }
 
     /// Drops the kernel's cached attributes of the upper directory `dir` (stat `st`): an entry
@@ -349,7 +350,7 @@ impl Overlay {
         self.changed();
         fd::link_at(from.dir(), from.name().ok_or(Errno::INVAL)?, parent.as_fd(), name)?;
         self.restore_times(parent.as_fd(), &pst);
-        self.mark_impure(parent.as_fd());
+        self.mark_impure_known(parent.as_fd(), &pst);
         self.dir_changed(parent.as_fd(), &pst);
         Ok(())
     }

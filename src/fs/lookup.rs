@@ -338,12 +338,9 @@ impl Overlay {
             Some(f) => f,
             None => return self.lookup_locked(parent, &e.name),
         };
+        let node = self.inodes.remember(found.ino, found.kind(), parent, &e.name, found.src.clone());
         // A copy-up counts the change before it points the object's node at its copy: seen
         // here, the node may have been given the old place, which a full lookup corrects.
-        if self.generation() != generation {
-            return self.lookup_locked(parent, &e.name);
-        }
-        let node = self.inodes.remember(found.ino, found.kind(), parent, &e.name, found.src.clone());
         if self.generation() != generation {
             self.inodes.forget(node.nodeid, 1);
             return self.lookup_locked(parent, &e.name);
@@ -364,18 +361,25 @@ impl Overlay {
         if e.kind == FileType::Directory {
             return self.find_child(&path, &layers[e.pos..], &e.name);
         }
-        let inst = self.inst_path(&path, dl).join(&e.name);
-        let (dir, leaf) = split(&inst)?;
-        let dfd = self.open_layer_dir(dl.idx, dir)?;
+        let found = self.file_in_layer(dl.idx, &self.inst_path(&path, dl).join(&e.name), dl.xwh)?;
+        Ok(found.filter(|f| f.kind() == e.kind))
+    }
+
+    /// The non-directory at `path` of layer `idx`, where something else already says it is shown
+    /// from there: one stat (`None` if it is gone, a directory or a whiteout — `xwh`: the
+    /// directory may hold xattr whiteouts).
+    pub(crate) fn file_in_layer(&self, idx: LayerIdx, path: &Path, xwh: bool) -> Result<Option<Found>> {
+        let (dir, leaf) = split(path)?;
+        let dfd = self.open_layer_dir(idx, dir)?;
         let Some(st) = fd::try_stat_at(dfd.as_fd(), leaf)? else {
             return Ok(None);
         };
-        if fd::kind_of(&st) != e.kind || whiteout::is_whiteout(dfd.as_fd(), leaf, &st, dl.xwh) {
+        if fd::kind_of(&st) == FileType::Directory || whiteout::is_whiteout(dfd.as_fd(), leaf, &st, xwh) {
             return Ok(None);
         }
-        let ino = self.ino_of(dl.idx, dfd.as_fd(), Some(leaf), &st);
-        let st = self.shown_owner(dl.idx, dfd.as_fd(), Some(leaf), st);
-        Ok(Some(Found { src: Src::File(dl.idx, Arc::from(inst.as_path())), st, ino }))
+        let ino = self.ino_of(idx, dfd.as_fd(), Some(leaf), &st);
+        let st = self.shown_owner(idx, dfd.as_fd(), Some(leaf), st);
+        Ok(Some(Found { src: Src::File(idx, Arc::from(path)), st, ino }))
     }
 
     /// Path of a node (for tests and tools).

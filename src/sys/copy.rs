@@ -62,15 +62,11 @@ pub fn copy_data(
         }
     }
     let mut strategy = if first == Strategy::ReadWrite { Strategy::ReadWrite } else { Strategy::CopyFileRange };
-    if !sparse {
-        let end = copy_range(src, dst, 0, len, &mut strategy, between)?;
-        if end < len {
-            rustix::fs::ftruncate(dst, len)?;
-        }
-        return Ok(strategy);
-    }
     let mut pos = 0u64;
-    while pos < len {
+    if !sparse {
+        pos = copy_range(src, dst, 0, len, &mut strategy, between)?;
+    }
+    while sparse && pos < len {
         let start = match rustix::fs::seek(src, SeekFrom::Data(pos)) {
             Ok(p) => p,
             Err(Errno::NXIO) => break,                        // only a hole is left
