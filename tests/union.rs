@@ -405,6 +405,45 @@ fn root_permission_checks_umask_and_default_acls_as_the_kernel_has_them() {
     check("root_permission_checks_umask_and_default_acls_as_the_kernel_has_them", &permission_layers(), &ops);
 }
 
+/// Set-user-ID and set-group-ID files of several owners, and one with a file capability.
+fn privilege_layers() -> Vec<Vec<Entry>> {
+    let mut low = vec![Entry::Dir("s", 0o777)];
+    for (name, mode) in [("w1", 0o4777), ("w2", 0o2777), ("w3", 0o2767), ("t1", 0o4777), ("t2", 0o6777), ("r1", 0o6777)]
+    {
+        low.push(Entry::File(format!("s/{name}"), b"data".to_vec(), mode));
+    }
+    low.push(Entry::File(s("s/c1"), b"c".to_vec(), 0o6755));
+    low.push(Entry::Owner(s("s/c1"), 1000, 1000));
+    low.push(Entry::File(s("s/cap"), b"c".to_vec(), 0o755));
+    // cap_net_raw, permitted and effective (VFS_CAP_REVISION_2).
+    let cap = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0].to_vec();
+    low.push(Entry::Xattr(s("s/cap"), s("security.capability"), cap));
+    vec![vec![file("top", "t")], low]
+}
+
+#[test]
+fn root_writes_truncates_and_chowns_clear_suid_and_sgid_as_the_kernel_does() {
+    let sh = |uid: u32, script: &str| Op::Sh(uid, uid, script.to_string());
+    let ops = vec![
+        sh(1000, "echo x >> s/w1; echo x >> s/w2; echo x >> s/w3; stat -c '%n %a' s/w1 s/w2 s/w3"),
+        sh(1000, "truncate -s 1 s/t1; : > s/t2; stat -c '%n %a %s' s/t1 s/t2"),
+        sh(0, "echo x >> s/r1; truncate -s 2 s/r1; stat -c '%n %a' s/r1"),
+        sh(0, "chown 1001 s/c1; stat -c '%n %a %u' s/c1"),
+        sh(1000, "umask 0; touch s/own; chmod 4755 s/own; echo x >> s/own; stat -c '%n %a' s/own"),
+        sh(1000, "umask 0; touch s/own2; chmod 2775 s/own2; truncate -s 9 s/own2; stat -c '%n %a' s/own2"),
+        sh(0, "getfattr -e hex -n security.capability s/cap"),
+        sh(0, "echo x >> s/cap; getfattr -e hex -n security.capability s/cap"),
+        // Through a file opened by root, written by a user.
+        sh(0, "chmod 4777 s/w1; exec 3>>s/w1; setpriv --reuid=1000 sh -c 'echo y >&3'; stat -c '%n %a' s/w1"),
+        // Through a file opened before the bit was set.
+        sh(
+            0,
+            "chmod 777 s/w2; exec 3>>s/w2; chmod 4777 s/w2; setpriv --reuid=1000 sh -c 'echo y >&3'; stat -c '%n %a' s/w2",
+        ),
+    ];
+    check("root_writes_truncates_and_chowns_clear_suid_and_sgid_as_the_kernel_does", &privilege_layers(), &ops);
+}
+
 #[test]
 fn root_times_change_where_the_kernel_changes_them() {
     let ch = |paths: &[&str], op: Op| Op::Changes(paths.iter().map(|p| s(p)).collect(), Box::new(op));

@@ -229,7 +229,7 @@ fn strata_copy_up(s: &Scratch, name: &str, fsync: bool) -> anyhow::Result<Durati
     let ov = Overlay::new(Stack::open(&spec)?, Config::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (node, _) = ov.lookup(ROOT, name.as_ref()).map_err(|e| anyhow::anyhow!("looking up {name}: {e}"))?;
     let t = Instant::now();
-    let fh = ov.open(node.nodeid, libc::O_WRONLY).map_err(|e| anyhow::anyhow!("copy-up of {name}: {e}"))?;
+    let fh = ov.open(node.nodeid, libc::O_WRONLY, None).map_err(|e| anyhow::anyhow!("copy-up of {name}: {e}"))?;
     let took = t.elapsed();
     ov.release(fh);
     drop(ov);

@@ -86,6 +86,9 @@ pub struct SetAttr {
     pub atime: Option<SetTime>,
     /// New modification time.
     pub mtime: Option<SetTime>,
+    /// Clear set-user-ID and set-group-ID as a write by this caller does (a truncate by a
+    /// caller without `CAP_FSETID`, or a chown: `FATTR_KILL_SUIDGID`).
+    pub kill_privs: Option<super::Ctx>,
 }
 
 impl SetAttr {
@@ -159,11 +162,31 @@ impl Overlay {
                 None => rustix::fs::ftruncate(self.open_obj(&at, OFlags::WRONLY)?, size)?,
             }
         }
+        if let Some(caller) = set.kill_privs.filter(|_| set.mode.is_none() && kind == FileType::RegularFile) {
+            self.kill_privs(&at, &caller)?;
+        }
         if set.changes_times() {
             let (a, m) = (set.atime.unwrap_or(SetTime::Omit), set.mtime.unwrap_or(SetTime::Omit));
             fd::utimes_at(at.dir(), at.name(), a, m)?;
         }
         Ok(super::attr::attr_of(node.ino, &node.src(), &at.stat()?))
+    }
+
+    /// Clears the bits a write by `caller` (without `CAP_FSETID`) clears (the upper file at `at`).
+    pub(crate) fn kill_privs(&self, at: &super::lookup::At, caller: &super::Ctx) -> Result<()> {
+        let st = at.stat()?;
+        let mode = st.st_mode;
+        if super::passthrough::write_kills_privs(mode) {
+            let new = super::passthrough::killed_privs(mode, || caller.in_group(st.st_gid));
+            if new != mode {
+                let f = self.open_obj(at, OFlags::PATH)?;
+                rustix::fs::chmod(
+                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)),
+                    Mode::from_raw_mode(new & 0o7777),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Opens the object at `at` with `flags` (never following a symlink).

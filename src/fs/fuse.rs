@@ -16,7 +16,7 @@ use rustix::fs::{FileType as RxType, Stat};
 use super::attr::{Attr, SetAttr, attr_of};
 use super::create::NewObject;
 use super::inode::Node;
-use super::passthrough::{Backings, Mode};
+use super::passthrough::{Backings, Mode, write_kills_privs};
 use super::{Ctx, Errno, Overlay};
 use crate::sys::fd::SetTime;
 
@@ -45,7 +45,7 @@ impl StrataFuse {
     /// path again, revalidating, finds the new node id and opens a fresh inode.
     fn reply_open(&self, nodeid: u64, fh: u64, reply: ReplyOpen) {
         let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
-        match self.backings.open(nodeid, fh, h.layer, || reply.open_backing(&h.file)) {
+        match self.backings.open(nodeid, fh, h.layer, self.privileged(&h), || reply.open_backing(&h.file)) {
             Mode::Passthrough(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
             Mode::Cached => reply.opened(FileHandle(fh), self.cache_flags(h.layer)),
             Mode::Conflict => {
@@ -59,6 +59,14 @@ impl StrataFuse {
     }
 
     /// Lower files never change: their page cache may outlive an open.
+    /// Whether the open file `h` must not pass through: writes to it must clear its suid or
+    /// sgid bit, which Strata does when it sees them (only asked when passthrough is on).
+    fn privileged(&self, h: &crate::fs::handles::FileHandle) -> bool {
+        h.writable
+            && self.backings.enabled()
+            && crate::sys::fd::stat_fd(std::os::fd::AsFd::as_fd(&h.file)).is_ok_and(|st| write_kills_privs(st.st_mode))
+    }
+
     fn cache_flags(&self, layer: crate::fs::layers::LayerIdx) -> FopenFlags {
         if self.ov.stack.is_upper(layer) { FopenFlags::empty() } else { FopenFlags::FOPEN_KEEP_CACHE }
     }
@@ -184,6 +192,9 @@ fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for StrataFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // POSIX_ACL lets the kernel cache ACLs (ls asks for them on every file) and check them;
+        // HANDLE_KILLPRIV_V2: Strata clears suid/sgid on write, truncate and chown itself, which
+        // spares a GETXATTR `security.capability` on every write() (the kernel marks files that
+        // have none and stops asking);
         // READDIRPLUS answers `ls -l` with attributes in the listing instead of one lookup each.
         let wanted = InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_PARALLEL_DIROPS
@@ -191,6 +202,7 @@ impl Filesystem for StrataFuse {
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO;
         // 1 MiB writes (256 pages, the kernel's largest) keep each worker's request buffer small.
@@ -233,7 +245,7 @@ impl Filesystem for StrataFuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -249,7 +261,15 @@ impl Filesystem for StrataFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let set = SetAttr { mode, uid, gid, size, atime: set_time(atime), mtime: set_time(mtime) };
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: set_time(atime),
+            mtime: set_time(mtime),
+            kill_privs: fuser::kill_suidgid_asked().then(|| ctx(req)),
+        };
         match self.ov.setattr(ino.0, fh.map(|f| f.0), &set) {
             Ok(a) => reply.attr(&self.ttl(), &fuse_attr(&a)),
             Err(e) => reply.error(errno(e)),
@@ -323,8 +343,9 @@ impl Filesystem for StrataFuse {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.ov.open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let kill_privs = fuser::kill_suidgid_asked().then(|| ctx(req));
+        match self.ov.open(ino.0, flags.0, kill_privs.as_ref()) {
             Ok(fh) => self.reply_open(ino.0, fh, reply),
             Err(e) => reply.error(errno(e)),
         }
@@ -349,17 +370,18 @@ impl Filesystem for StrataFuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.ov.write(fh.0, offset, data) {
+        let kill_privs = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID).then(|| ctx(req));
+        match self.ov.write(fh.0, offset, data, kill_privs.as_ref()) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         }
@@ -535,7 +557,10 @@ impl Filesystem for StrataFuse {
                 let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
                 let (ttl, g, f, node) = (self.ttl(), Generation(0), FileHandle(fh), INodeNo(nodeid));
                 // A new object has no other open file: no conflict is possible.
-                let backing = match self.backings.open(nodeid, fh, h.layer, || reply.open_backing(&h.file)) {
+                let backing = match self
+                    .backings
+                    .open(nodeid, fh, h.layer, self.privileged(&h), || reply.open_backing(&h.file))
+                {
                     Mode::Passthrough(b) => Some(b),
                     Mode::Cached | Mode::Conflict => None,
                 };

@@ -69,6 +69,20 @@ impl HandleTable {
     }
 }
 
+/// Clears the bits of an open upper file that a write by `caller` (without `CAP_FSETID`) clears.
+/// Returns whether it changed the mode.
+fn kill_privs_fd(file: &File, caller: &super::Ctx) -> Result<bool> {
+    let st = fd::stat_fd(file.as_fd())?;
+    if super::passthrough::write_kills_privs(st.st_mode) {
+        let new = super::passthrough::killed_privs(st.st_mode, || caller.in_group(st.st_gid));
+        if new != st.st_mode {
+            rustix::fs::fchmod(file, Mode::from_raw_mode(new & 0o7777))?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Open flags passed on to the real file (creation and terminal flags are the kernel's business).
 fn real_flags(flags: i32) -> OFlags {
     let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC | libc::O_TRUNC;
@@ -76,8 +90,9 @@ fn real_flags(flags: i32) -> OFlags {
 }
 
 impl Overlay {
-    /// `open`: copies up first when the file is opened for writing or truncated.
-    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+    /// `open`: copies up first when the file is opened for writing or truncated; `kill_privs`:
+    /// an `O_TRUNC` by this caller without `CAP_FSETID` (clears suid/sgid as a write does).
+    pub fn open(&self, ino: u64, flags: i32, kill_privs: Option<&super::Ctx>) -> Result<u64> {
         let _tree = self.tree.read();
         let node = self.inodes.get(ino)?;
         if node.is_dir() {
@@ -92,6 +107,11 @@ impl Overlay {
         let at = self.locate(&node)?;
         let name = at.name().ok_or(Errno::INVAL)?;
         let file = File::from(fd::open_at(at.dir(), name, real_flags(flags), Mode::empty())?);
+        if let Some(caller) = kill_privs.filter(|_| trunc) {
+            if kill_privs_fd(&file, caller)? {
+                self.attr_changed(node.nodeid);
+            }
+        }
         Ok(self.add_file(node, file, writable))
     }
 
@@ -119,11 +139,17 @@ impl Overlay {
         Ok(buf)
     }
 
-    /// `write`.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+    /// `write`; `kill_privs`: by this caller without `CAP_FSETID` (clears suid/sgid first).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_privs: Option<&super::Ctx>) -> Result<u32> {
         let h = self.handles.file(fh)?;
         if !h.writable || !self.stack.is_upper(h.layer) {
             return Err(Errno::BADF);
+        }
+        // The kernel keeps the attributes it has: tell it the mode changed.
+        if let Some(caller) = kill_privs {
+            if kill_privs_fd(&h.file, caller)? {
+                self.attr_changed(h.node.nodeid);
+            }
         }
         h.file.write_all_at(data, offset).map_err(|e| errno_of(&e))?;
         Ok(data.len() as u32)

@@ -50,6 +50,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Whether the caller is in group `gid`: its own group, or one of its supplementary groups
+    /// (read from `/proc`, so asked only when it matters).
+    pub fn in_group(&self, gid: u32) -> bool {
+        gid == self.gid
+            || std::fs::read_to_string(format!("/proc/{}/status", self.pid)).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Groups:"))
+                    .is_some_and(|groups| groups.split_whitespace().any(|g| g.parse() == Ok(gid)))
+            })
+    }
+
     /// Root (for tests and internal work).
     pub const ROOT: Ctx = Ctx { uid: 0, gid: 0, pid: 0, umask: 0 };
 }

@@ -77,7 +77,7 @@ fn ino_of(ov: &Overlay, path: &str) -> Result<u64, Errno> {
 }
 
 fn read(ov: &Overlay, path: &str) -> String {
-    let fh = ov.open(ino_of(ov, path).unwrap(), libc::O_RDONLY).unwrap();
+    let fh = ov.open(ino_of(ov, path).unwrap(), libc::O_RDONLY, None).unwrap();
     let data = ov.read(fh, 0, 1 << 20).unwrap();
     ov.release(fh);
     String::from_utf8(data).unwrap()
@@ -192,7 +192,7 @@ fn copy_up_keeps_data_owner_mode_xattrs_times_and_inode_number() {
     rustix::fs::utimensat(rustix::fs::CWD, f.p("l0/a/b/file"), &ts, rustix::fs::AtFlags::empty()).unwrap();
     let ov = f.overlay();
     let ino = ino_of(&ov, "a/b/file").unwrap();
-    let fh = ov.open(ino, libc::O_RDWR).unwrap();
+    let fh = ov.open(ino, libc::O_RDWR, None).unwrap();
     let up = std::fs::symlink_metadata(f.p("upper/a/b/file")).unwrap();
     assert_eq!(std::fs::read(f.p("upper/a/b/file")).unwrap(), b"0123456789");
     assert_eq!((up.mode() & 0o7777, up.mtime(), up.mtime_nsec()), (0o604, 1_000_000, 5));
@@ -200,7 +200,7 @@ fn copy_up_keeps_data_owner_mode_xattrs_times_and_inode_number() {
     let mut v = [0u8; 4];
     let n = rustix::fs::lgetxattr(f.p("upper/a/b/file"), "user.k", &mut v[..]).unwrap();
     assert_eq!(&v[..n], b"v");
-    ov.write(fh, 10, b"!").unwrap();
+    ov.write(fh, 10, b"!", None).unwrap();
     ov.release(fh);
     assert_eq!(std::fs::read(f.p("l0/a/b/file")).unwrap(), b"0123456789", "the lower file is never written");
     assert_eq!(ov.getattr(ino, None).unwrap().ino, ino, "st_ino is the same after copy-up");
@@ -218,11 +218,11 @@ fn a_copy_up_that_fails_midway_leaves_upper_unchanged_and_work_clean() {
         let ov = f.overlay();
         let ino = ino_of(&ov, "d/file").unwrap();
         ov.inject_fault(point);
-        assert_eq!(ov.open(ino, libc::O_WRONLY), Err(Errno::IO), "{point:?}");
+        assert_eq!(ov.open(ino, libc::O_WRONLY, None), Err(Errno::IO), "{point:?}");
         assert!(!f.p("upper/d/file").exists(), "{point:?}: no partial file in upper");
         assert!(work_is_clean(&f), "{point:?}: temp copy removed");
         assert_eq!(read(&ov, "d/file").len(), 100_000, "{point:?}: the old view stays");
-        let fh = ov.open(ino, libc::O_WRONLY).unwrap();
+        let fh = ov.open(ino, libc::O_WRONLY, None).unwrap();
         ov.release(fh);
         assert_eq!(std::fs::read(f.p("upper/d/file")).unwrap().len(), 100_000, "{point:?}: retry works");
     }
@@ -276,7 +276,7 @@ fn copy_up_leaves_the_lower_files_access_time_alone() {
     let ts = rustix::fs::Timestamps { last_access: t, last_modification: t };
     rustix::fs::utimensat(rustix::fs::CWD, f.p("l0/old"), &ts, rustix::fs::AtFlags::empty()).unwrap();
     let ov = f.overlay();
-    let fh = ov.open(ino_of(&ov, "old").unwrap(), libc::O_WRONLY).unwrap();
+    let fh = ov.open(ino_of(&ov, "old").unwrap(), libc::O_WRONLY, None).unwrap();
     ov.release(fh);
     assert_eq!(std::fs::read(f.p("upper/old")).unwrap(), b"data");
     assert_eq!(std::fs::metadata(f.p("l0/old")).unwrap().atime(), 1_000_000, "the lower layer is not touched");
@@ -383,7 +383,7 @@ fn lookups_from_a_listing_agree_with_full_lookups_and_notice_changes() {
     }
     assert!(listing.iter().all(|e| e.name != "gone"));
     // After a copy-up the listing's places are stale: the lookup finds the upper copy.
-    let fh = ov.open(ino_of(&ov, "d/bottom").unwrap(), libc::O_WRONLY).unwrap();
+    let fh = ov.open(ino_of(&ov, "d/bottom").unwrap(), libc::O_WRONLY, None).unwrap();
     ov.release(fh);
     let bottom = listing.iter().find(|e| e.name == "bottom").unwrap();
     let (node, _) = ov.lookup_listed(d, bottom, generation).unwrap();

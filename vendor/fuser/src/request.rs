@@ -139,6 +139,7 @@ impl<'a> RequestWithSender<'a> {
                 );
             }
             ll::Operation::SetAttr(x) => {
+                let _kill = crate::kill::Asked::set(x.kill_suidgid());
                 filesystem.setattr(
                     self.request_header(),
                     self.request.nodeid(),
@@ -227,6 +228,7 @@ impl<'a> RequestWithSender<'a> {
                 );
             }
             ll::Operation::Open(x) => {
+                let _kill = crate::kill::Asked::set(x.kill_suidgid());
                 filesystem.open(
                     self.request_header(),
                     self.request.nodeid(),

@@ -110,6 +110,11 @@ pub mod consts {
 
     // The read buffer is required to be at least 8k, but may be much larger
     pub const FUSE_MIN_READ_BUFFER: usize = 8192;
+
+    // Strata: kill suid/sgid (FUSE_HANDLE_KILLPRIV_V2), in fuse_setattr_in.valid and
+    // fuse_open_in.open_flags
+    pub const FATTR_KILL_SUIDGID: u32 = 1 << 11;
+    pub const FUSE_OPEN_KILL_SUIDGID: u32 = 1 << 0;
 }
 
 #[repr(u32)]

@@ -352,6 +352,10 @@ mod op {
         fn valid(&self) -> FattrFlags {
             FattrFlags::from_bits_retain(self.arg.valid)
         }
+        /// Strata: `FATTR_KILL_SUIDGID` (with `FUSE_HANDLE_KILLPRIV_V2`).
+        pub(crate) fn kill_suidgid(&self) -> bool {
+            self.arg.valid & crate::ll::fuse_abi::consts::FATTR_KILL_SUIDGID != 0
+        }
         pub(crate) fn mode(&self) -> Option<u32> {
             if self.valid().contains(FattrFlags::FATTR_MODE) {
                 Some(self.arg.mode)
@@ -664,6 +668,10 @@ mod op {
     impl Open<'_> {
         pub(crate) fn flags(&self) -> OpenFlags {
             OpenFlags(self.arg.flags)
+        }
+        /// Strata: `FUSE_OPEN_KILL_SUIDGID` (with `FUSE_HANDLE_KILLPRIV_V2`).
+        pub(crate) fn kill_suidgid(&self) -> bool {
+            self.arg.unused & crate::ll::fuse_abi::consts::FUSE_OPEN_KILL_SUIDGID != 0
         }
     }
 
