@@ -107,10 +107,10 @@ impl Overlay {
         let at = self.locate(&node)?;
         let name = at.name().ok_or(Errno::INVAL)?;
         let file = File::from(fd::open_at(at.dir(), name, real_flags(flags), Mode::empty())?);
-        if let Some(caller) = kill_privs.filter(|_| trunc) {
-            if kill_privs_fd(&file, caller)? {
-                self.attr_changed(node.nodeid);
-            }
+        if let Some(caller) = kill_privs.filter(|_| trunc)
+            && kill_privs_fd(&file, caller)?
+        {
+            self.attr_changed(node.nodeid);
         }
         Ok(self.add_file(node, file, writable))
     }
@@ -146,10 +146,10 @@ impl Overlay {
             return Err(Errno::BADF);
         }
         // The kernel keeps the attributes it has: tell it the mode changed.
-        if let Some(caller) = kill_privs {
-            if kill_privs_fd(&h.file, caller)? {
-                self.attr_changed(h.node.nodeid);
-            }
+        if let Some(caller) = kill_privs
+            && kill_privs_fd(&h.file, caller)?
+        {
+            self.attr_changed(h.node.nodeid);
         }
         h.file.write_all_at(data, offset).map_err(|e| errno_of(&e))?;
         Ok(data.len() as u32)
