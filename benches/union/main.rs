@@ -54,6 +54,10 @@ struct Args {
     /// Skip the XFS reflink copy-up workloads (they make a loop image).
     #[arg(long)]
     no_xfs: bool,
+    /// Run everything (this harness, the daemons it starts, the commands it times) on CPU 0:
+    /// shows the cost of a FUSE request when no wake-up crosses CPUs.
+    #[arg(long)]
+    one_cpu: bool,
     /// Extra `-o` options for `strata mount`.
     #[arg(long, default_value = "")]
     strata_opts: String,
@@ -363,6 +367,12 @@ fn real_main(args: Args) -> Result<()> {
         bail!("the benchmarks mount filesystems and drop caches: run them as root");
     }
     let systems: Vec<Sys> = args.systems.iter().map(|s| Sys::parse(s)).collect::<Result<_>>()?;
+    if args.one_cpu {
+        // Inherited by every thread and process started from here on.
+        let mut only = rustix::thread::CpuSet::new();
+        only.set(0);
+        rustix::thread::sched_setaffinity(None, &only).context("pinning the harness to CPU 0")?;
+    }
     let smoke = !args.bench;
     let reps = args.reps.unwrap_or(if smoke {
         1
@@ -418,12 +428,12 @@ fn real_main(args: Args) -> Result<()> {
     }
     let elapsed = started.elapsed().as_secs();
     systems::empty_trash()?;
-    let mode = if smoke {
-        "smoke"
-    } else if args.quick {
-        "quick"
-    } else {
-        "full"
+    let mode = match (smoke, args.quick, args.one_cpu) {
+        (true, ..) => "smoke",
+        (_, true, false) => "quick",
+        (_, true, true) => "quick, on one CPU",
+        (_, false, false) => "full",
+        (_, false, true) => "full, on one CPU",
     };
     let machine = machine();
     let text = report::tables(&rows, &tool_rows);
