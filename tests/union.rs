@@ -408,7 +408,8 @@ fn root_permission_checks_umask_and_default_acls_as_the_kernel_has_them() {
 /// Set-user-ID and set-group-ID files of several owners, and one with a file capability.
 fn privilege_layers() -> Vec<Vec<Entry>> {
     let mut low = vec![Entry::Dir("s", 0o777)];
-    for (name, mode) in [("w1", 0o4777), ("w2", 0o2777), ("w3", 0o2767), ("t1", 0o4777), ("t2", 0o6777), ("r1", 0o6777)]
+    for (name, mode) in
+        [("w1", 0o4777), ("w2", 0o2777), ("w3", 0o2767), ("t1", 0o4777), ("t2", 0o6777), ("r1", 0o6777), ("p1", 0o4777)]
     {
         low.push(Entry::File(format!("s/{name}"), b"data".to_vec(), mode));
     }
@@ -435,6 +436,8 @@ fn root_writes_truncates_and_chowns_clear_suid_and_sgid_as_the_kernel_does() {
         sh(0, "echo x >> s/cap; getfattr -e hex -n security.capability s/cap"),
         // Through a file opened by root, written by a user.
         sh(0, "chmod 4777 s/w1; exec 3>>s/w1; setpriv --reuid=1000 sh -c 'echo y >&3'; stat -c '%n %a' s/w1"),
+        // Opened for writing while a reader passes through to the same (upper) file.
+        sh(0, "touch s/p1; exec 4<s/p1; setpriv --reuid=1000 sh -c 'echo z >> s/p1'; cat <&4; stat -c '%n %a %s' s/p1"),
         // Through a file opened before the bit was set.
         sh(
             0,
