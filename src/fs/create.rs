@@ -63,6 +63,9 @@ struct Birth<'a> {
     acl: Option<&'a [u8]>,
     /// Made straight in its parent (whose filesystem applies the ACL), not in the work dir.
     in_place: bool,
+    /// The filesystem gives it `uid`:`gid` by itself (made in place by a caller with the daemon's
+    /// own ids): no chown.
+    owned: bool,
 }
 
 /// What [`Overlay::make`] made: its type and, for a regular file, the open file.
@@ -95,25 +98,52 @@ impl Overlay {
             // A character device 0/0 is a whiteout: the kernel refuses to make one in the view.
             return Err(Errno::PERM);
         }
-        let slot = self.slot(&pnode, &layers, name)?;
-        let pst = fd::stat_fd(slot.parent.as_fd())?;
+        self.copy_up(&pnode, true)?;
+        let dir = self.ensure_upper_dir(&self.inodes.path_of(&pnode)?)?;
+        let pst = fd::stat_fd(dir.as_fd())?;
         let (uid, gid) = owner_for(ctx, &pst);
-        let default_acl = acl::default_of(slot.parent.as_fd());
+        let default_acl = acl::default_of(dir.as_fd());
         let what = what.masked(if default_acl.is_some() { 0 } else { ctx.umask });
-        let birth = Birth { uid, gid, acl: default_acl.as_deref(), in_place: !slot.whiteout };
-        let opaque = slot.whiteout || slot.wh_file;
-        let (kind, file) = if slot.whiteout {
-            self.create_over_whiteout(&slot, name, &what, &birth, &pst)?
-        } else {
-            self.make(slot.parent.as_fd(), name, &what, &birth, &pst, opaque)?
+        // The object gets the daemon's ids by itself (a set-gid parent's group, as `owner_for`).
+        let owned =
+            (uid, gid) == (self.own_ids.0, if pst.st_mode & libc::S_ISGID != 0 { pst.st_gid } else { self.own_ids.1 });
+        let birth = Birth { uid, gid, acl: default_acl.as_deref(), in_place: true, owned };
+        let wh_file = self.upper_may_hold_wh(&ppath, dir.as_fd())? && whiteout::has_wh_file(dir.as_fd(), name)?;
+        // Usually nothing is at the name in the upper dir: make the object there at once. Making
+        // it fails with EEXIST (and leaves nothing) over a whiteout, which is then looked at.
+        let first = if wh_file { Err(Errno::EXIST) } else { self.make(dir.as_fd(), name, &what, &birth, &pst, false) };
+        let (kind, file, opaque) = match first {
+            Ok((kind, file)) => (kind, file, false),
+            Err(Errno::EXIST) => {
+                let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).is_some_and(|d| d.xwh);
+                let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
+                    Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
+                    None => false,
+                };
+                if !whiteout && !wh_file {
+                    return Err(Errno::EXIST);
+                }
+                let slot = Slot { parent: dir.clone(), whiteout, wh_file };
+                let (kind, file) = if whiteout {
+                    let birth = Birth { in_place: false, owned: false, ..birth };
+                    self.create_over_whiteout(&slot, name, &what, &birth, &pst)?
+                } else {
+                    self.make(dir.as_fd(), name, &what, &birth, &pst, true)?
+                };
+                (kind, file, true)
+            }
+            Err(e) => return Err(e),
         };
-        if slot.wh_file {
-            whiteout::remove_wh_file(slot.parent.as_fd(), name)?;
+        if wh_file {
+            whiteout::remove_wh_file(dir.as_fd(), name)?;
         }
         if opaque && kind == FileType::Directory {
             self.trace(format_args!("opaque    /{}  (a new directory over a whiteout)", ppath.join(name).display()));
         }
-        let st = fd::stat_at(slot.parent.as_fd(), name)?;
+        let st = match &file {
+            Some(f) => fd::stat_fd(f.as_fd())?,
+            None => fd::stat_at(dir.as_fd(), name)?,
+        };
         let ino = self.stack.compose_ino(0, st.st_ino);
         let src = Src::upper(kind, &ppath.join(name));
         let node = self.inodes.remember(ino, kind, parent, name, src);
@@ -130,8 +160,16 @@ impl Overlay {
             Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
             None => false,
         };
-        let wh_file = whiteout::has_wh_file(dir.as_fd(), name)?;
+        let wh_file = self.upper_may_hold_wh(&path, dir.as_fd())? && whiteout::has_wh_file(dir.as_fd(), name)?;
         Ok(Slot { parent: dir, whiteout, wh_file })
+    }
+
+    /// Whether the upper instance `dir` of the directory at `path` may hold `.wh.` files.
+    fn upper_may_hold_wh(&self, path: &Path, dir: BorrowedFd<'_>) -> Result<bool> {
+        match self.stack.upper {
+            Some(_) => self.may_hold_wh(0, path, dir),
+            None => Ok(false),
+        }
     }
 
     /// Builds the object in the work dir and swaps it with the whiteout at `name`.
@@ -173,7 +211,9 @@ impl Overlay {
             NewObject::Node { mode, rdev } => self.make_node(dir, name, mode, rdev, birth),
             NewObject::Symlink { target } => {
                 fd::symlink_at(target, dir, name)?;
-                undo_on_error(dir, name, self.give_owner(dir, name, birth.uid, birth.gid))?;
+                if !birth.owned {
+                    undo_on_error(dir, name, self.give_owner(dir, name, birth.uid, birth.gid))?;
+                }
                 Ok((FileType::Symlink, None))
             }
         }
@@ -219,7 +259,9 @@ impl Overlay {
     /// back. Under a default ACL the mode is the ACL's, applied here for objects built in the
     /// work dir.
     fn own_new(&self, dir: BorrowedFd<'_>, name: &OsStr, b: &Birth<'_>, mode: u32, is_dir: bool) -> Result<()> {
-        self.give_owner(dir, name, b.uid, b.gid)?;
+        if !b.owned {
+            self.give_owner(dir, name, b.uid, b.gid)?;
+        }
         let setid = mode & (libc::S_ISUID | libc::S_ISGID);
         match b.acl {
             Some(default) if !b.in_place => acl::apply(dir, name, default, mode, is_dir),

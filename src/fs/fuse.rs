@@ -45,7 +45,7 @@ impl StrataFuse {
     /// path again, revalidating, finds the new node id and opens a fresh inode.
     fn reply_open(&self, nodeid: u64, fh: u64, reply: ReplyOpen) {
         let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
-        match self.backings.open(nodeid, fh, h.layer, self.privileged(&h), || reply.open_backing(&h.file)) {
+        match self.backings.open(nodeid, fh, h.layer, self.privileged(&h, None), || reply.open_backing(&h.file)) {
             Mode::Passthrough(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
             Mode::Cached => reply.opened(FileHandle(fh), self.cache_flags(h.layer)),
             Mode::Conflict => {
@@ -60,11 +60,12 @@ impl StrataFuse {
 
     /// Lower files never change: their page cache may outlive an open.
     /// Whether the open file `h` must not pass through: writes to it must clear its suid or
-    /// sgid bit, which Strata does when it sees them (only asked when passthrough is on).
-    fn privileged(&self, h: &crate::fs::handles::FileHandle) -> bool {
-        h.writable
-            && self.backings.enabled()
-            && crate::sys::fd::stat_fd(std::os::fd::AsFd::as_fd(&h.file)).is_ok_and(|st| write_kills_privs(st.st_mode))
+    /// sgid bit, which Strata does when it sees them. `mode`: the file's, when known (else it
+    /// is looked up, only when passthrough is on).
+    fn privileged(&self, h: &crate::fs::handles::FileHandle, mode: Option<u32>) -> bool {
+        let mode =
+            || mode.or_else(|| crate::sys::fd::stat_fd(std::os::fd::AsFd::as_fd(&h.file)).ok().map(|st| st.st_mode));
+        h.writable && self.backings.enabled() && mode().is_some_and(write_kills_privs)
     }
 
     fn cache_flags(&self, layer: crate::fs::layers::LayerIdx) -> FopenFlags {
@@ -557,9 +558,8 @@ impl Filesystem for StrataFuse {
                 let Ok(h) = self.ov.handles.file(fh) else { return reply.error(fuser::Errno::EBADF) };
                 let (ttl, g, f, node) = (self.ttl(), Generation(0), FileHandle(fh), INodeNo(nodeid));
                 // A new object has no other open file: no conflict is possible.
-                let backing = match self
-                    .backings
-                    .open(nodeid, fh, h.layer, self.privileged(&h), || reply.open_backing(&h.file))
+                let privileged = self.privileged(&h, Some(c.st.st_mode));
+                let backing = match self.backings.open(nodeid, fh, h.layer, privileged, || reply.open_backing(&h.file))
                 {
                     Mode::Passthrough(b) => Some(b),
                     Mode::Cached | Mode::Conflict => None,

@@ -165,7 +165,7 @@ impl Overlay {
     /// Whether directory `path` of layer `idx` (fd `dir`) may have `.wh.NAME` entries. A small
     /// directory is read once to know; it stays true where Strata may write `.wh.` files (an
     /// upper dir in the `.wh.` fallback) — nothing else adds such names while mounted.
-    fn may_hold_wh(&self, idx: LayerIdx, path: &Path, dir: BorrowedFd<'_>) -> Result<bool> {
+    pub(crate) fn may_hold_wh(&self, idx: LayerIdx, path: &Path, dir: BorrowedFd<'_>) -> Result<bool> {
         /// Larger directories are not read just for this (ext4: about 10k entries).
         const MAX_SCAN: i64 = 256 << 10;
         if self.writes_wh_files(idx) {

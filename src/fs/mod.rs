@@ -128,6 +128,8 @@ pub struct Overlay {
     privileged: bool,
     /// The daemon's own umask, which the upper filesystem applies to what Strata creates.
     own_umask: u32,
+    /// The daemon's effective uid and gid: the owner the upper filesystem gives what it creates.
+    own_ids: (u32, u32),
     invalidate: std::sync::OnceLock<Box<dyn Invalidate>>,
 }
 
@@ -158,6 +160,7 @@ impl Overlay {
             fault: parking_lot::Mutex::new(None),
             privileged: rustix::process::geteuid().is_root(),
             own_umask: crate::sys::creds::current_umask(),
+            own_ids: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
             invalidate: std::sync::OnceLock::new(),
         })
     }
