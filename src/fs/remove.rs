@@ -67,9 +67,9 @@ impl Overlay {
         // An object found in a lower layer is shown by it; an upper one may hide a lower one.
         let below = !self.in_upper(&found.src) || self.lower_shows(ppath, layers, name)?.is_some();
         self.copy_up(pnode, true)?;
-        let dir = fd::open_dir(self.stack.upper_root()?, ppath)?;
+        let dir = self.ensure_upper_dir(ppath)?;
         if self.in_upper(&found.src) {
-            self.remove_upper(dir.as_fd(), name, below)?;
+            self.remove_upper(dir.as_fd(), name, found.kind() == FileType::Directory, below)?;
         } else if below {
             whiteout::create(self.stack.upper()?, dir.as_fd(), name)?;
         }
@@ -82,11 +82,11 @@ impl Overlay {
         Ok(())
     }
 
-    /// Removes the upper entry `name` of `dir` atomically, leaving a whiteout when `whiteout`.
-    fn remove_upper(&self, dir: BorrowedFd<'_>, name: &OsStr, whiteout: bool) -> Result<()> {
+    /// Removes the upper entry `name` (a directory if `is_dir`) of `dir` atomically, leaving a
+    /// whiteout when `whiteout`.
+    fn remove_upper(&self, dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool, whiteout: bool) -> Result<()> {
         let upper = self.stack.upper()?;
         let work = upper.work.as_fd();
-        let is_dir = fd::kind_of(&fd::stat_at(dir, name)?) == FileType::Directory;
         if !is_dir && !whiteout {
             return fd::unlink_at(dir, name);
         }
