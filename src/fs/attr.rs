@@ -146,12 +146,7 @@ impl Overlay {
             if kind == FileType::Symlink {
                 return Err(Errno::OPNOTSUPP);
             }
-            let f = self.open_obj(&at, OFlags::PATH)?;
-            // fchmod refuses O_PATH fds; the /proc path of one works and never follows a link.
-            rustix::fs::chmod(
-                format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)),
-                Mode::from_raw_mode(mode & 0o7777),
-            )?;
+            self.chmod_obj(&at, mode)?;
         }
         if let Some(size) = set.size {
             if kind == FileType::Directory {
@@ -174,18 +169,20 @@ impl Overlay {
 
     /// Clears the bits a write by `caller` (without `CAP_FSETID`) clears (the upper file at `at`).
     pub(crate) fn kill_privs(&self, at: &super::lookup::At, caller: &super::Ctx) -> Result<()> {
-        let st = at.stat()?;
-        let mode = st.st_mode;
-        if super::passthrough::write_kills_privs(mode) {
-            let new = super::passthrough::killed_privs(mode, || caller.in_group(st.st_gid));
-            if new != mode {
-                let f = self.open_obj(at, OFlags::PATH)?;
-                rustix::fs::chmod(
-                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)),
-                    Mode::from_raw_mode(new & 0o7777),
-                )?;
-            }
+        match super::passthrough::mode_after_write(&at.stat()?, caller) {
+            Some(mode) => self.chmod_obj(at, mode),
+            None => Ok(()),
         }
+    }
+
+    /// Sets the permission bits of the object at `at` (not a symlink).
+    fn chmod_obj(&self, at: &super::lookup::At, mode: u32) -> Result<()> {
+        let f = self.open_obj(at, OFlags::PATH)?;
+        // fchmod refuses O_PATH fds; the /proc path of one works and never follows a link.
+        rustix::fs::chmod(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)),
+            Mode::from_raw_mode(mode & 0o7777),
+        )?;
         Ok(())
     }
 

@@ -99,7 +99,7 @@ impl Overlay {
             return Err(Errno::PERM);
         }
         self.copy_up(&pnode, true)?;
-        let dir = self.ensure_upper_dir(&self.inodes.path_of(&pnode)?)?;
+        let dir = self.ensure_upper_dir(&ppath)?;
         let pst = fd::stat_fd(dir.as_fd())?;
         let (uid, gid) = owner_for(ctx, &pst);
         let default_acl = acl::default_of(dir.as_fd());
@@ -150,17 +150,16 @@ impl Overlay {
         Ok(Created { node, st, file })
     }
 
-    /// Copies up the parent and reports what the upper dir has at `name`.
-    fn slot(&self, parent: &Arc<Node>, layers: &[DirLayer], name: &OsStr) -> Result<Slot> {
+    /// Copies up the parent (at `path`) and reports what the upper dir has at `name`.
+    fn slot(&self, parent: &Arc<Node>, layers: &[DirLayer], path: &Path, name: &OsStr) -> Result<Slot> {
         self.copy_up(parent, true)?;
-        let path = self.inodes.path_of(parent)?;
-        let dir = self.ensure_upper_dir(&path)?;
+        let dir = self.ensure_upper_dir(path)?;
         let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).map(|d| d.xwh).unwrap_or(false);
         let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
             Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
             None => false,
         };
-        let wh_file = self.upper_may_hold_wh(&path, dir.as_fd())? && whiteout::has_wh_file(dir.as_fd(), name)?;
+        let wh_file = self.upper_may_hold_wh(path, dir.as_fd())? && whiteout::has_wh_file(dir.as_fd(), name)?;
         Ok(Slot { parent: dir, whiteout, wh_file })
     }
 
@@ -292,7 +291,7 @@ impl Overlay {
         self.copy_up(&node, true)?;
         let from = self.locate(&node)?;
         let from_name = from.name().ok_or(Errno::INVAL)?;
-        let slot = self.slot(&pnode, &layers, newname)?;
+        let slot = self.slot(&pnode, &layers, &ppath, newname)?;
         if slot.whiteout {
             let work = self.stack.upper()?.work.as_fd();
             let tmp = self.tmp_name();

@@ -72,15 +72,13 @@ impl HandleTable {
 /// Clears the bits of an open upper file that a write by `caller` (without `CAP_FSETID`) clears.
 /// Returns whether it changed the mode.
 fn kill_privs_fd(file: &File, caller: &super::Ctx) -> Result<bool> {
-    let st = fd::stat_fd(file.as_fd())?;
-    if super::passthrough::write_kills_privs(st.st_mode) {
-        let new = super::passthrough::killed_privs(st.st_mode, || caller.in_group(st.st_gid));
-        if new != st.st_mode {
-            rustix::fs::fchmod(file, Mode::from_raw_mode(new & 0o7777))?;
-            return Ok(true);
+    match super::passthrough::mode_after_write(&fd::stat_fd(file.as_fd())?, caller) {
+        Some(mode) => {
+            rustix::fs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))?;
+            Ok(true)
         }
+        None => Ok(false),
     }
-    Ok(false)
 }
 
 /// Open flags passed on to the real file (creation and terminal flags are the kernel's business).

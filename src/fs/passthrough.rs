@@ -143,6 +143,16 @@ pub fn killed_privs(mode: u32, in_group: impl FnOnce() -> bool) -> u32 {
     m
 }
 
+/// The mode a write by `caller` (without `CAP_FSETID`) leaves the file of stat `st` with, when
+/// it clears a bit of it.
+pub fn mode_after_write(st: &rustix::fs::Stat, caller: &super::Ctx) -> Option<u32> {
+    if !write_kills_privs(st.st_mode) {
+        return None;
+    }
+    let new = killed_privs(st.st_mode, || caller.in_group(st.st_gid));
+    (new != st.st_mode).then_some(new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
