@@ -115,11 +115,7 @@ impl Overlay {
         let (kind, file, opaque) = match first {
             Ok((kind, file)) => (kind, file, false),
             Err(Errno::EXIST) => {
-                let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).is_some_and(|d| d.xwh);
-                let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
-                    Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
-                    None => false,
-                };
+                let whiteout = self.upper_whiteout_at(&layers, dir.as_fd(), name)?;
                 if !whiteout && !wh_file {
                     return Err(Errno::EXIST);
                 }
@@ -154,13 +150,19 @@ impl Overlay {
     fn slot(&self, parent: &Arc<Node>, layers: &[DirLayer], path: &Path, name: &OsStr) -> Result<Slot> {
         self.copy_up(parent, true)?;
         let dir = self.ensure_upper_dir(path)?;
-        let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).map(|d| d.xwh).unwrap_or(false);
-        let whiteout = match fd::try_stat_at(dir.as_fd(), name)? {
-            Some(st) => whiteout::is_whiteout(dir.as_fd(), name, &st, xwh),
-            None => false,
-        };
+        let whiteout = self.upper_whiteout_at(layers, dir.as_fd(), name)?;
         let wh_file = self.upper_may_hold_wh(path, dir.as_fd())? && whiteout::has_wh_file(dir.as_fd(), name)?;
         Ok(Slot { parent: dir, whiteout, wh_file })
+    }
+
+    /// Whether the upper instance `dir` of a directory (whose layers are `layers`) has a
+    /// whiteout object (device or xattr form) at `name`.
+    fn upper_whiteout_at(&self, layers: &[DirLayer], dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool> {
+        let xwh = layers.first().filter(|d| self.stack.is_upper(d.idx)).is_some_and(|d| d.xwh);
+        Ok(match fd::try_stat_at(dir, name)? {
+            Some(st) => whiteout::is_whiteout(dir, name, &st, xwh),
+            None => false,
+        })
     }
 
     /// Whether the upper instance `dir` of the directory at `path` may hold `.wh.` files.
