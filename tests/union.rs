@@ -338,6 +338,11 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A shell script run as `uid` (and the same gid) in the mounted view.
+fn sh(uid: u32, script: &str) -> Op {
+    Op::Sh(uid, uid, script.to_string())
+}
+
 /// Layers with what permission checks look at: sticky, set-gid and public dirs, files of
 /// several owners, a trusted xattr, a directory with a default ACL.
 fn permission_layers() -> Vec<Vec<Entry>> {
@@ -364,7 +369,6 @@ fn permission_layers() -> Vec<Vec<Entry>> {
 
 #[test]
 fn root_permission_checks_umask_and_default_acls_as_the_kernel_has_them() {
-    let sh = |uid: u32, script: &str| Op::Sh(uid, uid, script.to_string());
     let ops = vec![
         sh(0, "umask 002; touch u1; mkdir u2; mkfifo u3; stat -c '%n %a' u1 u2 u3"),
         sh(0, "umask 0; touch u4; mkdir u5; mkfifo u6; stat -c '%n %a' u4 u5 u6"),
@@ -424,7 +428,6 @@ fn privilege_layers() -> Vec<Vec<Entry>> {
 
 #[test]
 fn root_writes_truncates_and_chowns_clear_suid_and_sgid_as_the_kernel_does() {
-    let sh = |uid: u32, script: &str| Op::Sh(uid, uid, script.to_string());
     let ops = vec![
         sh(1000, "echo x >> s/w1; echo x >> s/w2; echo x >> s/w3; stat -c '%n %a' s/w1 s/w2 s/w3"),
         sh(1000, "truncate -s 1 s/t1; : > s/t2; stat -c '%n %a %s' s/t1 s/t2"),
