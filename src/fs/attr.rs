@@ -168,7 +168,7 @@ impl Overlay {
     }
 
     /// Clears the bits a write by `caller` (without `CAP_FSETID`) clears (the upper file at `at`).
-    pub(crate) fn kill_privs(&self, at: &super::lookup::At, caller: &super::Ctx) -> Result<()> {
+    fn kill_privs(&self, at: &super::lookup::At, caller: &super::Ctx) -> Result<()> {
         match super::passthrough::mode_after_write(&at.stat()?, caller) {
             Some(mode) => self.chmod_obj(at, mode),
             None => Ok(()),
