@@ -4,6 +4,7 @@
 //! - [`sys`]: the only place with raw syscalls (fd-relative layer access, xattrs, data copies).
 //! - [`fs`]: the union filesystem core and its FUSE adapter.
 //! - [`image`]: the image store (import, unpack, names) behind `strata load`, `images`, ...
+//! - [`registry`]: OCI distribution registries: references, credentials, pull, push.
 //! - [`explain`]: where each path of an image or container comes from, and what each layer did.
 //! - [`container`]: containers (`strata run`, `ps`, `exec`, `stop`, `start`, `rm`, `logs`).
 //! - [`cli`]: the `strata` command line.
@@ -13,4 +14,5 @@ pub mod container;
 pub mod explain;
 pub mod fs;
 pub mod image;
+pub mod registry;
 pub mod sys;

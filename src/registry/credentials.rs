@@ -1,0 +1,1 @@
+//! Credentials (placeholder; see the helper task).
