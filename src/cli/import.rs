@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::load::undo_on_error;
+use crate::image::store::undo_on_error;
 use super::store_root::open_store;
 use crate::image::import::Importer;
 use crate::image::progress::{Progress, ProgressMode};

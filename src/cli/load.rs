@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use super::store_root::open_store;
 use crate::image::import::{Importer, Loaded};
 use crate::image::progress::{Progress, ProgressMode};
-use crate::image::store::WriteLock;
+use crate::image::store::undo_on_error;
 
 /// Arguments of `strata load`.
 #[derive(clap::Args, Debug)]
@@ -39,16 +39,6 @@ pub fn run(a: LoadArgs, root: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("loading {}", path.display()))?;
     print_loaded(&loaded);
     Ok(ExitCode::SUCCESS)
-}
-
-/// After a failed import, removes what it had stored that no image reaches, so nothing of it remains.
-pub fn undo_on_error<T, E>(lock: &WriteLock<'_>, r: Result<T, E>) -> Result<T, E> {
-    if r.is_err()
-        && let Err(e) = lock.gc()
-    {
-        log::warn!("cleaning up after the failed import: {e}");
-    }
-    r
 }
 
 /// `Loaded image: NAME` per name, or `Loaded image ID: sha256:...` for an untagged image.

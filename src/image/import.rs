@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::digest::{Algorithm, Digest, HashingReader, Mismatch};
-use super::progress::{LayerProgress, Progress, ProgressReader};
+use super::progress::{LayerProgress, Progress, ProgressReader, Ticker};
 use super::reference::{Name, ReferenceError, repository_from_file_name};
 use super::source::{Compression, Source, SourceError, sniff};
 use super::spec::{
@@ -381,7 +381,8 @@ impl<'a, 's> Importer<'a, 's> {
 
     /// Stores a layer blob whose content is unpacked already (its diff_id is still checked).
     fn copy_blob(&self, reader: Box<dyn Read + '_>, job: &LayerJob<'_>, bar: &LayerProgress) -> Result<Descriptor> {
-        let pass = self.pass(reader, job, bar, None)?;
+        let blob = self.lock.blob_writer(job_algorithm(job))?;
+        let pass = self.pass(reader, blob, job, bar, None)?;
         let size = pass.blob.count();
         let digest = pass.blob.commit(self.lock, job.blob)?;
         Ok(job.blob.cloned().unwrap_or_else(|| Descriptor::new(layer_media_type(pass.compression), digest, size)))
@@ -394,9 +395,21 @@ impl<'a, 's> Importer<'a, 's> {
         job: &LayerJob<'_>,
         bar: &LayerProgress,
     ) -> Result<(Descriptor, Digest)> {
+        let blob = self.lock.blob_writer(job_algorithm(job))?;
+        self.unpack_into_store(reader, blob, job, bar)
+    }
+
+    /// The pass over a blob that unpacks it, then both into the store.
+    fn unpack_into_store(
+        &self,
+        reader: Box<dyn Read + '_>,
+        blob: BlobWriter,
+        job: &LayerJob<'_>,
+        bar: &dyn Ticker,
+    ) -> Result<(Descriptor, Digest)> {
         let dir = self.lock.layer_tmp()?;
         let root = File::open(dir.path()).map_err(|source| StoreError::Io { path: dir.path().into(), source })?;
-        let pass = self.pass(reader, job, bar, Some(&root))?;
+        let pass = self.pass(reader, blob, job, bar, Some(&root))?;
         let size = pass.blob.count();
         let digest = pass.blob.commit(self.lock, job.blob)?;
         let meta = LayerMeta { size: pass.unpacked.size, entries: pass.unpacked.entries };
@@ -414,12 +427,11 @@ impl<'a, 's> Importer<'a, 's> {
     fn pass(
         &self,
         reader: Box<dyn Read + '_>,
+        mut blob: BlobWriter,
         job: &LayerJob<'_>,
-        bar: &LayerProgress,
+        bar: &dyn Ticker,
         unpack_into: Option<&File>,
     ) -> Result<Pass> {
-        let alg = job.blob.map(|b| b.digest.algorithm()).unwrap_or(Algorithm::Sha256);
-        let mut blob = self.lock.blob_writer(alg)?;
         // A blob longer than its descriptor says is refused as soon as one byte too many came.
         let limit = job.blob.map(|b| b.size.saturating_add(1)).unwrap_or(u64::MAX);
         let mut tee = Tee { inner: ProgressReader::new(reader.take(limit), bar), out: &mut blob };
@@ -430,6 +442,7 @@ impl<'a, 's> Importer<'a, 's> {
         if let Some(want) = job.blob
             && blob.count() > want.size
         {
+            blob.poison();
             return Err(ImportError::TooLong { layer: job.label.clone(), size: want.size });
         }
         blob.check(job.blob).map_err(|e| self.mismatch(job, e))?;
@@ -465,6 +478,43 @@ impl<'a, 's> Importer<'a, 's> {
         Ok((compression, diff_id, unpacked))
     }
 
+    /// A layer blob streamed from elsewhere (a registry): `reader` gives the whole blob from
+    /// its first byte, `blob` stores it (it may be resuming a partial download). The blob is
+    /// checked against `desc` and its tar against `diff_id`, and unpacked in the same pass unless
+    /// the layer is in the store already; then both are put in place.
+    pub fn stream_layer(
+        &self,
+        reader: Box<dyn Read + '_>,
+        blob: BlobWriter,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        ticker: &dyn Ticker,
+    ) -> Result<()> {
+        if desc.media_type.is_encrypted() {
+            return Err(ImportError::Unsupported(format!("layer {}: encrypted layers are not supported", desc.digest)));
+        }
+        let job = LayerJob {
+            member: String::new(),
+            label: desc.digest.to_string(),
+            blob: Some(desc),
+            diff_id: Some(diff_id),
+        };
+        if self.lock.store().has_layer(diff_id) {
+            let pass = self.pass(reader, blob, &job, ticker, None)?;
+            pass.blob.commit(self.lock, job.blob)?;
+        } else {
+            self.unpack_into_store(reader, blob, &job, ticker)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a downloaded image's config and manifest, byte for byte, and names it.
+    pub fn finish_image(&self, mdesc: &Descriptor, manifest_raw: &[u8], config: &Descriptor, config_raw: &[u8], names: &[Name]) -> Result<()> {
+        self.lock.put_blob(config_raw, Some(config))?;
+        self.lock.put_blob(manifest_raw, Some(mdesc))?;
+        self.register(mdesc, names)
+    }
+
     fn read_error(&self, job: &LayerJob<'_>, e: io::Error) -> ImportError {
         ImportError::Unpack { layer: job.label.clone(), source: UnpackError::Read(e) }
     }
@@ -475,6 +525,10 @@ impl<'a, 's> Importer<'a, 's> {
             other => other.into(),
         }
     }
+}
+
+fn job_algorithm(job: &LayerJob<'_>) -> Algorithm {
+    job.blob.map(|b| b.digest.algorithm()).unwrap_or(Algorithm::Sha256)
 }
 
 fn short_label(job: &LayerJob<'_>) -> String {

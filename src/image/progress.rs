@@ -87,6 +87,18 @@ pub struct LayerProgress {
     drawn: Cell<Instant>,
 }
 
+/// Something that counts the bytes of a layer as they pass.
+pub trait Ticker {
+    /// `n` more bytes passed.
+    fn inc(&self, n: u64);
+}
+
+impl Ticker for LayerProgress {
+    fn inc(&self, n: u64) {
+        LayerProgress::inc(self, n);
+    }
+}
+
 impl LayerProgress {
     /// Counts bytes read.
     pub fn inc(&self, n: u64) {
@@ -158,12 +170,12 @@ pub fn human_size(bytes: u64) -> String {
 /// A reader that reports the bytes read through it to a layer's progress line.
 pub struct ProgressReader<'p, R> {
     inner: R,
-    progress: &'p LayerProgress,
+    progress: &'p dyn Ticker,
 }
 
 impl<'p, R: Read> ProgressReader<'p, R> {
     /// Wraps `inner`.
-    pub fn new(inner: R, progress: &'p LayerProgress) -> Self {
+    pub fn new(inner: R, progress: &'p dyn Ticker) -> Self {
         ProgressReader { inner, progress }
     }
 }

@@ -9,6 +9,7 @@
 //! ROOT/layers/HEX.json       what unpacking it measured (LayerMeta)
 //! ROOT/mounts/KEY/           one image mount: mount.json, and upper/ work/ when writable
 //! ROOT/tmp/                  blobs and layers being written; renamed into place when complete
+//! ROOT/partial/ALG-HEX       a blob download that broke off, resumed by the next pull
 //! ROOT/lock                  flock: shared for readers, exclusive for writers
 //! ```
 //!
@@ -27,6 +28,9 @@ use super::digest::{Algorithm, Digest, Hasher, Mismatch};
 use super::reference::{Name, ReferenceError};
 use super::spec::{ANNOTATION_REF_NAME, Descriptor, ImageConfig, ImageIndex, ImageManifest, OciLayout};
 use crate::sys::lock::{self as flock, LockKind};
+
+/// Downloads kept across failures (`ROOT/partial/ALG-HEX`), outside `tmp/` which every writer empties.
+const PARTIAL: &str = "partial";
 
 /// What went wrong in the store; each names the path, digest or image at fault.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +196,11 @@ impl Store {
         self.root.join("blobs").join(d.algorithm().name()).join(d.hex())
     }
 
+    /// Where the download of a blob is kept until it is complete.
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.root.join(PARTIAL).join(format!("{}-{}", d.algorithm().name(), d.hex()))
+    }
+
     /// Whether a blob is present.
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).is_file()
@@ -332,23 +341,62 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() 
     serde_json::from_slice(bytes).map_err(|source| StoreError::Json { what: what(), source })
 }
 
-/// A blob being written under `tmp/`, hashed as it goes; [`BlobWriter::commit`] puts it in place.
+/// A blob being written, hashed as it goes; [`BlobWriter::commit`] puts it in place.
+///
+/// Either a temp file under `tmp/` (gone when dropped), or a download kept under `partial/`
+/// across failures and runs ([`WriteLock::partial_blob`]): its first `skip` bytes are already in
+/// the file, and the bytes written over them again are only hashed (a resumed blob is hashed
+/// from its start).
 pub struct BlobWriter {
-    file: tempfile::NamedTempFile,
+    file: BlobFile,
     hasher: Hasher,
     count: u64,
+    skip: u64,
+}
+
+enum BlobFile {
+    Temp(tempfile::NamedTempFile),
+    Partial { file: File, path: PathBuf, bad: std::cell::Cell<bool> },
+}
+
+impl BlobFile {
+    fn path(&self) -> &Path {
+        match self {
+            BlobFile::Temp(t) => t.path(),
+            BlobFile::Partial { path, .. } => path,
+        }
+    }
+
+    fn file(&self) -> &File {
+        match self {
+            BlobFile::Temp(t) => t.as_file(),
+            BlobFile::Partial { file, .. } => file,
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // A partial download whose content proved wrong is not resumed from.
+        if let BlobFile::Partial { path, bad, .. } = &self.file
+            && bad.get()
+        {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let have = self.skip.saturating_sub(self.count).min(buf.len() as u64) as usize;
+        let n = if have > 0 { have } else { self.file.file().write(buf)? };
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.file.file().flush()
     }
 }
 
@@ -362,7 +410,7 @@ impl BlobWriter {
     pub fn check(&self, expected: Option<&Descriptor>) -> Result<Digest> {
         let actual = self.hasher.clone().finish();
         match expected {
-            Some(want) if want.digest != actual || want.size != self.count => Err(StoreError::Mismatch(Mismatch {
+            Some(want) if want.digest != actual || want.size != self.count => Err(self.poisoned(Mismatch {
                 what: format!("blob {}", want.digest),
                 expected: want.digest.clone(),
                 expected_size: want.size,
@@ -373,17 +421,30 @@ impl BlobWriter {
         }
     }
 
+    /// Marks a partial download as wrong (it is deleted, not resumed from).
+    fn poisoned(&self, m: Mismatch) -> StoreError {
+        self.poison();
+        StoreError::Mismatch(m)
+    }
+
+    /// Marks a partial download as wrong: dropping the writer deletes it.
+    pub fn poison(&self) {
+        if let BlobFile::Partial { bad, .. } = &self.file {
+            bad.set(true);
+        }
+    }
+
     /// Checks the content against `expected` (if given), syncs it and renames it into `blobs/`.
     /// On a mismatch the temporary file is removed and nothing enters the store.
     pub fn commit(self, store: &WriteLock<'_>, expected: Option<&Descriptor>) -> Result<Digest> {
         let actual = self.check(expected)?;
         let dest = store.store.blob_path(&actual);
         let tmp_path = self.file.path().to_path_buf();
-        self.file.as_file().sync_all().map_err(io_err(&tmp_path))?;
+        self.file.file().sync_all().map_err(io_err(&tmp_path))?;
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        self.file.persist(&dest).map_err(|e| StoreError::Io { path: dest.clone(), source: e.error })?;
+        fs::rename(&tmp_path, &dest).map_err(io_err(&dest))?;
         sync_dir(dest.parent().unwrap_or(&store.store.root))?;
         Ok(actual)
     }
@@ -430,7 +491,29 @@ impl WriteLock<'_> {
             .permissions(layout_file_mode())
             .tempfile_in(&tmp)
             .map_err(io_err(&tmp))?;
-        Ok(BlobWriter { file, hasher: Hasher::new(algorithm), count: 0 })
+        Ok(BlobWriter { file: BlobFile::Temp(file), hasher: Hasher::new(algorithm), count: 0, skip: 0 })
+    }
+
+    /// Starts or resumes the download of blob `digest` under `partial/` (kept when the download
+    /// fails, for the next try or run). Returns the writer and how many bytes the file already
+    /// holds: they must be written through it again first (they are hashed, not rewritten).
+    pub fn partial_blob(&self, digest: &Digest) -> Result<(BlobWriter, u64)> {
+        let dir = self.store.root.join(PARTIAL);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = self.store.partial_path(digest);
+        let file = fs::OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(io_err(&path))?;
+        let have = file.metadata().map_err(io_err(&path))?.len();
+        let file = BlobFile::Partial { file, path, bad: std::cell::Cell::new(false) };
+        Ok((BlobWriter { file, hasher: Hasher::new(digest.algorithm()), count: 0, skip: have }, have))
+    }
+
+    /// Forgets a partial download (the registry sent the whole blob instead of the rest).
+    pub fn drop_partial(&self, digest: &Digest) -> Result<()> {
+        let path = self.store.partial_path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
+            _ => Ok(()),
+        }
     }
 
     /// Stores `bytes` as a blob, checked against `expected` when given.
@@ -626,6 +709,17 @@ fn list_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|source| StoreError::Json { what: "serialising".into(), source })
+}
+
+/// After a failed import or pull, removes what it had stored that no image reaches, so
+/// nothing of it remains.
+pub fn undo_on_error<T, E>(lock: &WriteLock<'_>, r: std::result::Result<T, E>) -> std::result::Result<T, E> {
+    if r.is_err()
+        && let Err(e) = lock.gc()
+    {
+        log::warn!("cleaning up after the failed import: {e}");
+    }
+    r
 }
 
 /// Writes `path` atomically: a temp file beside it, fsync, rename, fsync of the directory.
