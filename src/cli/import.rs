@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::image::store::undo_on_error;
 use super::store_root::open_store;
 use crate::image::import::Importer;
 use crate::image::progress::{Progress, ProgressMode};
 use crate::image::reference::Name;
+use crate::image::store::undo_on_error;
 
 /// Arguments of `strata import`.
 #[derive(clap::Args, Debug)]

@@ -14,10 +14,14 @@ mod import;
 mod inspect;
 mod layers;
 mod load;
+mod login;
 pub mod mount;
 pub mod options;
 mod prune;
 mod ps;
+mod pull;
+mod push;
+mod registry_args;
 mod rmi;
 mod run;
 mod save;
@@ -53,6 +57,14 @@ enum Command {
     Umount(umount::UmountArgs),
     /// Load images from a docker save / oci-archive tar or an OCI layout dir.
     Load(load::LoadArgs),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(push::PushArgs),
+    /// Log in to a registry (the credentials are checked, then saved).
+    Login(login::LoginArgs),
+    /// Log out from a registry.
+    Logout(login::LogoutArgs),
     /// Make a one-layer image from a rootfs tarball.
     Import(import::ImportArgs),
     /// List images.
@@ -117,6 +129,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Umount(a) => umount::run(a),
         Command::Load(a) => load::run(a, &root),
         Command::Import(a) => import::run(a, &root),
+        Command::Pull(a) => pull::run(a, &root),
+        Command::Push(a) => push::run(a, &root),
+        Command::Login(a) => login::login(a),
+        Command::Logout(a) => login::logout(a),
         Command::Images(a) => images::run(a, &root),
         Command::Inspect(a) => inspect::run(a, &root),
         Command::History(a) => history::run(a, &root),

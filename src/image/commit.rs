@@ -21,12 +21,12 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde_json::{Map, Value};
 
+use super::compress::Compressor;
 use super::diff::Plan;
 use super::digest::{Algorithm, Digest, Hasher};
 use super::import::layer_media_type;
 use super::instruction::{self, InstructionError};
 use super::pack::{self, PackError, Roots};
-use super::pgzip::ParGzEncoder;
 use super::reference::Name;
 use super::source::Compression;
 use super::spec::{Descriptor, ImageManifest, MediaType};
@@ -248,52 +248,6 @@ impl Write for Fanout {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
-    }
-}
-
-/// The blob writer behind the chosen compression.
-enum Compressor {
-    Gzip(ParGzEncoder<BlobWriter>),
-    Zstd(zstd::Encoder<'static, BlobWriter>),
-    Plain(BlobWriter),
-}
-
-impl Compressor {
-    fn new(c: Compression, blob: BlobWriter) -> io::Result<Compressor> {
-        Ok(match c {
-            Compression::Gzip => {
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                Compressor::Gzip(ParGzEncoder::new(blob, flate2::Compression::default(), threads)?)
-            }
-            Compression::Zstd => Compressor::Zstd(zstd::Encoder::new(blob, 3)?),
-            Compression::None => Compressor::Plain(blob),
-        })
-    }
-
-    fn finish(self) -> io::Result<BlobWriter> {
-        match self {
-            Compressor::Gzip(e) => e.finish(),
-            Compressor::Zstd(e) => e.finish(),
-            Compressor::Plain(b) => Ok(b),
-        }
-    }
-}
-
-impl Write for Compressor {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::Gzip(e) => e.write(buf),
-            Compressor::Zstd(e) => e.write(buf),
-            Compressor::Plain(b) => b.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressor::Gzip(e) => e.flush(),
-            Compressor::Zstd(e) => e.flush(),
-            Compressor::Plain(b) => b.flush(),
-        }
     }
 }
 

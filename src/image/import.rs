@@ -509,7 +509,14 @@ impl<'a, 's> Importer<'a, 's> {
     }
 
     /// Stores a downloaded image's config and manifest, byte for byte, and names it.
-    pub fn finish_image(&self, mdesc: &Descriptor, manifest_raw: &[u8], config: &Descriptor, config_raw: &[u8], names: &[Name]) -> Result<()> {
+    pub fn finish_image(
+        &self,
+        mdesc: &Descriptor,
+        manifest_raw: &[u8],
+        config: &Descriptor,
+        config_raw: &[u8],
+        names: &[Name],
+    ) -> Result<()> {
         self.lock.put_blob(config_raw, Some(config))?;
         self.lock.put_blob(manifest_raw, Some(mdesc))?;
         self.register(mdesc, names)

@@ -15,9 +15,11 @@
 //! - [`diff`]: a container's upper dir against its image: `A`/`C`/`D` changes and the layer plan.
 //! - [`pack`]: a layer plan written as a tar (the inverse of [`unpack`]).
 //! - [`instruction`]: the Dockerfile instructions `commit -c` applies to a config.
+//! - [`compress`]: layer blobs compressed, and converted to another compression for a push.
 //! - [`commit`]: a container's changes as a new image in the store.
 
 pub mod commit;
+pub mod compress;
 pub mod diff;
 pub mod digest;
 pub mod export;

@@ -49,7 +49,12 @@ impl Challenge {
         }
         let params = parse_params(rest);
         let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
-        Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope"), error: get("error") })
+        Some(Challenge::Bearer {
+            realm: get("realm")?,
+            service: get("service"),
+            scope: get("scope"),
+            error: get("error"),
+        })
     }
 }
 

@@ -457,7 +457,8 @@ impl Client {
         let url = if query.is_empty() { realm.clone() } else { format!("{realm}{sep}{}", query.join("&")) };
         self.token_fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let authorization = self.creds.as_ref().map(auth::basic);
-        let mut resp = self.with_retries(|| self.raw(&Req::new(Method::GET, url.clone(), String::new()), authorization.as_deref()))?;
+        let mut resp = self
+            .with_retries(|| self.raw(&Req::new(Method::GET, url.clone(), String::new()), authorization.as_deref()))?;
         match resp.status().as_u16() {
             200 => {}
             401 | 403 => {
@@ -495,7 +496,9 @@ impl Client {
         let message = codes.first().map(|(_, m)| m.clone()).unwrap_or_else(|| status_text(status));
         let has = |c: &str| codes.iter().any(|(code, _)| code == c);
         match status {
-            401 if insufficient || (has("UNAUTHORIZED") && self.creds.is_some() && !repository.is_empty() && method != "GET") => {
+            401 if insufficient
+                || (has("UNAUTHORIZED") && self.creds.is_some() && !repository.is_empty() && method != "GET") =>
+            {
                 RegistryError::Denied { repository: repository.to_string(), message }
             }
             401 => RegistryError::Unauthorized { host: self.host.clone(), message },
@@ -532,12 +535,14 @@ fn header(resp: &Response, name: &str) -> Option<String> {
 pub fn read_limited(resp: &mut Response, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut reader = resp.body_mut().as_reader().take(limit + 1);
-    reader.read_to_end(&mut out).map_err(|e| RegistryError::Connect {
-        host: strip_query(what),
-        detail: format!("reading the answer: {e}"),
-    })?;
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| RegistryError::Connect { host: strip_query(what), detail: format!("reading the answer: {e}") })?;
     if out.len() as u64 > limit {
-        return Err(RegistryError::Protocol { what: strip_query(what), detail: format!("answer larger than {limit} bytes") });
+        return Err(RegistryError::Protocol {
+            what: strip_query(what),
+            detail: format!("answer larger than {limit} bytes"),
+        });
     }
     Ok(out)
 }

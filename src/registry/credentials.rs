@@ -16,3 +16,33 @@ pub enum CredentialsError {
     #[error("credentials")]
     Placeholder,
 }
+
+/// Placeholder.
+pub struct Credentials;
+
+impl Credentials {
+    /// Placeholder.
+    pub fn from_env() -> Credentials {
+        Credentials
+    }
+    /// Placeholder.
+    pub fn with_files(_files: Vec<std::path::PathBuf>) -> Credentials {
+        Credentials
+    }
+    /// Placeholder.
+    pub fn get(&self, _registry: &str) -> Result<Option<Auth>, CredentialsError> {
+        Ok(None)
+    }
+    /// Placeholder.
+    pub fn save(&self, _registry: &str, _auth: &Auth) -> Result<String, CredentialsError> {
+        Err(CredentialsError::Placeholder)
+    }
+    /// Placeholder.
+    pub fn remove(&self, _registry: &str) -> Result<bool, CredentialsError> {
+        Ok(false)
+    }
+    /// Placeholder.
+    pub fn remove_all(&self) -> Result<Vec<String>, CredentialsError> {
+        Ok(vec![])
+    }
+}

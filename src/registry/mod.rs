@@ -13,6 +13,7 @@
 //! - [`pull`]: manifest, platform, config, then the layers in parallel, resumable.
 //! - [`push`]: blobs (skipped, mounted or uploaded in chunks), then the manifest.
 //! - [`sources`]: which repositories hold a blob, for cross-repository mounts.
+//! - [`workers`]: layers moved a few at a time.
 //! - [`error`]: one line per failure a user can act on.
 
 pub mod auth;
@@ -26,3 +27,4 @@ pub mod push;
 pub mod reference;
 pub mod sources;
 pub mod tls;
+pub mod workers;

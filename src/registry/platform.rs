@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn picks_the_platform_asked_for() {
-        let list = vec![entry("linux", "arm", Some("v7")), entry("linux", "arm64", Some("v8")), entry("linux", "amd64", None)];
+        let list =
+            vec![entry("linux", "arm", Some("v7")), entry("linux", "arm64", Some("v8")), entry("linux", "amd64", None)];
         let p = |s: &str| PlatformSpec::parse(s).unwrap();
         assert_eq!(p("linux/amd64").pick(&list), Some(&list[2]));
         assert_eq!(p("linux/arm64").pick(&list), Some(&list[1]));

@@ -10,14 +10,10 @@
 //! image id and the digest are the registry's. A failed pull leaves the store as it was (but for
 //! the partial downloads it keeps for the next try).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
-
-use parking_lot::Mutex;
 
 use super::client::{Client, MANIFEST_LIMIT, read_limited};
 use super::error::{RegistryError, Result};
@@ -25,6 +21,7 @@ use super::platform::PlatformSpec;
 use super::progress::Board;
 use super::reference::Reference;
 use super::sources;
+use super::workers;
 use crate::image::digest::{Digest, Mismatch};
 use crate::image::import::{ImportError, Importer};
 use crate::image::progress::{Progress, ProgressMode};
@@ -102,7 +99,11 @@ impl Puller<'_> {
     }
 
     fn has_layers(&self, c: &Chosen) -> bool {
-        c.manifest.layers.iter().zip(&c.diff_ids).all(|(l, d)| self.store.has_blob(&l.digest) && self.store.has_layer(d))
+        c.manifest
+            .layers
+            .iter()
+            .zip(&c.diff_ids)
+            .all(|(l, d)| self.store.has_blob(&l.digest) && self.store.has_layer(d))
     }
 
     /// Fetches the manifest (through an index for the platform) and the config, and checks them.
@@ -115,7 +116,10 @@ impl Puller<'_> {
             let (raw, media_type, digest) = self.client.manifest(repo, &entry.digest.to_string())?;
             check_kind(reference, &media_type)?;
             if media_type.is_index() {
-                return Err(RegistryError::NotAnImage { reference: reference.familiar(), media_type: "nested index".into() });
+                return Err(RegistryError::NotAnImage {
+                    reference: reference.familiar(),
+                    media_type: "nested index".into(),
+                });
             }
             (Descriptor::new(media_type, digest, raw.len() as u64), raw)
         } else {
@@ -194,39 +198,11 @@ impl Puller<'_> {
             self.board.set(layer.digest.short(), "Pulling fs layer");
         }
         for round in rounds {
-            self.parallel(round, |layer, diff_id| self.layer(&importer, lock, reference, layer, diff_id))?;
+            workers::each(round, self.opts.max_concurrent, |(layer, diff_id)| {
+                self.layer(&importer, lock, reference, layer, diff_id)
+            })?;
         }
         Ok(())
-    }
-
-    /// Runs `work` on each job with up to `max_concurrent` threads; the first error wins and
-    /// stops jobs not yet started.
-    fn parallel<'j>(
-        &self,
-        jobs: Vec<(&'j Descriptor, &'j Digest)>,
-        work: impl Fn(&Descriptor, &Digest) -> Result<()> + Sync,
-    ) -> Result<()> {
-        let queue = Mutex::new(VecDeque::from(jobs));
-        let failed = AtomicBool::new(false);
-        let first_error = Mutex::new(None);
-        let threads = self.opts.max_concurrent.max(1).min(queue.lock().len());
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some((layer, diff_id)) = queue.lock().pop_front() else { break };
-                        if let Err(e) = work(layer, diff_id) {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.lock().get_or_insert(e);
-                        }
-                    }
-                });
-            }
-        });
-        match first_error.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 
     /// One layer: "Already exists", or downloaded (resuming), verified and unpacked.
@@ -305,7 +281,8 @@ impl Puller<'_> {
             Box::new(resp.into_body().into_reader())
         };
         let path = self.store.partial_path(&desc.digest);
-        let prefix = File::open(&path).map_err(|source| RegistryError::Io { path: path.display().to_string(), source })?;
+        let prefix =
+            File::open(&path).map_err(|source| RegistryError::Io { path: path.display().to_string(), source })?;
         let reader = Box::new(prefix.take(have).chain(rest));
         let bytes = self.board.bytes(id, "Downloading", desc.size);
         importer.stream_layer(reader, writer, desc, diff_id, &bytes)?;

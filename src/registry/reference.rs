@@ -162,7 +162,11 @@ pub fn registry_host(s: &str) -> String {
 fn split_registry(name: &str) -> (&str, &str) {
     match name.split_once('/') {
         Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            if first == "index.docker.io" { (DOCKER_HUB, rest) } else { (first, rest) }
+            if first == "index.docker.io" {
+                (DOCKER_HUB, rest)
+            } else {
+                (first, rest)
+            }
         }
         _ => (DOCKER_HUB, name),
     }

@@ -1,0 +1,77 @@
+//! `strata pull NAME[:TAG|@DIGEST]`: an image from a registry into the store, as `docker pull`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::registry_args::{RegistryArgs, parse_creds};
+use super::store_root::open_store;
+use crate::image::progress::ProgressMode;
+use crate::registry::platform::PlatformSpec;
+use crate::registry::progress::Board;
+use crate::registry::pull::{PullOptions, Puller};
+use crate::registry::reference::Reference;
+
+/// Arguments of `strata pull`.
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// The image: `[HOST[:PORT]/]PATH[:TAG|@DIGEST]` (`busybox` is docker.io/library/busybox:latest).
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    name: String,
+    /// The platform to pull from a multi-platform image [default: this machine's].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
+    platform: Option<PlatformSpec>,
+    /// Every tag of the repository.
+    #[arg(short = 'a', long)]
+    all_tags: bool,
+    /// Print only the image's reference, no progress.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Layers downloaded at once.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_concurrent_downloads: usize,
+    /// Progress lines: live on a terminal (auto), final lines only (plain), or none (quiet).
+    #[arg(long, value_enum, default_value_t)]
+    progress: ProgressMode,
+    /// Credentials for this pull only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Pulls the image (or every tag) and prints its full reference last.
+pub fn run(a: PullArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(&a.name)?;
+    if a.all_tags && (reference.digest.is_some() || a.name.rsplit('/').next().is_some_and(|l| l.contains(':'))) {
+        anyhow::bail!("tag can't be used with --all-tags/-a");
+    }
+    let creds = a.creds.as_deref().map(parse_creds).transpose()?;
+    let client = a.registry.connect(&reference.registry, creds)?;
+    let store = open_store(root)?;
+    let board = Board::new(if a.quiet { ProgressMode::Quiet } else { a.progress });
+    let opts = PullOptions {
+        platform: a.platform.clone().unwrap_or_else(PlatformSpec::host),
+        max_concurrent: a.max_concurrent_downloads,
+    };
+    let puller = Puller { client: &client, store: &store, board: &board, opts: &opts };
+    let references = if a.all_tags {
+        let mut tags = client
+            .tags(&reference.repository)
+            .with_context(|| format!("listing the tags of {}", reference.familiar_repository()))?;
+        tags.sort();
+        tags.into_iter().map(|t| reference.with_tag(&t)).collect()
+    } else {
+        vec![reference]
+    };
+    for r in &references {
+        puller.pull(r).with_context(|| format!("pulling {}", r.familiar()))?;
+    }
+    if a.all_tags {
+        println!("{}", references[0].full_repository());
+    } else {
+        println!("{}", references[0]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
