@@ -312,7 +312,7 @@ impl Client {
             .body(bytes);
         let resp = self.send(req)?;
         match resp.status().as_u16() {
-            201 | 200 | 202 => {
+            200..=202 => {
                 let ours = Digest::sha256_of(bytes);
                 match header(&resp, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok()) {
                     Some(theirs) if theirs != ours => Err(self.protocol(
