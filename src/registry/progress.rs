@@ -171,9 +171,10 @@ mod tests {
 
     #[test]
     fn bars_look_like_dockers() {
-        assert_eq!(bar(0, 100), format!("[{}]     0B/100B", " ".repeat(50)));
-        assert_eq!(bar(50, 100), format!("[{}>{}]    50B/100B", "=".repeat(24), " ".repeat(25)));
-        assert_eq!(bar(100, 100), format!("[{}]   100B/100B", "=".repeat(50)));
+        // docker: "[" bar "] " then the done size right-aligned in 8 columns.
+        assert_eq!(bar(0, 100), format!("[{}]       0B/100B", " ".repeat(50)));
+        assert_eq!(bar(50, 100), format!("[{}>{}]      50B/100B", "=".repeat(24), " ".repeat(25)));
+        assert_eq!(bar(100, 100), format!("[{}]     100B/100B", "=".repeat(50)));
         assert_eq!(bar(1_500_000, 0), "1.5MB");
     }
 }
