@@ -17,6 +17,7 @@ use ureq::{Agent, Body, SendBody};
 use super::auth::{self, Challenge, TokenResponse, Tokens};
 use super::credentials::Auth;
 use super::error::{RegistryError, Result};
+use super::reference::{DOCKER_HUB, api_host};
 use super::tls::{self, TlsOptions};
 use crate::image::digest::{Digest, Mismatch};
 use crate::image::spec::MediaType;
@@ -118,11 +119,16 @@ impl Client {
             token_fetches: Default::default(),
         };
         let resp = match client.ping() {
+            // Plain HTTP where allowed; if that is not a registry either, the TLS error stands
+            // (an HTTPS registry answers a plain request with 400).
             Err(e @ (RegistryError::Tls { .. } | RegistryError::Connect { .. }))
                 if tls::http_allowed(tls_opts, host) =>
             {
                 client.base = format!("http://{host}");
-                client.ping().map_err(|_| e)?
+                match client.ping() {
+                    Ok(r) if matches!(r.status().as_u16(), 200..=299 | 401) => r,
+                    _ => return Err(e),
+                }
             }
             r => r?,
         };
@@ -158,6 +164,20 @@ impl Client {
         }
     }
 
+    /// A reference as users write it, for messages (`host:5000/a/b:tag`, `busybox:1`).
+    fn reference(&self, repository: &str, object: &str) -> String {
+        let mut r = if self.host == api_host(DOCKER_HUB) {
+            repository.strip_prefix("library/").unwrap_or(repository).to_string()
+        } else {
+            format!("{}/{repository}", self.host)
+        };
+        if !object.is_empty() {
+            r.push(if object.contains(':') && object.len() > 64 { '@' } else { ':' });
+            r.push_str(object);
+        }
+        r
+    }
+
     fn url(&self, repository: &str, rest: &str) -> String {
         format!("{}/v2/{repository}/{rest}", self.base)
     }
@@ -168,7 +188,7 @@ impl Client {
         let url = self.url(repository, &format!("manifests/{object}"));
         let req = Req::new(Method::GET, url.clone(), auth::pull_scope(repository)).header("Accept", MANIFEST_ACCEPT);
         let mut resp = self.send(req)?;
-        let reference = format!("{repository}:{object}");
+        let reference = self.reference(repository, object);
         match resp.status().as_u16() {
             200 => {}
             404 => return Err(self.not_found(resp, &reference)),
@@ -339,7 +359,7 @@ impl Client {
             let mut resp = self.send(Req::new(Method::GET, url.clone(), auth::pull_scope(repository)))?;
             match resp.status().as_u16() {
                 200 => {}
-                404 => return Err(self.not_found(resp, repository)),
+                404 => return Err(self.not_found(resp, &self.reference(repository, ""))),
                 _ => return Err(self.error_of(resp, "GET", &url, repository)),
             }
             let next = header(&resp, "link").and_then(|l| next_link(&l)).map(|n| resolve(&url, &n));
@@ -586,6 +606,8 @@ fn transport_error(host: &str, e: ureq::Error) -> RegistryError {
         ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             RegistryError::Connect { host, detail: "connection refused (is the registry running?)".into() }
         }
+        // The system resolver's failures come as I/O errors.
+        ureq::Error::Io(e) if e.to_string().contains("lookup address") => RegistryError::UnknownHost { host },
         ureq::Error::Io(e) => RegistryError::Connect { host, detail: e.to_string() },
         ureq::Error::Timeout(t) => RegistryError::Connect { host, detail: format!("timed out ({t})") },
         ureq::Error::ConnectionFailed => RegistryError::Connect { host, detail: "connection failed".into() },
