@@ -1,9 +1,10 @@
 //! Test helpers: layer builders, real mounts (Strata and kernel overlayfs), operations run on a
-//! mount with their outcome as a comparable value, and tree snapshots.
+//! mount with their outcome as a comparable value, tree snapshots, and real OCI registries.
 
 #![allow(dead_code)]
 
 pub mod ops;
+pub mod registry;
 pub mod store;
 pub mod tree;
 

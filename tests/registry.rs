@@ -1,0 +1,280 @@
+//! Self-tests of the registry harness (`tests/common/registry.rs`): real `docker-registry`
+//! processes, driven by skopeo and by raw HTTP, over plain HTTP and TLS, without auth, with
+//! htpasswd and with token auth; their logs; kill and restart; the throttling proxy.
+//!
+//! Every test needs `docker-registry`, `htpasswd`, `openssl` and `skopeo`: without them it
+//! returns early, except under `CI=true`, where it fails.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+mod common;
+
+use common::registry::{Registry, RegistryOptions, SERVICE, Throttle, TokenAuth, require_registry};
+use common::store::{fixtures, require_tool};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Whether the tools are installed (under `CI=true` they must be).
+fn tools() -> bool {
+    require_registry() && require_tool("skopeo")
+}
+
+/// The bundled OCI layout (5 layers), as a skopeo source.
+fn fixture() -> String {
+    format!("oci:{}:latest", fixtures().join("oci-multi").display())
+}
+
+/// skopeo without any stored credentials: its home, runtime dir and auth file are in a temp dir.
+struct Skopeo(tempfile::TempDir);
+
+impl Skopeo {
+    fn new() -> Skopeo {
+        Skopeo(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(args)
+            .env("HOME", self.0.path())
+            .env("XDG_RUNTIME_DIR", self.0.path())
+            .env("REGISTRY_AUTH_FILE", self.path("auth.json"))
+            .output()
+            .unwrap()
+    }
+
+    /// Runs skopeo, which must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "skopeo {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs skopeo, which must fail; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "skopeo {args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+/// (digest, size) of the largest layer of a manifest.
+fn largest_layer(manifest: &str) -> (String, u64) {
+    let v: Value = serde_json::from_str(manifest).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let big = layers.iter().max_by_key(|l| l["size"].as_u64().unwrap()).unwrap();
+    (big["digest"].as_str().unwrap().to_string(), big["size"].as_u64().unwrap())
+}
+
+/// `GET path` on `host` over a fresh connection, with extra header lines; returns the status
+/// (0 if no head came) and whatever body arrived before the connection closed.
+fn http_get(host: &str, path: &str, headers: &str) -> (u16, Vec<u8>) {
+    let mut conn = TcpStream::connect(host).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    let _ = conn.read_to_end(&mut all);
+    let Some(end) = all.windows(4).position(|w| w == b"\r\n\r\n") else { return (0, Vec::new()) };
+    let head = String::from_utf8_lossy(&all[..end]);
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, all[end + 4..].to_vec())
+}
+
+/// Uploads `data` as a blob of `repo` (POST, then PUT with the digest); returns its digest.
+fn upload_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+    let agent = reg.agent();
+    let started = agent.post(reg.url(&format!("/v2/{repo}/blobs/uploads/"))).send_empty().unwrap();
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap();
+    let location = if location.starts_with('/') { reg.url(location) } else { location.to_string() };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let done = agent.put(format!("{location}{sep}digest={digest}")).send(data).unwrap();
+    assert_eq!(done.status(), 201);
+    digest
+}
+
+/// 2 MiB that do not repeat in short runs.
+fn two_mib() -> Vec<u8> {
+    (0..2u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn plain_http_registry_takes_a_push_and_logs_each_blob_read() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let sk = Skopeo::new();
+    let image = format!("docker://{}/fx/a:1", reg.host());
+    sk.ok(&["copy", "--dest-tls-verify=false", &fixture(), &image]);
+    let inspect: Value = serde_json::from_str(&sk.ok(&["inspect", "--tls-verify=false", &image])).unwrap();
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 5);
+    let (digest, size) = largest_layer(&sk.ok(&["inspect", "--raw", "--tls-verify=false", &image]));
+    assert_eq!(std::fs::metadata(reg.blob_path(&digest)).unwrap().len(), size);
+    assert!(reg.requests().iter().any(|r| r.method == "PUT" && r.uri == "/v2/fx/a/manifests/1" && r.status == 201));
+
+    let pulled = format!("oci:{}:x", sk.path("pulled").display());
+    sk.ok(&["copy", "--src-tls-verify=false", &image, &pulled]);
+    let gets = reg.blob_gets(&digest);
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!((gets[0].status, gets[0].written, gets[0].offset), (200, size, Some(0)));
+    assert_eq!(reg.blob_written(&digest), vec![size]);
+}
+
+#[test]
+fn tls_registry_with_htpasswd_takes_the_right_password_only() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().tls().htpasswd(&[("alice", "s3cret"), ("bob", "b0b")]));
+    let certs = reg.cert_dir();
+    let certs = certs.to_str().unwrap();
+    let names: Vec<_> = std::fs::read_dir(certs).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["ca.crt"]);
+    let sk = Skopeo::new();
+    let image = format!("docker://{}/fx/a:1", reg.host());
+    sk.ok(&["copy", "--dest-cert-dir", certs, "--dest-creds", "alice:s3cret", &fixture(), &image]);
+    sk.ok(&["inspect", "--cert-dir", certs, "--creds", "bob:b0b", &image]);
+
+    let err = sk.fails(&["inspect", "--cert-dir", certs, "--creds", "alice:wrong", &image]);
+    assert!(err.contains("401") || err.contains("unauthorized"), "{err}");
+    let err = sk.fails(&["inspect", "--creds", "alice:s3cret", &image]);
+    assert!(err.contains("certificate signed by unknown authority"), "{err}");
+    let local = format!("docker://localhost:{}/fx/a:1", reg.host().rsplit(':').next().unwrap());
+    sk.ok(&["inspect", "--cert-dir", certs, "--creds", "alice:s3cret", &local]);
+
+    let users: Vec<_> = reg.requests().into_iter().filter_map(|r| r.user).collect();
+    assert!(users.iter().any(|u| u == "alice") && users.iter().any(|u| u == "bob"), "{users:?}");
+}
+
+#[test]
+fn token_auth_grants_push_by_prefix_and_pull_to_anyone() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().token(TokenAuth::new(&[("alice", "pa"), ("bob", "pb")])));
+    let sk = Skopeo::new();
+    let (mine, theirs) = (format!("docker://{}/alice/x:1", reg.host()), format!("docker://{}/bob/x:1", reg.host()));
+    sk.ok(&["copy", "--dest-tls-verify=false", "--dest-creds", "alice:pa", &fixture(), &mine]);
+    let err = sk.fails(&["copy", "--dest-tls-verify=false", "--dest-creds", "alice:pa", &fixture(), &theirs]);
+    assert!(err.contains("denied") || err.contains("unauthorized"), "{err}");
+    sk.ok(&["inspect", "--tls-verify=false", "--no-creds", &mine]);
+    let err = sk.fails(&["inspect", "--tls-verify=false", "--creds", "alice:wrong", &mine]);
+    assert!(err.contains("401") || err.contains("unauthorized"), "{err}");
+
+    let seen = reg.token_requests();
+    let alice = |r: &&common::registry::TokenRequest| r.user.as_deref() == Some("alice");
+    assert!(seen.iter().filter(alice).any(|r| r.granted.contains(&"repository:alice/x:pull,push".to_string())));
+    assert!(seen.iter().filter(alice).any(|r| r.granted == ["repository:bob/x:pull"]), "{seen:#?}");
+    assert!(seen.iter().any(|r| !r.authorization && r.status == 200 && r.granted == ["repository:alice/x:pull"]));
+    assert!(seen.iter().any(|r| r.authorization && r.status == 401 && r.user.is_none()));
+    assert!(seen.iter().all(|r| r.path.starts_with("/token?")));
+    assert!(reg.requests().iter().any(|r| r.user.as_deref() == Some("alice") && r.status == 201));
+}
+
+#[test]
+fn registry_refuses_a_token_once_its_expires_in_has_passed() {
+    if !require_registry() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().token(TokenAuth::new(&[]).expires_in(2)));
+    let agent = reg.agent();
+    let url = format!("{}?service={SERVICE}&scope=repository:fx/a:pull", reg.token_realm());
+    let answer: Value =
+        serde_json::from_str(&agent.get(url).call().unwrap().body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(answer["expires_in"], 2);
+    let tags = || {
+        let bearer = format!("Bearer {}", answer["token"].as_str().unwrap());
+        agent.get(reg.url("/v2/fx/a/tags/list")).header("Authorization", bearer).call().unwrap().status()
+    };
+    assert_eq!(tags(), 404, "the token is good: the repository is unknown");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(tags(), 401);
+}
+
+#[test]
+fn killed_and_restarted_registry_keeps_its_images_and_port() {
+    if !tools() {
+        return;
+    }
+    let mut reg = Registry::start(RegistryOptions::new());
+    let sk = Skopeo::new();
+    let image = format!("docker://{}/fx/a:1", reg.host());
+    sk.ok(&["copy", "--dest-tls-verify=false", &fixture(), &image]);
+    let before = sk.ok(&["inspect", "--tls-verify=false", &image]);
+    let host = reg.host();
+    reg.kill();
+    sk.fails(&["inspect", "--tls-verify=false", &image]);
+    reg.restart();
+    assert_eq!(reg.host(), host);
+    assert_eq!(sk.ok(&["inspect", "--tls-verify=false", &image]), before);
+}
+
+#[test]
+fn throttle_holds_a_download_to_its_rate() {
+    if !require_registry() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let blob = two_mib();
+    let digest = upload_blob(&reg, "fx/big", &blob);
+    let proxy = Throttle::start(&reg.host());
+    proxy.set_rate(1 << 20);
+    let start = Instant::now();
+    let (status, body) = http_get(&proxy.host(), &format!("/v2/fx/big/blobs/{digest}"), "");
+    let took = start.elapsed();
+    assert_eq!(status, 200);
+    assert!(body == blob, "got {} bytes", body.len());
+    assert!(took >= Duration::from_millis(1800) && took < Duration::from_secs(10), "took {took:?}");
+    assert!(proxy.to_client() > blob.len() as u64 && proxy.to_upstream() > 0);
+    assert_eq!(proxy.connections(), 1);
+    assert_eq!(reg.blob_written(&digest), [blob.len() as u64]);
+}
+
+#[test]
+fn killing_the_registry_cuts_a_throttled_download_and_a_range_resumes_it() {
+    if !require_registry() {
+        return;
+    }
+    let mut reg = Registry::start(RegistryOptions::new());
+    let blob = two_mib();
+    let digest = upload_blob(&reg, "fx/big", &blob);
+    let proxy = Throttle::start(&reg.host());
+    proxy.set_rate(512 << 10);
+    let (host, path) = (proxy.host(), format!("/v2/fx/big/blobs/{digest}"));
+    let download = std::thread::spawn(move || http_get(&host, &path, ""));
+    while proxy.to_client() < 256 << 10 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reg.kill();
+    proxy.cut();
+    let (status, head) = download.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(head.len() < blob.len() / 2, "got {} of {} bytes", head.len(), blob.len());
+    assert!(head[..] == blob[..head.len()]);
+
+    reg.restart();
+    proxy.set_rate(0);
+    let offset = head.len() as u64;
+    let range = format!("Range: bytes={offset}-\r\n");
+    let (status, tail) = http_get(&proxy.host(), &format!("/v2/fx/big/blobs/{digest}"), &range);
+    assert_eq!(status, 206);
+    assert!([head, tail].concat() == blob);
+    let last = reg.blob_gets(&digest).pop().unwrap();
+    assert_eq!((last.status, last.offset, last.written), (206, Some(offset), blob.len() as u64 - offset));
+}
