@@ -13,9 +13,10 @@ mod common;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::engines::{Dockerd, Podman};
 use common::store::{Store, require_tool};
 use common::{Fs, snapshot};
 
@@ -655,44 +656,6 @@ fn sha2_of(bytes: &[u8]) -> sha2::digest::Output<sha2::Sha256> {
     sha2::Sha256::digest(bytes)
 }
 
-/// podman as root with a private store and configuration (runc; limits this machine allows).
-struct Podman {
-    dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
-                    [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n";
-        fs::write(dir.path().join("containers.conf"), conf).unwrap();
-        Podman { dir }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let d = self.dir.path();
-        Command::new("podman")
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "-a", "-f"]);
-        let _ = self.run(&["rmi", "-a", "-f"]);
-        // vfs layers may hold read-only dirs: podman removes them best.
-    }
-}
-
 #[test]
 fn root_podman_loads_and_runs_the_committed_image() {
     if !common::require_root("root_podman_loads_and_runs_the_committed_image") || !require_tool("podman") {
@@ -714,65 +677,6 @@ fn root_podman_loads_and_runs_the_committed_image() {
     }
     let out = podman.run(&["image", "inspect", "--format", "{{.Author}}", "localhost/edited:1"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Ann");
-}
-
-/// A private docker daemon (docker.io's dockerd) in a temp dir; stopped when dropped.
-struct Dockerd {
-    dir: tempfile::TempDir,
-    daemon: std::process::Child,
-}
-
-impl Dockerd {
-    /// Starts one, if dockerd is installed (it is not required: podman, skopeo and umoci are
-    /// the interop checks CI must run).
-    fn start() -> Option<Dockerd> {
-        if Command::new("dockerd").arg("--version").output().is_err() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "dockerd is missing and CI=true forbids skipping");
-            eprintln!("skipped: dockerd is not installed (apt-get install docker.io)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let daemon = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", d.join("docker.sock").display()))
-            .args(["--iptables=false", "--bridge=none", "--storage-driver", "vfs"])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(d.join("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let docker = Dockerd { dir, daemon };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !docker.run(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not start: {:?}",
-                fs::read_to_string(docker.dir.path().join("log"))
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Some(docker)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let host = format!("unix://{}", self.dir.path().join("docker.sock").display());
-        Command::new("docker").env("DOCKER_HOST", host).args(args).stdin(Stdio::null()).output().unwrap()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = self.run(&["rmi", "-f", "edited:1"]);
-        let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
-        let _ =
-            wait(std::mem::replace(&mut self.daemon, Command::new("true").spawn().unwrap()), Duration::from_secs(30));
-    }
 }
 
 #[test]
