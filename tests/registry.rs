@@ -278,3 +278,92 @@ fn killing_the_registry_cuts_a_throttled_download_and_a_range_resumes_it() {
     let last = reg.blob_gets(&digest).pop().unwrap();
     assert_eq!((last.status, last.offset, last.written), (206, Some(offset), blob.len() as u64 - offset));
 }
+
+// ---------------------------------------------------------------------------------------------
+// strata pull, push, login and logout against these registries
+
+use common::engines::{Dockerd, Podman};
+use common::store::Store;
+
+/// A store with the bundled `oci-multi` image named `HOST/fx/multi:1`.
+fn store_with_fixture(host: &str) -> (Store, String) {
+    let store = Store::new();
+    store.load_fixture("oci-multi");
+    let name = format!("{host}/fx/multi:1");
+    store.ok(&["tag", "oci-multi", &name]);
+    (store, name)
+}
+
+/// `strata images --no-trunc` rows as (repository:tag, id).
+fn images(store: &Store) -> Vec<(String, String)> {
+    store
+        .ok(&["images", "--no-trunc"])
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (format!("{}:{}", f[0], f[1]), f[2].to_string())
+        })
+        .collect()
+}
+
+/// What `strata inspect` says of an image.
+fn inspect(store: &Store, image: &str) -> Value {
+    let v: Value = serde_json::from_str(&store.ok(&["inspect", image])).unwrap();
+    v[0].clone()
+}
+
+/// The image's manifest digest, as `strata inspect` reports it.
+fn manifest_digest(store: &Store, image: &str) -> String {
+    inspect(store, image)["ManifestDigest"].as_str().unwrap().to_string()
+}
+
+/// Names of the unpacked layers and blobs of a store (what a failed pull must not leave).
+fn store_contents(store: &Store) -> (Vec<String>, Vec<String>) {
+    let list = |d: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(store.root().join(d))
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    (list("layers"), list("blobs/sha256"))
+}
+
+#[test]
+fn strata_pushes_the_fixture_and_pulls_it_into_an_empty_store_as_the_registry_has_it() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    let out = src.ok(&["push", "--progress", "plain", &name]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("The push refers to repository [{}/fx/multi]", reg.host()));
+    assert_eq!(lines.iter().filter(|l| l.ends_with(": Pushed")).count(), 5, "{out}");
+    let digest = manifest_digest(&src, &name);
+
+    // skopeo sees what strata says it pushed.
+    let sk = Skopeo::new();
+    let remote = format!("docker://{name}");
+    let seen: Value = serde_json::from_str(&sk.ok(&["inspect", "--tls-verify=false", &remote])).unwrap();
+    assert_eq!(seen["Digest"], digest.as_str());
+    let raw = sk.ok(&["inspect", "--raw", "--tls-verify=false", &remote]);
+    assert_eq!(*lines.last().unwrap(), format!("1: digest: {digest} size: {}", raw.len()));
+    let repo_digests = inspect(&src, &name)["RepoDigests"].clone();
+    assert!(repo_digests.as_array().unwrap().contains(&Value::from(format!("{}/fx/multi@{digest}", reg.host()))));
+
+    // Into an empty store: the same image id, manifest digest and rootfs.
+    let dst = Store::new();
+    let out = dst.ok(&["pull", &name]);
+    assert_eq!(out, format!("{name}\n"), "stdout off a terminal holds only the reference");
+    assert_eq!(images(&dst), vec![(name.clone(), images(&src)[0].1.clone())]);
+    assert_eq!(manifest_digest(&dst, &name), digest);
+    assert_eq!(dst.ok(&["tree", &name]), src.ok(&["tree", &name]));
+    let out = dst.ok(&["pull", "--progress", "plain", &name]);
+    assert!(out.contains(&format!("Status: Image is up to date for {name}")), "{out}");
+    assert_eq!(out.matches(": Already exists").count(), 5, "{out}");
+    // By digest: the same image, and nothing new.
+    let by_digest = format!("{}/fx/multi@{digest}", reg.host());
+    assert_eq!(dst.ok(&["pull", &by_digest]).trim(), by_digest);
+}

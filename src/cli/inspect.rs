@@ -50,6 +50,7 @@ fn describe(store: &Store, img: &Image) -> Value {
     json!({
         "Id": img.id(),
         "RepoTags": img.names,
+        "RepoDigests": repo_digests(img),
         "ManifestDigest": img.descriptor.digest,
         "ManifestMediaType": img.descriptor.media_type,
         "Created": c.created,
@@ -62,4 +63,18 @@ fn describe(store: &Store, img: &Image) -> Value {
         "Layers": layers,
         "History": c.history,
     })
+}
+
+/// `REPOSITORY@DIGEST` for each repository that names the image, as docker lists where an
+/// image can be pulled by digest (its manifest is kept byte for byte, so the digest is the
+/// registry's).
+fn repo_digests(img: &Image) -> Vec<String> {
+    let mut out: Vec<String> = img
+        .names
+        .iter()
+        .filter_map(|n| crate::image::reference::Name::parse(n).ok())
+        .map(|n| format!("{}@{}", n.repository(), img.descriptor.digest))
+        .collect();
+    out.dedup();
+    out
 }

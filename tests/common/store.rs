@@ -64,6 +64,10 @@ impl Store {
             None => Command::new(super::strata()),
         };
         c.arg("--root").arg(self.root()).args(args).env_remove("STRATA_ROOT").env("NO_COLOR", "1");
+        // Registry credentials are the test's own: its home, no one else's config files.
+        let home = self.dir.path();
+        c.env("HOME", home).env("XDG_RUNTIME_DIR", home.join("run")).env("XDG_CONFIG_HOME", home.join("config"));
+        c.env_remove("DOCKER_CONFIG").env_remove("REGISTRY_AUTH_FILE");
         c.stdin(Stdio::null());
         c
     }
