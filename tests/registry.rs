@@ -367,3 +367,127 @@ fn strata_pushes_the_fixture_and_pulls_it_into_an_empty_store_as_the_registry_ha
     let by_digest = format!("{}/fx/multi@{digest}", reg.host());
     assert_eq!(dst.ok(&["pull", &by_digest]).trim(), by_digest);
 }
+
+/// A gzip layer made in the test: its blob and the digest of its tar.
+struct Layer {
+    blob: Vec<u8>,
+    diff_id: String,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A layer holding `files` (path, content), gzip-compressed.
+fn layer(files: &[(&str, &[u8])]) -> Layer {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        tar.append_data(&mut h, path, *data).unwrap();
+    }
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    Layer { blob: gz.finish().unwrap(), diff_id: sha256(&tar) }
+}
+
+/// An OCI layout at `dir` with one image per (full name, layers).
+fn layout(dir: &std::path::Path, images: &[(&str, Vec<&Layer>)]) -> PathBuf {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8], media_type: &str| -> Value {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        serde_json::json!({"mediaType": media_type, "digest": d, "size": bytes.len()})
+    };
+    let mut entries = Vec::new();
+    for (name, layers) in images {
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        });
+        let config = put(&serde_json::to_vec(&config).unwrap(), "application/vnd.oci.image.config.v1+json");
+        let layers: Vec<Value> =
+            layers.iter().map(|l| put(&l.blob, "application/vnd.oci.image.layer.v1.tar+gzip")).collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": layers,
+        });
+        let mut entry = put(&serde_json::to_vec(&manifest).unwrap(), "application/vnd.oci.image.manifest.v1+json");
+        entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+        entries.push(entry);
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": entries});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn shared_base_layers_are_not_sent_twice_are_mounted_across_repositories_and_not_fetched_twice() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let host = reg.host();
+    let base = layer(&[("etc/base", b"the base\n")]);
+    let (one, two) = (layer(&[("one", b"1\n")]), layer(&[("two", b"2\n")]));
+    let (a, b) = (format!("{host}/fx/app:a"), format!("{host}/fx/app:b"));
+    let src = Store::new();
+    let dir = layout(&src.path("layout"), &[(&a, vec![&base, &one]), (&b, vec![&base, &two])]);
+    src.ok(&["load", "-q", "-i", dir.to_str().unwrap()]);
+    let short = |l: &Layer| sha256(&l.blob)[7..19].to_string();
+
+    let out = src.ok(&["push", "--progress", "plain", &a]);
+    assert!(out.contains(&format!("{}: Pushed", short(&base))), "{out}");
+    let out = src.ok(&["push", "--progress", "plain", &b]);
+    assert!(out.contains(&format!("{}: Layer already exists", short(&base))), "{out}");
+    assert!(out.contains(&format!("{}: Pushed", short(&two))), "{out}");
+    // Another repository of the same registry: mounted, not uploaded.
+    let c = format!("{host}/other/app:c");
+    let out = src.ok(&["push", "--progress", "plain", &b, &c]);
+    assert!(out.contains(&format!("{}: Mounted from fx/app", short(&base))), "{out}");
+    assert!(out.contains(&format!("{}: Mounted from fx/app", short(&two))), "{out}");
+    let mounts = reg.requests().iter().filter(|r| r.method == "POST" && r.uri.contains("mount=") && r.status == 201).count();
+    assert_eq!(mounts, 3, "both layers and the config");
+
+    let dst = Store::new();
+    let out = dst.ok(&["pull", "--progress", "plain", &a]);
+    assert_eq!(out.matches(": Pull complete").count(), 2, "{out}");
+    let out = dst.ok(&["pull", "--progress", "plain", &c]);
+    assert!(out.contains(&format!("{}: Already exists", short(&base))), "{out}");
+    assert!(out.contains(&format!("{}: Pull complete", short(&two))), "{out}");
+    assert!(out.contains(&format!("Status: Downloaded newer image for {c}")), "{out}");
+    // The base was fetched once, by the first pull.
+    assert_eq!(reg.blob_gets(&sha256(&base.blob)).len(), 1);
+}
+
+#[test]
+fn a_blob_changed_in_the_registry_is_refused_and_nothing_enters_the_store() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    src.ok(&["push", &name]);
+    let sk = Skopeo::new();
+    let (digest, _) = largest_layer(&sk.ok(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
+    let path = reg.blob_path(&digest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let dst = Store::new();
+    let line = dst.fails(&["pull", &name]);
+    assert!(line.contains(&format!("layer {digest}: content does not match: expected {digest}")), "{line}");
+    assert_eq!(dst.ok(&["images", "-q"]), "");
+    assert_eq!(store_contents(&dst), (vec![], vec![]), "a failed pull leaves nothing behind");
+    assert!(!dst.root().join("partial").read_dir().unwrap().any(|_| true), "a wrong partial blob is not kept");
+}
