@@ -454,7 +454,8 @@ fn shared_base_layers_are_not_sent_twice_are_mounted_across_repositories_and_not
     let out = src.ok(&["push", "--progress", "plain", &b, &c]);
     assert!(out.contains(&format!("{}: Mounted from fx/app", short(&base))), "{out}");
     assert!(out.contains(&format!("{}: Mounted from fx/app", short(&two))), "{out}");
-    let mounts = reg.requests().iter().filter(|r| r.method == "POST" && r.uri.contains("mount=") && r.status == 201).count();
+    let mounts =
+        reg.requests().iter().filter(|r| r.method == "POST" && r.uri.contains("mount=") && r.status == 201).count();
     assert_eq!(mounts, 3, "both layers and the config");
 
     let dst = Store::new();
@@ -490,4 +491,91 @@ fn a_blob_changed_in_the_registry_is_refused_and_nothing_enters_the_store() {
     assert_eq!(dst.ok(&["images", "-q"]), "");
     assert_eq!(store_contents(&dst), (vec![], vec![]), "a failed pull leaves nothing behind");
     assert!(!dst.root().join("partial").read_dir().unwrap().any(|_| true), "a wrong partial blob is not kept");
+}
+
+#[test]
+fn login_checks_the_password_keeps_it_0600_and_logout_removes_it() {
+    if !tools() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::start(RegistryOptions::new().tls().htpasswd(&[("ann", "s3cret pass")]));
+    let host = reg.host();
+    let cert_dir = reg.cert_dir();
+    let certs = cert_dir.to_str().unwrap();
+    let (src, name) = store_with_fixture(&host);
+    let config = src.path(".docker/config.json");
+
+    // A wrong password: one line, nothing saved.
+    let line = src.fails(&["login", "-u", "ann", "-p", "wrong", "--cert-dir", certs, &host]);
+    assert!(line.contains(&format!("{host}: unauthorized")), "{line}");
+    assert!(!config.exists());
+    // Without the CA: the TLS line, with the hint.
+    let line = src.fails(&["login", "-u", "ann", "-p", "s3cret pass", &host]);
+    assert!(line.contains("TLS handshake failed") && line.contains("--cert-dir"), "{line}");
+
+    let mut login = src.cmd(&["login", "-u", "ann", "--password-stdin", "--cert-dir", certs, &host]);
+    let mut child = login.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret pass\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("ann:s3cret pass");
+    assert_eq!(saved["auths"][&host]["auth"], auth.as_str());
+
+    // The saved credentials serve push and pull; nothing prints the password.
+    let out = src.run(&["push", "--progress", "plain", "--cert-dir", certs, &name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = [out.stdout, out.stderr].concat();
+    assert!(!String::from_utf8_lossy(&shown).contains("s3cret"));
+    src.ok(&["rmi", &name]);
+    src.ok(&["pull", "--cert-dir", certs, &name]);
+
+    assert_eq!(src.ok(&["logout", &host]), format!("Removing login credentials for {host}\n"));
+    let saved: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert!(saved["auths"].get(&host).is_none(), "{saved}");
+    assert_eq!(src.ok(&["logout", &host]), format!("Not logged in to {host}\n"));
+    let line = src.fails(&["pull", "--cert-dir", certs, &name]);
+    assert!(line.contains("unauthorized"), "{line}");
+
+    // podman's auth.json is read too ($XDG_RUNTIME_DIR/containers/auth.json).
+    let podman_auth = src.path("run/containers/auth.json");
+    std::fs::create_dir_all(podman_auth.parent().unwrap()).unwrap();
+    std::fs::write(&podman_auth, serde_json::json!({"auths": {&host: {"auth": auth}}}).to_string()).unwrap();
+    src.ok(&["pull", "--cert-dir", certs, &name]);
+}
+
+#[test]
+fn token_auth_pulls_anonymously_pushes_with_one_token_per_scope_and_denies_other_repositories() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().token(TokenAuth::new(&[("alice", "pw-a"), ("bob", "pw-b")])));
+    let host = reg.host();
+    let (src, _) = store_with_fixture(&host);
+    let mine = format!("{host}/alice/multi:1");
+    src.ok(&["tag", "oci-multi", &mine]);
+
+    let line = src.fails(&["login", "-u", "alice", "-p", "nope", &host]);
+    assert!(line.contains("unauthorized"), "{line}");
+    assert_eq!(src.ok(&["login", "-u", "alice", "-p", "pw-a", &host]), "Login Succeeded\n");
+    let before = reg.token_requests().len();
+    src.ok(&["push", &mine]);
+    let tokens: Vec<_> = reg.token_requests().into_iter().skip(before).collect();
+    assert!(tokens.iter().all(|t| t.user.as_deref() == Some("alice") && t.status == 200), "{tokens:?}");
+    assert!(tokens.len() <= 2, "one token per scope, reused across requests and threads: {tokens:?}");
+
+    // bob's repository: docker's line.
+    let theirs = format!("{host}/bob/multi:1");
+    let line = src.fails(&["push", "oci-multi", &theirs]);
+    assert!(line.contains("denied: requested access to the resource is denied"), "{line}");
+
+    // Anyone may pull.
+    let dst = Store::new();
+    assert_eq!(dst.ok(&["pull", &mine]).trim(), mine);
+    let anonymous = reg.token_requests().into_iter().rev().take(1).collect::<Vec<_>>();
+    assert!(!anonymous[0].authorization, "{anonymous:?}");
 }

@@ -49,7 +49,7 @@ pub struct LogoutArgs {
 pub fn login(a: LoginArgs) -> anyhow::Result<ExitCode> {
     let registry = registry_host(a.registry.as_deref().unwrap_or(DOCKER_HUB));
     if a.password.is_some() {
-        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        log::warn!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
     }
     let username = match a.username {
         Some(u) => u,

@@ -48,8 +48,8 @@ pub struct Client {
     creds: Option<Auth>,
     challenge: Mutex<Challenge>,
     tokens: Tokens,
-    /// Tokens fetched (for tests and `-d`).
-    pub token_fetches: std::sync::atomic::AtomicU32,
+    /// Held while a token is fetched.
+    fetching: Mutex<()>,
 }
 
 /// One request to make.
@@ -116,7 +116,7 @@ impl Client {
             creds,
             challenge: Mutex::new(Challenge::None),
             tokens: Tokens::default(),
-            token_fetches: Default::default(),
+            fetching: Mutex::new(()),
         };
         let resp = match client.ping() {
             // Plain HTTP where allowed; if that is not a registry either, the TLS error stands
@@ -451,6 +451,11 @@ impl Client {
         if let Some(t) = self.tokens.get(scopes) {
             return Ok(format!("Bearer {t}"));
         }
+        // One fetch at a time: threads that missed the cache together use the first one's token.
+        let _fetching = self.fetching.lock();
+        if let Some(t) = self.tokens.get(scopes) {
+            return Ok(format!("Bearer {t}"));
+        }
         let answer = self.fetch_token(challenge, scopes)?;
         match self.tokens.put(scopes, &answer) {
             Some(t) => Ok(format!("Bearer {t}")),
@@ -475,7 +480,6 @@ impl Client {
         }
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = if query.is_empty() { realm.clone() } else { format!("{realm}{sep}{}", query.join("&")) };
-        self.token_fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let authorization = self.creds.as_ref().map(auth::basic);
         let mut resp = self
             .with_retries(|| self.raw(&Req::new(Method::GET, url.clone(), String::new()), authorization.as_deref()))?;
@@ -605,6 +609,10 @@ fn transport_error(host: &str, e: ureq::Error) -> RegistryError {
         ureq::Error::Tls(m) => RegistryError::Tls { host, detail: m.to_string() },
         ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             RegistryError::Connect { host, detail: "connection refused (is the registry running?)".into() }
+        }
+        // rustls' failures come wrapped in I/O errors.
+        ureq::Error::Io(e) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+            RegistryError::Tls { host, detail: e.get_ref().map(|i| i.to_string()).unwrap_or_default() }
         }
         // The system resolver's failures come as I/O errors.
         ureq::Error::Io(e) if e.to_string().contains("lookup address") => RegistryError::UnknownHost { host },

@@ -114,4 +114,3 @@ impl Drop for Dockerd {
         let _ = self.daemon.wait();
     }
 }
-
