@@ -579,3 +579,131 @@ fn token_auth_pulls_anonymously_pushes_with_one_token_per_scope_and_denies_other
     let anonymous = reg.token_requests().into_iter().rev().take(1).collect::<Vec<_>>();
     assert!(!anonymous[0].authorization, "{anonymous:?}");
 }
+
+/// podman's verdict on running `/bin/sh -c 'echo ok'` in `image`.
+fn podman_runs(podman: &Podman, image: &str) {
+    let out = podman.run(&["pull", "--tls-verify=false", image]);
+    assert!(out.status.success(), "podman pull: {}", String::from_utf8_lossy(&out.stderr));
+    let out = podman.run(&["run", "--rm", "--network", "none", "--runtime", "runc", image, "/bin/sh", "-c", "echo ok"]);
+    assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+#[test]
+fn root_what_strata_pushes_skopeo_podman_and_docker_pull_and_run() {
+    if !common::require_root("root_what_strata_pushes_skopeo_podman_and_docker_pull_and_run")
+        || !tools()
+        || !require_tool("podman")
+    {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    src.ok(&["push", &name]);
+    let digest = manifest_digest(&src, &name);
+
+    let sk = Skopeo::new();
+    let copy = format!("oci:{}:x", sk.path("copy").display());
+    sk.ok(&["copy", "--src-tls-verify=false", &format!("docker://{name}"), &copy]);
+    let index: Value = serde_json::from_slice(&std::fs::read(sk.path("copy/index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str(), "skopeo copied the manifest byte for byte");
+
+    podman_runs(&Podman::new(), &name);
+
+    let Some(docker) = Dockerd::start_with(&["--insecure-registry", &reg.host()]) else { return };
+    let out = docker.run(&["pull", &name]);
+    assert!(out.status.success(), "docker pull: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Digest: {digest}")));
+    let out = docker.run(&["run", "--rm", "--network", "none", &name, "/bin/sh", "-c", "echo ok"]);
+    assert!(out.status.success(), "docker run: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+/// An OCI layout whose `multi` tag is an index of two platforms: linux/amd64 is the `oci-multi`
+/// fixture, linux/arm64 the `oci-umoci` one. Returns the skopeo source name.
+fn two_platform_layout(at: &std::path::Path) -> String {
+    let blobs = at.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut entries = Vec::new();
+    for (fixture, arch) in [("oci-multi", "amd64"), ("oci-umoci", "arm64")] {
+        let dir = fixtures().join(fixture);
+        for e in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), blobs.join(e.file_name())).unwrap();
+        }
+        let index: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let m = &index["manifests"][0];
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m["digest"], "size": m["size"],
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries,
+    }))
+    .unwrap();
+    let digest = sha256(&list);
+    std::fs::write(blobs.join(&digest[7..]), &list).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": list.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"},
+    }]});
+    std::fs::write(at.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    std::fs::write(at.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    format!("oci:{}:multi", at.display())
+}
+
+#[test]
+fn root_strata_pulls_and_runs_what_skopeo_pushed_oci_docker_zstd_and_two_platforms() {
+    if !common::require_root("root_strata_pulls_and_runs_what_skopeo_pushed_oci_docker_zstd_and_two_platforms")
+        || !tools()
+    {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let host = reg.host();
+    let sk = Skopeo::new();
+    let push = |extra: &[&str], src: &str, repo: &str| -> String {
+        let dest = format!("{host}/{repo}");
+        let target = format!("docker://{dest}");
+        let mut args = vec!["copy", "--dest-tls-verify=false"];
+        args.extend_from_slice(extra);
+        args.extend([src, &target]);
+        sk.ok(&args);
+        dest
+    };
+    // zstd first: skopeo would otherwise reuse the gzip blobs it already pushed.
+    let zstd = push(&["--format", "oci", "--dest-compress", "--dest-compress-format", "zstd"], &fixture(), "sk/zstd:1");
+    let oci = push(&["--format", "oci"], &fixture(), "sk/oci:1");
+    let docker = push(&["--format", "v2s2"], &fixture(), "sk/docker:1");
+    let index = push(&["--all"], &two_platform_layout(&sk.path("index")), "sk/index:1");
+
+    let store = Store::new();
+    for image in [&oci, &docker, &zstd, &index] {
+        assert_eq!(store.ok(&["pull", image]).trim(), image.as_str());
+        assert_eq!(store.ok(&["run", "--rm", image, "/bin/sh", "-c", "echo ok"]), "ok\n", "{image}");
+    }
+    let v = inspect(&store, &docker);
+    assert_eq!(v["ManifestMediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert!(
+        inspect(&store, &zstd)["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["MediaType"].as_str().unwrap().ends_with("+zstd"))
+    );
+    // The same content whichever way it came: one id.
+    let id = |i: &str| inspect(&store, i)["Id"].as_str().unwrap().to_string();
+    assert_eq!(id(&oci), id(&index), "the host's platform (amd64) is the oci-multi fixture");
+    assert_eq!(id(&oci), id(&docker));
+
+    let other = Store::new();
+    other.ok(&["pull", "--platform", "linux/arm64", &index]);
+    let umoci: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("oci-umoci/index.json")).unwrap()).unwrap();
+    let umoci_manifest = umoci["manifests"][0]["digest"].as_str().unwrap();
+    assert_eq!(manifest_digest(&other, &index), umoci_manifest);
+    let line = other.fails(&["pull", "--platform", "linux/s390x", &index]);
+    assert!(line.contains("no image for platform linux/s390x") && line.contains("linux/amd64, linux/arm64"), "{line}");
+}
