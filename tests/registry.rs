@@ -707,3 +707,88 @@ fn root_strata_pulls_and_runs_what_skopeo_pushed_oci_docker_zstd_and_two_platfor
     let line = other.fails(&["pull", "--platform", "linux/s390x", &index]);
     assert!(line.contains("no image for platform linux/s390x") && line.contains("linux/amd64, linux/arm64"), "{line}");
 }
+
+/// `n` bytes no compressor can shrink (xorshift).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+fn file_size(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Waits until `cond` holds (panics after a minute).
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_download_cut_off_is_resumed_with_a_range_request_by_the_next_run_and_the_next_try() {
+    if !tools() {
+        return;
+    }
+    let mut reg = Registry::start(RegistryOptions::new());
+    let big = layer(&[("big", &noise(48 << 20))]);
+    let small = layer(&[("small", b"small\n")]);
+    let (digest, size) = (sha256(&big.blob), big.blob.len() as u64);
+    let src = Store::new();
+    let name = format!("{}/fx/big:1", reg.host());
+    let dir = layout(&src.path("layout"), &[(&name, vec![&small, &big])]);
+    src.ok(&["load", "-q", "-i", dir.to_str().unwrap()]);
+    src.ok(&["push", &name]);
+    // Pulls go through a proxy slow enough to be caught in the middle of the big layer.
+    let proxy = Throttle::start(&reg.host());
+    let via = format!("{}/fx/big:1", proxy.host());
+    let partial_of = |s: &Store| s.root().join("partial").join(format!("sha256-{}", &digest[7..]));
+
+    // strata killed: the next run asks only for the rest.
+    proxy.set_rate(8 << 20);
+    let dst = Store::new();
+    let mut child = dst.cmd(&["pull", &via]).spawn().unwrap();
+    wait_for("the first 8 MiB", || file_size(&partial_of(&dst)) > 8 << 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let have = file_size(&partial_of(&dst));
+    assert!(have < size, "the download was to be cut off");
+    proxy.set_rate(0);
+    dst.ok(&["pull", &via]);
+    let last = reg.blob_gets(&digest).pop().unwrap();
+    assert_eq!((last.status, last.offset, last.written), (206, Some(have), size - have), "{last:?}");
+    assert!(!partial_of(&dst).exists());
+    assert_eq!(dst.ok(&["tree", &via]).replace(&proxy.host(), "H"), src.ok(&["tree", &name]).replace(&reg.host(), "H"));
+
+    // The registry killed and restarted: the same pull's next try asks only for the rest.
+    proxy.set_rate(8 << 20);
+    let again = Store::new();
+    let child = again
+        .cmd(&["pull", &via])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the first 8 MiB", || file_size(&partial_of(&again)) > 8 << 20);
+    reg.kill();
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(300));
+    reg.restart();
+    proxy.set_rate(0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let last = reg.blob_gets(&digest).pop().unwrap();
+    let offset = last.offset.unwrap();
+    assert!(last.status == 206 && offset > 0 && last.written == size - offset, "{last:?}");
+    assert_eq!(again.ok(&["images", "-q", "--no-trunc"]), dst.ok(&["images", "-q", "--no-trunc"]));
+}

@@ -439,11 +439,21 @@ impl<'a, 's> Importer<'a, 's> {
         // The rest of the blob (all of it when the tar broke off) is read, so that its digest and
         // size decide first: a broken tar in the wrong blob is the wrong blob.
         let drained = io::copy(&mut tee, &mut io::sink()).map_err(|e| self.read_error(job, e));
-        if let Some(want) = job.blob
-            && blob.count() > want.size
-        {
-            blob.poison();
-            return Err(ImportError::TooLong { layer: job.label.clone(), size: want.size });
+        if let Some(want) = job.blob {
+            if blob.count() > want.size {
+                blob.poison();
+                return Err(ImportError::TooLong { layer: job.label.clone(), size: want.size });
+            }
+            if blob.count() < want.size {
+                // The source broke off: what came is kept (a download resumes from it).
+                drained?;
+                let (got, size) = (blob.count(), want.size);
+                let short = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the blob ended after {got} of its {size} bytes"),
+                );
+                return Err(self.read_error(job, short));
+            }
         }
         blob.check(job.blob).map_err(|e| self.mismatch(job, e))?;
         let (compression, diff_id, unpacked) = read?;
