@@ -792,3 +792,46 @@ fn a_download_cut_off_is_resumed_with_a_range_request_by_the_next_run_and_the_ne
     assert!(last.status == 206 && offset > 0 && last.written == size - offset, "{last:?}");
     assert_eq!(again.ok(&["images", "-q", "--no-trunc"]), dst.ok(&["images", "-q", "--no-trunc"]));
 }
+
+#[test]
+fn root_a_user_pulls_into_their_own_store() {
+    if !common::require_root("root_a_user_pulls_into_their_own_store") || !tools() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    src.ok(&["push", &name]);
+    let user = Store::as_user(1000);
+    assert_eq!(user.ok(&["pull", &name]), format!("{name}\n"));
+    assert_eq!(std::fs::metadata(user.root().join("index.json")).unwrap().uid(), 1000);
+    assert_eq!(user.ok(&["tree", &name]), src.ok(&["tree", &name]));
+}
+
+#[test]
+fn pull_and_push_show_dockers_progress_lines_on_a_terminal() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    let shown = src.on_tty(&["push", &name]);
+    for want in ["The push refers to repository", ": Preparing", ": Pushing [", ": Pushed", "1: digest: sha256:"] {
+        assert!(shown.contains(want), "{want:?} not shown:\n{shown}");
+    }
+    let dst = Store::new();
+    let shown = dst.on_tty(&["pull", &name]);
+    for want in [
+        "1: Pulling from fx/multi",
+        ": Pulling fs layer",
+        ": Downloading [",
+        ": Pull complete",
+        "Digest: sha256:",
+        &format!("Status: Downloaded newer image for {name}"),
+    ] {
+        assert!(shown.contains(want), "{want:?} not shown:\n{shown}");
+    }
+    assert!(shown.trim_end().ends_with(&name), "{shown}");
+    let shown = dst.on_tty(&["pull", "-q", &name]);
+    assert_eq!(shown.trim(), name, "-q shows only the reference");
+}
