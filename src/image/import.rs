@@ -117,6 +117,9 @@ struct LayerJob<'d> {
     blob: Option<&'d Descriptor>,
     /// The config's diff_id (none for `strata import`).
     diff_id: Option<&'d Digest>,
+    /// From a download that can be resumed: a blob that ends short broke off (it is kept), it
+    /// is not a wrong one.
+    resumable: bool,
 }
 
 impl<'a, 's> Importer<'a, 's> {
@@ -229,7 +232,13 @@ impl<'a, 's> Importer<'a, 's> {
                 )));
             }
             let member = format!("blobs/{}/{}", layer.digest.algorithm().name(), layer.digest.hex());
-            let job = LayerJob { member, label: layer.digest.to_string(), blob: Some(layer), diff_id: Some(diff_id) };
+            let job = LayerJob {
+                member,
+                label: layer.digest.to_string(),
+                blob: Some(layer),
+                diff_id: Some(diff_id),
+                resumable: false,
+            };
             self.layer(source, &job)?;
         }
         self.lock.put_blob(&config_raw, Some(&manifest.config))?;
@@ -289,7 +298,13 @@ impl<'a, 's> Importer<'a, 's> {
         }
         let mut layers = Vec::new();
         for (member, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            let job = LayerJob { member: member.clone(), label: member.clone(), blob: None, diff_id: Some(diff_id) };
+            let job = LayerJob {
+                member: member.clone(),
+                label: member.clone(),
+                blob: None,
+                diff_id: Some(diff_id),
+                resumable: false,
+            };
             layers.push(self.layer(source, &job)?.0);
         }
         let mdesc = self.put_new_image(&config_raw, layers)?;
@@ -304,7 +319,13 @@ impl<'a, 's> Importer<'a, 's> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let source = Source::Dir(dir.to_path_buf());
-        let job = LayerJob { member: file_name, label: path.display().to_string(), blob: None, diff_id: None };
+        let job = LayerJob {
+            member: file_name,
+            label: path.display().to_string(),
+            blob: None,
+            diff_id: None,
+            resumable: false,
+        };
         let (layer, diff_id) = self.layer(&source, &job)?;
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let config = serde_json::json!({
@@ -444,8 +465,8 @@ impl<'a, 's> Importer<'a, 's> {
                 blob.poison();
                 return Err(ImportError::TooLong { layer: job.label.clone(), size: want.size });
             }
-            if blob.count() < want.size {
-                // The source broke off: what came is kept (a download resumes from it).
+            if blob.count() < want.size && job.resumable {
+                // The download broke off: what came is kept (the next try resumes from it).
                 drained?;
                 let (got, size) = (blob.count(), want.size);
                 let short = io::Error::new(
@@ -508,6 +529,7 @@ impl<'a, 's> Importer<'a, 's> {
             label: desc.digest.to_string(),
             blob: Some(desc),
             diff_id: Some(diff_id),
+            resumable: true,
         };
         if self.lock.store().has_layer(diff_id) {
             let pass = self.pass(reader, blob, &job, ticker, None)?;
