@@ -835,3 +835,47 @@ fn pull_and_push_show_dockers_progress_lines_on_a_terminal() {
     let shown = dst.on_tty(&["pull", "-q", &name]);
     assert_eq!(shown.trim(), name, "-q shows only the reference");
 }
+
+#[test]
+fn pull_all_tags_and_the_errors_a_user_can_act_on() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    let two = format!("{}/fx/multi:2", reg.host());
+    src.ok(&["tag", &name, &two]);
+    src.ok(&["push", &name]);
+    src.ok(&["push", &two]);
+    let dst = Store::new();
+    assert_eq!(dst.ok(&["pull", "-a", &format!("{}/fx/multi", reg.host())]), format!("{}/fx/multi\n", reg.host()));
+    let mut names: Vec<String> = images(&dst).into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    assert_eq!(names, vec![name.clone(), two.clone()]);
+
+    let line = dst.fails(&["pull", &format!("{}/fx/multi:nope", reg.host())]);
+    assert!(line.contains(&format!("manifest for {}/fx/multi:nope not found: manifest unknown", reg.host())), "{line}");
+    let line = dst.fails(&["pull", "strata-no-such-host.invalid/a/b:1"]);
+    assert!(line.contains("strata-no-such-host.invalid: unknown host"), "{line}");
+    // A web server that is no registry (the harness's own proxy to nothing).
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = nothing.local_addr().unwrap().port();
+    drop(nothing);
+    let line = dst.fails(&["pull", &format!("127.0.0.1:{port}/a:1")]);
+    assert!(line.contains("connection refused"), "{line}");
+    let line = dst.fails(&["pull", "Bad/Name"]);
+    assert!(line.contains("invalid reference format"), "{line}");
+}
+
+#[test]
+fn a_server_that_is_not_a_registry_is_named() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().token(TokenAuth::new(&[("a", "b")])));
+    // The token server answers HTTP, but not the registry API.
+    let realm = reg.token_realm();
+    let host = realm.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let line = Store::new().fails(&["pull", &format!("{host}/a:1")]);
+    assert!(line.contains(&format!("{host} does not speak the registry API v2")), "{line}");
+}

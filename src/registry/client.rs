@@ -29,6 +29,9 @@ pub type Response = http::Response<Body>;
 const TRIES: u32 = 4;
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
 
+/// How long the first contact may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The largest manifest or index accepted (distribution's own limit is 4 MiB).
 pub const MANIFEST_LIMIT: u64 = 4 << 20;
 
@@ -60,11 +63,13 @@ struct Req<'a> {
     body: Option<&'a [u8]>,
     /// The token scopes it needs (space separated when several).
     scopes: String,
+    /// A limit for the whole exchange (the `/v2/` check: a server that never answers).
+    timeout: Option<Duration>,
 }
 
 impl<'a> Req<'a> {
     fn new(method: Method, url: String, scopes: String) -> Req<'a> {
-        Req { method, url, headers: Vec::new(), body: None, scopes }
+        Req { method, url, headers: Vec::new(), body: None, scopes, timeout: None }
     }
 
     fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -121,12 +126,15 @@ impl Client {
         let resp = match client.ping() {
             // Plain HTTP where allowed; if that is not a registry either, the TLS error stands
             // (an HTTPS registry answers a plain request with 400).
+            // A certificate that failed to verify stays the answer unless plain HTTP finds a
+            // registry; a server that broke the handshake off may simply speak plain HTTP.
             Err(e @ (RegistryError::Tls { .. } | RegistryError::Connect { .. }))
                 if tls::http_allowed(tls_opts, host) =>
             {
                 client.base = format!("http://{host}");
                 match client.ping() {
                     Ok(r) if matches!(r.status().as_u16(), 200..=299 | 401) => r,
+                    Ok(r) if matches!(e, RegistryError::Connect { .. }) => r,
                     _ => return Err(e),
                 }
             }
@@ -140,8 +148,11 @@ impl Client {
         Ok(client)
     }
 
+    /// `GET /v2/`, once, within [`PING_TIMEOUT`].
     fn ping(&self) -> Result<Response> {
-        self.with_retries(|| self.raw(&Req::new(Method::GET, format!("{}/v2/", self.base), String::new()), None))
+        let mut req = Req::new(Method::GET, format!("{}/v2/", self.base), String::new());
+        req.timeout = Some(PING_TIMEOUT);
+        self.raw(&req, None)
     }
 
     /// The host requests go to.
@@ -505,6 +516,10 @@ impl Client {
             b = b.header("Authorization", a);
         }
         let built = b.body(()).map_err(|e| self.protocol(&req.url, &e.to_string()))?;
+        let built = match req.timeout {
+            Some(t) => self.agent.configure_request(built).timeout_global(Some(t)).build(),
+            None => built,
+        };
         let sent = match req.body {
             Some(bytes) => self.agent.run(built.map(|_| bytes)),
             None => self.agent.run(built.map(|_| SendBody::none())),

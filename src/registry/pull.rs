@@ -307,3 +307,20 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| RegistryError::Protocol { what: what.to_string(), detail: format!("invalid JSON: {e}") })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_schema_1_and_what_is_not_an_image_by_name() {
+        let r = Reference::parse("h:1/a:old").unwrap();
+        let v1 = MediaType::from("application/vnd.docker.distribution.manifest.v1+prettyjws".to_string());
+        let e = check_kind(&r, &v1).unwrap_err().to_string();
+        assert!(e.contains("h:1/a:old") && e.contains("schema 1"), "{e}");
+        let helm = MediaType::from("application/vnd.cncf.helm.config.v1+json".to_string());
+        assert!(check_kind(&r, &helm).unwrap_err().to_string().contains("not an image"));
+        assert!(check_kind(&r, &MediaType::OciIndex).is_ok());
+        assert!(check_kind(&r, &MediaType::DockerManifest).is_ok());
+    }
+}
