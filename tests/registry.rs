@@ -879,3 +879,26 @@ fn a_server_that_is_not_a_registry_is_named() {
     let line = Store::new().fails(&["pull", &format!("{host}/a:1")]);
     assert!(line.contains(&format!("{host} does not speak the registry API v2")), "{line}");
 }
+
+#[test]
+fn blob_redirects_are_followed_without_the_credentials() {
+    if !tools() {
+        return;
+    }
+    // The registry stores blobs; a plain file server (the "CDN") serves them from its storage.
+    let cdn_root = tempfile::tempdir().unwrap();
+    let cdn = common::registry::FileServer::start(cdn_root.path().to_path_buf());
+    let opts = RegistryOptions::new().htpasswd(&[("ann", "pw")]).redirect_blobs_to(&cdn.url());
+    let reg = Registry::start(opts);
+    std::fs::remove_dir(cdn_root.path()).unwrap();
+    std::os::unix::fs::symlink(reg.storage(), cdn_root.path()).unwrap();
+    let (src, name) = store_with_fixture(&reg.host());
+    src.ok(&["push", "--creds", "ann:pw", &name]);
+
+    let dst = Store::new();
+    assert_eq!(dst.ok(&["pull", "--creds", "ann:pw", &name]), format!("{name}\n"));
+    assert_eq!(dst.ok(&["tree", &name]), src.ok(&["tree", &name]));
+    let served = cdn.requests();
+    assert_eq!(served.iter().filter(|r| r.status == 200).count(), 6, "5 layers and the config: {served:?}");
+    assert!(served.iter().all(|r| !r.authorization), "credentials went to another host: {served:?}");
+}

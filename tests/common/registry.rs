@@ -62,6 +62,9 @@ pub struct RegistryOptions {
     pub tls: bool,
     /// Who may do what.
     pub auth: Auth,
+    /// Answer blob GETs with a redirect to this base URL plus the blob's storage path
+    /// (distribution's `redirect` storage middleware, as registries behind a CDN do).
+    pub redirect: Option<String>,
 }
 
 /// The registry's access control.
@@ -92,6 +95,12 @@ impl RegistryOptions {
     /// Basic auth for these (user, password) pairs.
     pub fn htpasswd(mut self, users: &[(&str, &str)]) -> RegistryOptions {
         self.auth = Auth::Htpasswd(users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect());
+        self
+    }
+
+    /// Blob GETs redirected to `base_url` + the blob's path in the storage dir.
+    pub fn redirect_blobs_to(mut self, base_url: &str) -> RegistryOptions {
+        self.redirect = Some(base_url.to_string());
         self
     }
 
@@ -201,6 +210,12 @@ impl Registry {
                 );
                 tokens = Some(server);
             }
+        }
+        if let Some(base) = &opts.redirect {
+            config_tail += &format!(
+                "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {}\n",
+                serde_json::to_string(base).unwrap()
+            );
         }
         let mut reg = Registry { dir, port: 0, tls: opts.tls, config_tail, child: None, tokens };
         for _ in 0..10 {
@@ -967,4 +982,85 @@ impl ThrottleShared {
         };
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A file server (the "CDN" blobs are redirected to)
+
+/// One request a [`FileServer`] answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRequest {
+    /// The path asked for.
+    pub path: String,
+    /// Whether it carried an `Authorization` header.
+    pub authorization: bool,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// Serves the files under a directory over plain HTTP/1.1 (GET only, one request per
+/// connection), recording each request; stops on drop.
+pub struct FileServer {
+    port: u16,
+    requests: Arc<Mutex<Vec<FileRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FileServer {
+    /// Serves `root` on a free port of 127.0.0.1.
+    pub fn start(root: PathBuf) -> FileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, halt) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => serve_file(conn, &root, &log),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FileServer { port, requests, stop }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The requests answered so far.
+    pub fn requests(&self) -> Vec<FileRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_file(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<FileRequest>>) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
+    let authorization = head.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+    let file = root.join(path.trim_start_matches('/'));
+    let (status, body) = match fs::read(&file) {
+        Ok(b) if !path.contains("..") => (200, b),
+        _ => (404, Vec::new()),
+    };
+    log.lock().unwrap().push(FileRequest { path, authorization, status });
+    let reason = if status == 200 { "OK" } else { "Not Found" };
+    let _ = write!(conn, "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = conn.write_all(&body);
 }
