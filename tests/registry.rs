@@ -902,3 +902,30 @@ fn blob_redirects_are_followed_without_the_credentials() {
     assert_eq!(served.iter().filter(|r| r.status == 200).count(), 6, "5 layers and the config: {served:?}");
     assert!(served.iter().all(|r| !r.authorization), "credentials went to another host: {served:?}");
 }
+
+#[test]
+fn an_expired_token_is_renewed_in_the_middle_of_a_pull() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().token(TokenAuth::new(&[("alice", "pw")]).expires_in(2)));
+    let big = layer(&[("big", &noise(16 << 20))]);
+    let small = layer(&[("small", b"small\n")]);
+    let src = Store::new();
+    let name = format!("{}/alice/slow:1", reg.host());
+    let dir = layout(&src.path("layout"), &[(&name, vec![&big, &small])]);
+    src.ok(&["load", "-q", "-i", dir.to_str().unwrap()]);
+    src.ok(&["push", "--creds", "alice:pw", &name]);
+    // One layer at a time, the big one first at 4 MiB/s: the small one is asked for after the
+    // token of the first requests has expired.
+    let proxy = Throttle::start(&reg.host());
+    proxy.set_rate(4 << 20);
+    let via = format!("{}/alice/slow:1", proxy.host());
+    let before = reg.token_requests().len();
+    let dst = Store::new();
+    dst.ok(&["pull", "--creds", "alice:pw", "--max-concurrent-downloads", "1", &via]);
+    let fetched: Vec<_> = reg.token_requests().into_iter().skip(before).collect();
+    assert!(fetched.len() >= 2, "the token was renewed: {fetched:?}");
+    assert!(fetched.iter().all(|t| t.status == 200 && t.user.as_deref() == Some("alice")), "{fetched:?}");
+    assert!(reg.requests().iter().filter(|r| r.status == 401).count() <= 2, "no request was refused for an old token");
+}
