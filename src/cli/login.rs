@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::registry_args::RegistryArgs;
+use super::registry_args::{AuthfileArgs, RegistryArgs};
 use crate::registry::credentials::Auth;
 use crate::registry::reference::{DOCKER_HUB, registry_host};
 
@@ -40,9 +40,8 @@ pub struct LogoutArgs {
     /// Every registry.
     #[arg(short = 'a', long)]
     all: bool,
-    /// The credentials file [default: $REGISTRY_AUTH_FILE, podman's auth.json, docker's config.json].
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
-    authfile: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    authfile: AuthfileArgs,
 }
 
 /// Checks the credentials against the registry and saves them.
@@ -71,6 +70,7 @@ pub fn login(a: LoginArgs) -> anyhow::Result<ExitCode> {
     client.check_login().with_context(|| format!("login to {registry}"))?;
     let place = a
         .registry_args
+        .authfile
         .credentials()
         .save(&registry, &auth)
         .with_context(|| format!("saving the credentials for {registry}"))?;
@@ -81,10 +81,7 @@ pub fn login(a: LoginArgs) -> anyhow::Result<ExitCode> {
 
 /// Removes saved credentials.
 pub fn logout(a: LogoutArgs) -> anyhow::Result<ExitCode> {
-    let creds = match &a.authfile {
-        Some(f) => crate::registry::credentials::Credentials::with_files(vec![f.clone()]),
-        None => crate::registry::credentials::Credentials::from_env(),
-    };
+    let creds = a.authfile.credentials();
     if a.all {
         for r in creds.remove_all()? {
             println!("Removing login credentials for {r}");

@@ -5,11 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::registry_args::{RegistryArgs, parse_creds};
+use super::registry_args::{RegistryArgs, TransferArgs};
 use super::store_root::open_store;
-use crate::image::progress::ProgressMode;
 use crate::registry::platform::PlatformSpec;
-use crate::registry::progress::Board;
 use crate::registry::pull::{PullOptions, Puller};
 use crate::registry::reference::Reference;
 
@@ -25,18 +23,11 @@ pub struct PullArgs {
     /// Every tag of the repository.
     #[arg(short = 'a', long)]
     all_tags: bool,
-    /// Print only the image's reference, no progress.
-    #[arg(short = 'q', long)]
-    quiet: bool,
     /// Layers downloaded at once.
     #[arg(long, value_name = "N", default_value_t = 3)]
     max_concurrent_downloads: usize,
-    /// Progress lines: live on a terminal (auto), final lines only (plain), or none (quiet).
-    #[arg(long, value_enum, default_value_t)]
-    progress: ProgressMode,
-    /// Credentials for this pull only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    creds: Option<String>,
+    #[command(flatten)]
+    transfer: TransferArgs,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -47,10 +38,10 @@ pub fn run(a: PullArgs, root: &Path) -> anyhow::Result<ExitCode> {
     if a.all_tags && (reference.digest.is_some() || a.name.rsplit('/').next().is_some_and(|l| l.contains(':'))) {
         anyhow::bail!("tag can't be used with --all-tags/-a");
     }
-    let creds = a.creds.as_deref().map(parse_creds).transpose()?;
+    let creds = a.transfer.creds()?;
     let client = a.registry.connect(&reference.registry, creds)?;
     let store = open_store(root)?;
-    let board = Board::new(if a.quiet { ProgressMode::Quiet } else { a.progress });
+    let board = a.transfer.board();
     let opts = PullOptions {
         platform: a.platform.clone().unwrap_or_else(PlatformSpec::host),
         max_concurrent: a.max_concurrent_downloads,

@@ -6,12 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::registry_args::{RegistryArgs, parse_creds};
+use super::registry_args::{RegistryArgs, TransferArgs};
 use super::store_root::open_store;
-use crate::image::progress::ProgressMode;
 use crate::image::source::Compression;
 use crate::image::store::write_atomic;
-use crate::registry::progress::Board;
 use crate::registry::push::{PushOptions, Pusher};
 use crate::registry::reference::Reference;
 
@@ -44,15 +42,8 @@ pub struct PushArgs {
     /// Layers uploaded at once.
     #[arg(long, value_name = "N", default_value_t = 5)]
     max_concurrent_uploads: usize,
-    /// Print only the digest line, no progress.
-    #[arg(short = 'q', long)]
-    quiet: bool,
-    /// Progress lines: live on a terminal (auto), final lines only (plain), or none (quiet).
-    #[arg(long, value_enum, default_value_t)]
-    progress: ProgressMode,
-    /// Credentials for this push only.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    creds: Option<String>,
+    #[command(flatten)]
+    transfer: TransferArgs,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -70,9 +61,9 @@ pub fn run(a: PushArgs, root: &Path) -> anyhow::Result<ExitCode> {
         Some(d) => destination(d)?,
         None => &a.name,
     })?;
-    let creds = a.creds.as_deref().map(parse_creds).transpose()?;
+    let creds = a.transfer.creds()?;
     let client = a.registry.connect(&dest.registry, creds)?;
-    let board = Board::new(if a.quiet { ProgressMode::Quiet } else { a.progress });
+    let board = a.transfer.board();
     let opts = PushOptions {
         compression: a.compression.map(|c| match c {
             PushCompression::Gzip => Compression::Gzip,

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::image::progress::ProgressMode;
 use crate::registry::client::Client;
 use crate::registry::credentials::{Auth, Credentials};
+use crate::registry::progress::Board;
 use crate::registry::reference::api_host;
 use crate::registry::tls::TlsOptions;
 
@@ -21,10 +23,27 @@ pub struct RegistryArgs {
     /// (NAME.cert, NAME.key) [default: /etc/containers/certs.d/HOST, /etc/docker/certs.d/HOST].
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub authfile: AuthfileArgs,
+}
+
+/// Where credentials are kept.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthfileArgs {
     /// The credentials file to read and write [default: $REGISTRY_AUTH_FILE, podman's auth.json,
     /// docker's config.json].
     #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
     pub authfile: Option<PathBuf>,
+}
+
+impl AuthfileArgs {
+    /// The credentials files asked for.
+    pub fn credentials(&self) -> Credentials {
+        match &self.authfile {
+            Some(f) => Credentials::with_files(vec![f.clone()]),
+            None => Credentials::from_env(),
+        }
+    }
 }
 
 impl RegistryArgs {
@@ -33,19 +52,11 @@ impl RegistryArgs {
         TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone() }
     }
 
-    /// Where credentials are kept.
-    pub fn credentials(&self) -> Credentials {
-        match &self.authfile {
-            Some(f) => Credentials::with_files(vec![f.clone()]),
-            None => Credentials::from_env(),
-        }
-    }
-
     /// Connects to `registry` with the credentials stored for it (or `creds`).
     pub fn connect(&self, registry: &str, creds: Option<Auth>) -> anyhow::Result<Client> {
         let creds = match creds {
             Some(c) => Some(c),
-            None => self.credentials().get(registry)?,
+            None => self.authfile.credentials().get(registry)?,
         };
         Client::connect(api_host(registry), &self.tls(), creds).with_context(|| format!("registry {registry}"))
     }
@@ -56,5 +67,31 @@ pub fn parse_creds(s: &str) -> anyhow::Result<Auth> {
     match s.split_once(':') {
         Some((u, p)) if !u.is_empty() => Ok(Auth { username: u.to_string(), password: p.to_string() }),
         _ => anyhow::bail!("--creds takes USER:PASSWORD"),
+    }
+}
+
+/// Output and one-off credentials of `pull` and `push`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TransferArgs {
+    /// Print only the result (the reference pulled, the digest line pushed), no progress.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Progress lines: live on a terminal (auto), final lines only (plain), or none (quiet).
+    #[arg(long, value_enum, default_value_t)]
+    pub progress: ProgressMode,
+    /// Credentials for this command only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+}
+
+impl TransferArgs {
+    /// The progress board asked for.
+    pub fn board(&self) -> Board {
+        Board::new(if self.quiet { ProgressMode::Quiet } else { self.progress })
+    }
+
+    /// `--creds`, parsed.
+    pub fn creds(&self) -> anyhow::Result<Option<Auth>> {
+        self.creds.as_deref().map(parse_creds).transpose()
     }
 }

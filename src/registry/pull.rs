@@ -64,6 +64,13 @@ struct Chosen {
     diff_ids: Vec<Digest>,
 }
 
+/// What every layer download of one pull shares.
+struct Fetch<'a, 'l> {
+    importer: &'a Importer<'a, 'l>,
+    lock: &'a WriteLock<'l>,
+    reference: &'a Reference,
+}
+
 /// Pulls images from one registry into one store.
 pub struct Puller<'a> {
     /// The registry.
@@ -198,22 +205,14 @@ impl Puller<'_> {
             self.board.set(layer.digest.short(), "Pulling fs layer");
         }
         for round in rounds {
-            workers::each(round, self.opts.max_concurrent, |(layer, diff_id)| {
-                self.layer(&importer, lock, reference, layer, diff_id)
-            })?;
+            let fetch = Fetch { importer: &importer, lock, reference };
+            workers::each(round, self.opts.max_concurrent, |(layer, diff_id)| self.layer(&fetch, layer, diff_id))?;
         }
         Ok(())
     }
 
     /// One layer: "Already exists", or downloaded (resuming), verified and unpacked.
-    fn layer(
-        &self,
-        importer: &Importer<'_, '_>,
-        lock: &WriteLock<'_>,
-        reference: &Reference,
-        desc: &Descriptor,
-        diff_id: &Digest,
-    ) -> Result<()> {
+    fn layer(&self, fetch: &Fetch<'_, '_>, desc: &Descriptor, diff_id: &Digest) -> Result<()> {
         let id = desc.digest.short();
         if self.store.has_layer(diff_id) && self.store.has_blob(&desc.digest) {
             self.board.done(id, "Already exists");
@@ -221,7 +220,7 @@ impl Puller<'_> {
         }
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=LAYER_TRIES {
-            match self.download(importer, lock, reference, desc, diff_id) {
+            match self.download(fetch, desc, diff_id) {
                 Ok(()) => {
                     self.board.done(id, "Pull complete");
                     return Ok(());
@@ -253,14 +252,8 @@ impl Puller<'_> {
 
     /// One try: the partial download's bytes, then the rest from the registry (`Range`), through
     /// the importer's single pass.
-    fn download(
-        &self,
-        importer: &Importer<'_, '_>,
-        lock: &WriteLock<'_>,
-        reference: &Reference,
-        desc: &Descriptor,
-        diff_id: &Digest,
-    ) -> Result<()> {
+    fn download(&self, fetch: &Fetch<'_, '_>, desc: &Descriptor, diff_id: &Digest) -> Result<()> {
+        let Fetch { importer, lock, reference } = fetch;
         let id = desc.digest.short();
         let (mut writer, mut have) = lock.partial_blob(&desc.digest)?;
         if have > desc.size {
