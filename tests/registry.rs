@@ -929,3 +929,43 @@ fn an_expired_token_is_renewed_in_the_middle_of_a_pull() {
     assert!(fetched.iter().all(|t| t.status == 200 && t.user.as_deref() == Some("alice")), "{fetched:?}");
     assert!(reg.requests().iter().filter(|r| r.status == 401).count() <= 2, "no request was refused for an old token");
 }
+
+#[test]
+fn an_upload_cut_off_asks_where_it_stands_and_is_taken_up_again() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let proxy = Throttle::start(&reg.host());
+    let big = layer(&[("big", &noise(32 << 20))]);
+    let src = Store::new();
+    let via = format!("{}/fx/up:1", proxy.host());
+    let dir = layout(&src.path("layout"), &[(&via, vec![&big])]);
+    src.ok(&["load", "-q", "-i", dir.to_str().unwrap()]);
+    proxy.set_rate(8 << 20);
+    let child = src
+        .cmd(&["push", &via])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("12 MiB sent", || proxy.to_upstream() > 12 << 20);
+    proxy.cut();
+    proxy.set_rate(0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The push asked where the upload stood; distribution drops an upload whose chunk broke
+    // off half-written, so the blob went up again in a new one.
+    let requests = reg.requests();
+    let asked = requests.iter().filter(|r| r.method == "GET" && r.uri.contains("/blobs/uploads/")).count();
+    assert!(asked >= 1, "{requests:?}");
+    let started = requests.iter().filter(|r| r.method == "POST" && r.uri.ends_with("/blobs/uploads/")).count();
+    assert!(started >= 2, "{requests:?}");
+    let dst = Store::new();
+    let direct = format!("{}/fx/up:1", reg.host());
+    dst.ok(&["pull", &direct]);
+    assert_eq!(
+        dst.ok(&["tree", &direct]).replace(&reg.host(), "H"),
+        src.ok(&["tree", &via]).replace(&proxy.host(), "H")
+    );
+}

@@ -7,7 +7,8 @@
 //! 2. Each layer, in parallel: a blob the repository has is not sent ("Layer already exists");
 //!    one that another repository of the registry holds is mounted ("Mounted from …"); others
 //!    are uploaded in chunks (`PATCH` with `Content-Range`), resumed from the offset the registry
-//!    reports after a failure, and closed with their digest ("Pushed"). Then the config.
+//!    reports after a failure (or started again where the registry dropped the upload), and
+//!    closed with their digest ("Pushed"). Then the config.
 //! 3. The manifest goes last, under the tag, with its media type; the last line is docker's
 //!    `TAG: digest: sha256:… size: N`.
 
@@ -220,7 +221,13 @@ impl Pusher<'_> {
                     tries += 1;
                     sleep(pause);
                     pause *= 2;
-                    up = self.client.upload_status(repo, &up)?;
+                    // Where the registry stands; distribution cancels an upload whose chunk
+                    // broke off half-written, and then the blob starts again.
+                    up = match self.client.upload_status(repo, &up) {
+                        Ok(now) => now,
+                        Err(RegistryError::Http { status: 400 | 404 | 416, .. }) => self.client.start_upload(repo)?,
+                        Err(e) => return Err(e),
+                    };
                 }
                 Err(e) => return Err(e),
             }

@@ -833,7 +833,7 @@ pub struct Throttle {
 /// What the proxy's threads share.
 struct ThrottleShared {
     upstream: String,
-    /// Bytes per second towards clients; 0 is unlimited.
+    /// Bytes per second forwarded, both ways together; 0 is unlimited.
     rate: AtomicU64,
     /// When the bytes already allowed through will have been sent at `rate`.
     next_free: Mutex<Instant>,
@@ -870,7 +870,8 @@ impl Throttle {
         self.addr.to_string()
     }
 
-    /// Limits the bytes sent to clients to `bytes_per_sec` (0: unlimited), from now on.
+    /// Limits the bytes forwarded (both ways together) to `bytes_per_sec` (0: unlimited), from
+    /// now on.
     pub fn set_rate(&self, bytes_per_sec: u64) {
         self.shared.rate.store(bytes_per_sec, Ordering::SeqCst);
     }
@@ -927,17 +928,23 @@ impl ThrottleShared {
         });
     }
 
-    /// Client to upstream, unlimited. The client's end of input is passed on; an error closes
-    /// both sides.
+    /// Client to upstream, at the same rate (an upload is held as a download is). The client's
+    /// end of input is passed on; an error closes both sides.
     fn pump_up(&self, mut client: TcpStream, mut upstream: TcpStream) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match client.read(&mut buf) {
+            let rate = self.rate.load(Ordering::SeqCst) as usize;
+            let chunk = if rate == 0 { buf.len() } else { (rate / 50).clamp(1, buf.len()) };
+            match client.read(&mut buf[..chunk]) {
                 Ok(0) => {
                     let _ = upstream.shutdown(Shutdown::Write);
                     return;
                 }
-                Ok(n) if upstream.write_all(&buf[..n]).is_ok() => {
+                Ok(n) => {
+                    self.pace(n);
+                    if upstream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
                     self.to_upstream.fetch_add(n as u64, Ordering::SeqCst);
                 }
                 _ => break,
