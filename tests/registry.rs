@@ -969,3 +969,42 @@ fn an_upload_cut_off_asks_where_it_stands_and_is_taken_up_again() {
         src.ok(&["tree", &via]).replace(&proxy.host(), "H")
     );
 }
+
+#[test]
+fn the_store_answers_during_a_pull_and_two_pulls_of_one_image_fetch_each_blob_once() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let big = layer(&[("big", &noise(24 << 20))]);
+    let src = Store::new();
+    let name = format!("{}/fx/shared:1", reg.host());
+    let dir = layout(&src.path("layout"), &[(&name, vec![&big])]);
+    src.ok(&["load", "-q", "-i", dir.to_str().unwrap()]);
+    src.ok(&["push", &name]);
+    let proxy = Throttle::start(&reg.host());
+    proxy.set_rate(8 << 20);
+    let via = format!("{}/fx/shared:1", proxy.host());
+
+    let dst = Store::new();
+    dst.load_fixture("oci-multi");
+    let piped = |c: &mut std::process::Command| {
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let first = piped(&mut dst.cmd(&["pull", &via]));
+    let partial = dst.root().join("partial").join(format!("sha256-{}", &sha256(&big.blob)[7..]));
+    wait_for("the download to start", || file_size(&partial) > 1 << 20);
+    let second = piped(&mut dst.cmd(&["pull", &via]));
+    // Readers are not held up by the downloads.
+    let started = Instant::now();
+    assert!(dst.ok(&["images"]).contains("oci-multi"));
+    dst.ok(&["tree", "oci-multi"]);
+    assert!(started.elapsed() < Duration::from_secs(2), "readers waited for the pull");
+    assert!(file_size(&partial) < big.blob.len() as u64, "the pull was still downloading");
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{via}\n"));
+    }
+    assert_eq!(reg.blob_gets(&sha256(&big.blob)).len(), 1, "the second pull waited for the first one's download");
+}

@@ -74,6 +74,9 @@ pub enum StoreError {
     /// A name is not valid.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    /// A change that needs the exclusive lock was tried under a content lock (a bug).
+    #[error("{0} needs the store's exclusive lock")]
+    NotExclusive(&'static str),
 }
 
 /// Result of store operations.
@@ -140,10 +143,14 @@ pub struct ReadLock {
     _file: File,
 }
 
-/// The store's lock held exclusively: the only way to change the store.
+/// The store's lock held for writing: exclusively ([`Store::write`], the only way to change
+/// names, mounts or remove anything), or shared by a writer of content only
+/// ([`Store::write_content`]: a pull's downloads, which add content-addressed blobs and layers
+/// while readers and other pulls go on).
 pub struct WriteLock<'s> {
     store: &'s Store,
     _file: File,
+    exclusive: bool,
 }
 
 impl Store {
@@ -182,9 +189,18 @@ impl Store {
     /// Takes the lock exclusively, for changing the store; leftovers of interrupted writers go.
     pub fn write(&self) -> Result<WriteLock<'_>> {
         let file = self.lock_file(LockKind::Exclusive)?;
-        let lock = WriteLock { store: self, _file: file };
+        let lock = WriteLock { store: self, _file: file, exclusive: true };
         lock.clean_tmp()?;
         Ok(lock)
+    }
+
+    /// Takes the lock shared, for adding blobs and layers only: nothing is removed while it is
+    /// held (no `gc`, no `tmp/` cleaning), and what is added is content-addressed and renamed
+    /// into place, so readers and other content writers may work at the same time. Naming what
+    /// was added needs [`Store::write`] afterwards (check that it is still there: a prune may
+    /// run in between).
+    pub fn write_content(&self) -> Result<WriteLock<'_>> {
+        Ok(WriteLock { store: self, _file: self.lock_file(LockKind::Shared)?, exclusive: false })
     }
 
     fn index_path(&self) -> PathBuf {
@@ -468,18 +484,30 @@ impl WriteLock<'_> {
         Ok(())
     }
 
-    /// Empties `tmp/` (only writers put things there, and this one holds the lock).
+    /// Empties `tmp/` and drops the download locks (only writers use them, and this one holds
+    /// the lock exclusively); partial downloads stay, to be resumed.
     fn clean_tmp(&self) -> Result<()> {
         let tmp = self.store.tmp_dir();
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let path = entry.map_err(io_err(&tmp))?.path();
             remove_path(&path)?;
         }
+        let partial = self.store.root.join(PARTIAL);
+        for entry in fs::read_dir(&partial).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".lock") {
+                remove_path(&entry.path())?;
+            }
+        }
         Ok(())
+    }
+
+    fn exclusive(&self, what: &'static str) -> Result<()> {
+        if self.exclusive { Ok(()) } else { Err(StoreError::NotExclusive(what)) }
     }
 
     /// Replaces `index.json`.
     pub fn save_index(&self, index: &ImageIndex) -> Result<()> {
+        self.exclusive("replacing index.json")?;
         write_atomic(&self.store.index_path(), &to_json(index)?)
     }
 
@@ -505,6 +533,19 @@ impl WriteLock<'_> {
         let have = file.metadata().map_err(io_err(&path))?.len();
         let file = BlobFile::Partial { file, path, bad: std::cell::Cell::new(false) };
         Ok((BlobWriter { file, hasher: Hasher::new(digest.algorithm()), count: 0, skip: have }, have))
+    }
+
+    /// Takes the download lock of blob `digest` (`partial/ALG-HEX.lock`, `flock`): one process
+    /// downloads and unpacks a blob at a time; another pull of it waits, then finds it in place.
+    /// Held until the returned file is dropped.
+    pub fn download_lock(&self, digest: &Digest) -> Result<File> {
+        let dir = self.store.root.join(PARTIAL);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join(format!("{}-{}.lock", digest.algorithm().name(), digest.hex()));
+        let file =
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        flock::lock(file.as_fd(), LockKind::Exclusive).map_err(|e| StoreError::Io { path, source: e.into() })?;
+        Ok(file)
     }
 
     /// Forgets a partial download (the registry sent the whole blob instead of the rest).
@@ -538,13 +579,18 @@ impl WriteLock<'_> {
         let src = dir.path().to_path_buf();
         let d = File::open(&src).map_err(io_err(&src))?;
         flock::sync_filesystem(d.as_fd()).map_err(|e| StoreError::Io { path: src.clone(), source: e.into() })?;
-        fs::rename(&src, &dest).map_err(io_err(&dest))?;
+        match fs::rename(&src, &dest) {
+            // Another content writer put the same layer in place first (`dir` goes).
+            Err(_) if self.store.has_layer(diff_id) => return Ok(()),
+            r => r.map_err(io_err(&dest))?,
+        }
         let _ = dir.keep();
         sync_dir(&self.store.root.join("layers"))
     }
 
     /// Writes a mount record.
     pub fn save_mount(&self, rec: &MountRecord) -> Result<PathBuf> {
+        self.exclusive("recording a mount")?;
         let dir = self.store.mount_dir(&rec.mountpoint);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         write_atomic(&dir.join("mount.json"), &to_json(rec)?)?;
@@ -553,6 +599,7 @@ impl WriteLock<'_> {
 
     /// Removes a mount record and its scratch dirs.
     pub fn remove_mount(&self, dir: &Path) -> Result<()> {
+        self.exclusive("removing a mount record")?;
         remove_path(dir)
     }
 
@@ -570,6 +617,7 @@ impl WriteLock<'_> {
     /// Deletes every blob and layer that no image in `index.json` nor any mount record reaches,
     /// and returns what went. Stops without deleting anything if a live image cannot be read.
     pub fn gc(&self) -> Result<GcReport> {
+        self.exclusive("removing what no image reaches")?;
         let live = self.live_set()?;
         let mut report = GcReport::default();
         let sha = self.store.root.join("blobs/sha256");

@@ -89,10 +89,9 @@ impl Puller<'_> {
         let what = reference.tag.clone().unwrap_or_else(|| reference.object());
         self.board.say(&format!("{what}: Pulling from {}", reference.repository));
         let chosen = self.choose(reference)?;
-        let lock = self.store.write()?;
         let names: Vec<_> = reference.store_name().transpose().map_err(ImportError::from)?.into_iter().collect();
         let fresh = !self.store.has_blob(&chosen.desc.digest) || !self.has_layers(&chosen);
-        undo_on_error(&lock, self.layers(&lock, reference, &chosen))?;
+        let lock = self.download_all(reference, &chosen)?;
         let config = &chosen.manifest.config;
         let importer = Importer::new(&lock, Progress::new(ProgressMode::Quiet));
         undo_on_error(&lock, importer.finish_image(&chosen.desc, &chosen.raw, config, &chosen.config_raw, &names))?;
@@ -103,6 +102,27 @@ impl Puller<'_> {
         let status = if fresh { "Downloaded newer image for" } else { "Image is up to date for" };
         self.board.say(&format!("Status: {status} {}", reference.familiar()));
         Ok(Pulled { digest: chosen.top, id: config.digest.clone(), fresh })
+    }
+
+    /// Downloads the layers under the store's content lock (readers and other pulls go on),
+    /// then returns the exclusive lock with every layer in place — downloading again what a
+    /// prune may have removed in between. After a failure, what the pull added and no image
+    /// reaches is removed.
+    fn download_all(&self, reference: &Reference, chosen: &Chosen) -> Result<WriteLock<'_>> {
+        for _ in 0..3 {
+            let content = self.store.write_content()?;
+            let downloaded = self.layers(&content, reference, chosen);
+            drop(content);
+            let lock = self.store.write()?;
+            undo_on_error(&lock, downloaded)?;
+            if self.has_layers(chosen) {
+                return Ok(lock);
+            }
+        }
+        Err(RegistryError::Protocol {
+            what: reference.familiar(),
+            detail: "the store kept losing the layers being pulled (is a prune running in a loop?)".into(),
+        })
     }
 
     fn has_layers(&self, c: &Chosen) -> bool {
@@ -255,6 +275,11 @@ impl Puller<'_> {
     fn download(&self, fetch: &Fetch<'_, '_>, desc: &Descriptor, diff_id: &Digest) -> Result<()> {
         let Fetch { importer, lock, reference } = fetch;
         let id = desc.digest.short();
+        let _downloading = lock.download_lock(&desc.digest)?;
+        if self.store.has_blob(&desc.digest) && self.store.has_layer(diff_id) {
+            // Another pull brought it while this one waited.
+            return Ok(());
+        }
         let (mut writer, mut have) = lock.partial_blob(&desc.digest)?;
         if have > desc.size {
             drop(writer);
