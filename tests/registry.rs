@@ -1008,3 +1008,39 @@ fn the_store_answers_during_a_pull_and_two_pulls_of_one_image_fetch_each_blob_on
     }
     assert_eq!(reg.blob_gets(&sha256(&big.blob)).len(), 1, "the second pull waited for the first one's download");
 }
+
+#[test]
+fn plain_tar_layers_are_gzipped_on_the_way_and_compression_can_be_chosen() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let src = Store::new();
+    src.load_fixture("multi.docker-save.tar");
+    let name = format!("{}/fx/legacy:1", reg.host());
+    src.ok(&["tag", "localhost/fx/multi", &name]);
+    let id = inspect(&src, &name)["Id"].clone();
+    let digestfile = src.path("digest");
+    let out = src.ok(&["push", "--digestfile", digestfile.to_str().unwrap(), &name]);
+    let digest = std::fs::read_to_string(&digestfile).unwrap();
+    assert!(out.starts_with(&format!("1: digest: {digest} size: ")), "{out}");
+    // The store now lists the gzipped blobs the registry has, under the same image id.
+    let v = inspect(&src, &name);
+    assert_eq!((v["Id"].clone(), v["ManifestDigest"].as_str().unwrap()), (id.clone(), digest.as_str()));
+    assert!(
+        v["Layers"].as_array().unwrap().iter().all(|l| l["MediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip")
+    );
+
+    let zstd = format!("{}/fx/legacy:zstd", reg.host());
+    src.ok(&["push", "--compression", "zstd", &name, &format!("docker://{zstd}")]);
+    let dst = Store::new();
+    dst.ok(&["pull", &zstd]);
+    let v = inspect(&dst, &zstd);
+    assert_eq!(v["Id"], id);
+    assert!(
+        v["Layers"].as_array().unwrap().iter().all(|l| l["MediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd")
+    );
+    assert_eq!(dst.ok(&["tree", &zstd]), src.ok(&["tree", &name]));
+    let line = src.fails(&["push", &name, "oci:/tmp/x"]);
+    assert!(line.contains("use `strata save`"), "{line}");
+}
