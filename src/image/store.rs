@@ -10,7 +10,8 @@
 //! ROOT/mounts/KEY/           one image mount: mount.json, and upper/ work/ when writable
 //! ROOT/tmp/                  blobs and layers being written; renamed into place when complete
 //! ROOT/partial/ALG-HEX       a blob download that broke off, resumed by the next pull
-//! ROOT/lock                  flock: shared for readers, exclusive for writers
+//! ROOT/partial/ALG-HEX.lock  flock: one download of a blob at a time
+//! ROOT/lock                  flock: shared for readers and pulls' downloads, exclusive for writers
 //! ```
 //!
 //! Nothing is written in place: every file is made under `tmp/`, synced, and renamed. What may be
