@@ -110,7 +110,16 @@ fn measure(w: &Workload, reps: usize, mut one: impl FnMut(&'static str) -> Resul
         for i in 0..w.cols.len() {
             let col = w.cols[(i + rep) % w.cols.len()];
             let s = one(col).with_context(|| format!("{} with {col}", w.key))?;
-            eprintln!("bench: {} {col:<13} rep {}: {:6.2} s {:6.1} MiB", w.key, rep + 1, s.secs, s.rss / 1048576.0);
+            // The load average shows when something else ran at the same time (2 cores).
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load = load.split(' ').next().unwrap_or("?");
+            eprintln!(
+                "bench: {} {col:<13} rep {}: {:6.2} s {:6.1} MiB  (load {load})",
+                w.key,
+                rep + 1,
+                s.secs,
+                s.rss / 1048576.0
+            );
             secs.entry(col).or_default().push(s.secs);
             if col != "docker" {
                 rss.entry(col).or_default().push(s.rss);
