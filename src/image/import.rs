@@ -11,14 +11,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::digest::{Algorithm, Digest, HashingReader, Mismatch};
+use super::digest::{Algorithm, Digest, Mismatch};
+use super::pipeline::{self, UnpackTo};
 use super::progress::{LayerProgress, Progress, ProgressReader, Ticker};
 use super::reference::{Name, ReferenceError, repository_from_file_name};
-use super::source::{Compression, Source, SourceError, sniff};
+use super::source::{Compression, Source, SourceError};
 use super::spec::{
     ANNOTATION_CONTAINERD_NAME, Descriptor, DockerArchiveEntry, ImageConfig, ImageIndex, ImageManifest, MediaType,
     host_architecture, looks_like_index,
@@ -443,8 +444,8 @@ impl<'a, 's> Importer<'a, 's> {
     }
 
     /// The one pass over a layer blob: write it under `tmp/`, decompress it, hash the tar and
-    /// unpack it into `unpack_into` (or just read it); then check the blob against its
-    /// descriptor and the tar against the diff_id. Nothing is in the store yet.
+    /// unpack it into `unpack_into` (or just read it), each on its own thread; then check the
+    /// blob against its descriptor and the tar against the diff_id. Nothing is in the store yet.
     fn pass(
         &self,
         reader: Box<dyn Read + '_>,
@@ -455,11 +456,14 @@ impl<'a, 's> Importer<'a, 's> {
     ) -> Result<Pass> {
         // A blob longer than its descriptor says is refused as soon as one byte too many came.
         let limit = job.blob.map(|b| b.size.saturating_add(1)).unwrap_or(u64::MAX);
-        let mut tee = Tee { inner: ProgressReader::new(reader.take(limit), bar), out: &mut blob };
-        let read = self.read_layer(&mut tee, job, unpack_into);
-        // The rest of the blob (all of it when the tar broke off) is read, so that its digest and
-        // size decide first: a broken tar in the wrong blob is the wrong blob.
-        let drained = io::copy(&mut tee, &mut io::sink()).map_err(|e| self.read_error(job, e));
+        let mut source = ProgressReader::new(reader.take(limit), bar);
+        let algorithm = job.diff_id.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
+        let to = unpack_into.map(|root| UnpackTo { root: root.as_fd(), opts: self.opts });
+        // The whole blob is read (also when the tar broke off), so that its digest and size
+        // decide first: a broken tar in the wrong blob is the wrong blob. A source that broke
+        // first says so, and its partial download is kept to be resumed.
+        let outcome = pipeline::run(&mut source, &mut blob, algorithm, to);
+        outcome.blob.map_err(|e| self.read_error(job, e))?;
         if let Some(want) = job.blob {
             if blob.count() > want.size {
                 blob.poison();
@@ -467,7 +471,6 @@ impl<'a, 's> Importer<'a, 's> {
             }
             if blob.count() < want.size && job.resumable {
                 // The download broke off: what came is kept (the next try resumes from it).
-                drained?;
                 let (got, size) = (blob.count(), want.size);
                 let short = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -477,36 +480,16 @@ impl<'a, 's> Importer<'a, 's> {
             }
         }
         blob.check(job.blob).map_err(|e| self.mismatch(job, e))?;
-        let (compression, diff_id, unpacked) = read?;
-        drained?;
-        for w in &unpacked.warnings {
+        let tar = outcome.tar.map_err(|source| ImportError::Unpack { layer: job.label.clone(), source })?;
+        for w in &tar.unpacked.warnings {
             log::warn!("layer {}: {w}", job.label);
         }
         if let Some(want) = job.diff_id
-            && *want != diff_id
+            && *want != tar.diff_id
         {
-            return Err(ImportError::DiffId { layer: job.label.clone(), expected: want.clone(), actual: diff_id });
+            return Err(ImportError::DiffId { layer: job.label.clone(), expected: want.clone(), actual: tar.diff_id });
         }
-        Ok(Pass { blob, compression, diff_id, unpacked })
-    }
-
-    /// Decompresses the blob read through `tee`, hashes the tar and unpacks it into
-    /// `unpack_into` (or just reads it).
-    fn read_layer(
-        &self,
-        tee: &mut impl Read,
-        job: &LayerJob<'_>,
-        unpack_into: Option<&File>,
-    ) -> Result<(Compression, Digest, Unpacked)> {
-        let (tar, compression) = sniff(BufReader::new(tee)).map_err(|e| self.read_error(job, e))?;
-        let mut hashing = HashingReader::new(tar, job.diff_id.map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256));
-        let unpacked = match unpack_into {
-            Some(root) => unpack::unpack(&mut hashing, root.as_fd(), self.opts)
-                .map_err(|source| ImportError::Unpack { layer: job.label.clone(), source })?,
-            None => Unpacked::default(),
-        };
-        let (diff_id, _) = hashing.finish().map_err(|e| self.read_error(job, e))?;
-        Ok((compression, diff_id, unpacked))
+        Ok(Pass { blob, compression: tar.compression, diff_id: tar.diff_id, unpacked: tar.unpacked })
     }
 
     /// A layer blob streamed from elsewhere (a registry): `reader` gives the whole blob from
@@ -632,16 +615,92 @@ struct Pass {
     unpacked: Unpacked,
 }
 
-/// A reader that copies everything read through it into a writer (the blob being stored).
-struct Tee<'w, R, W> {
-    inner: R,
-    out: &'w mut W,
-}
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
 
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
+    use super::*;
+    use crate::image::progress::ProgressMode;
+    use crate::image::store::Store;
+
+    struct Quiet;
+    impl Ticker for Quiet {
+        fn inc(&self, _: u64) {}
+    }
+
+    /// Gives `data`, then fails as a dropped connection does.
+    struct Broken<'d>(&'d [u8]);
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            self.0.read(buf)
+        }
+    }
+
+    fn gz_layer() -> (Vec<u8>, Vec<u8>) {
+        let mut b = tar::Builder::new(Vec::new());
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_cksum();
+        b.append_data(&mut h, "big", &data[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        (tar, gz.finish().unwrap())
+    }
+
+    #[test]
+    fn a_source_that_breaks_is_a_read_error_and_its_download_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.write().unwrap();
+        let importer = Importer::new(&lock, Progress::new(ProgressMode::Quiet));
+        let (tar, blob) = gz_layer();
+        let desc = Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(&blob), blob.len() as u64);
+        let diff_id = Digest::sha256_of(&tar);
+        let half = blob.len() / 2;
+
+        let (writer, _) = lock.partial_blob(&desc.digest).unwrap();
+        let err = importer.stream_layer(Box::new(Broken(&blob[..half])), writer, &desc, &diff_id, &Quiet).unwrap_err();
+        assert!(matches!(err, ImportError::Unpack { source: UnpackError::Read(_), .. }), "{err}");
+        assert!(err.to_string().contains(&desc.digest.to_string()), "names the layer: {err}");
+        let partial = store.partial_path(&desc.digest);
+        assert_eq!(std::fs::metadata(&partial).unwrap().len(), half as u64, "kept to be resumed");
+
+        let (writer, have) = lock.partial_blob(&desc.digest).unwrap();
+        let prefix = File::open(&partial).unwrap().take(have);
+        let reader = Box::new(prefix.chain(&blob[have as usize..]));
+        importer.stream_layer(reader, writer, &desc, &diff_id, &Quiet).unwrap();
+        assert!(store.has_layer(&diff_id) && store.has_blob(&desc.digest));
+    }
+
+    #[test]
+    fn the_blob_decides_before_the_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.write().unwrap();
+        let importer = Importer::new(&lock, Progress::new(ProgressMode::Quiet));
+        let (tar, mut blob) = gz_layer();
+        let desc = Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(&blob), blob.len() as u64);
+        let diff_id = Digest::sha256_of(&tar);
+        // Corrupt deflate data: the tar breaks, but the blob is the wrong blob first.
+        let mid = blob.len() / 2;
+        blob[mid..mid + 64].fill(0xff);
+        let writer = lock.blob_writer(Algorithm::Sha256).unwrap();
+        let err = importer.stream_layer(Box::new(&blob[..]), writer, &desc, &diff_id, &Quiet).unwrap_err();
+        assert!(matches!(err, ImportError::Mismatch(_)), "{err}");
+        // Described as it is, the same blob is a broken tar.
+        let desc = Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(&blob), blob.len() as u64);
+        let writer = lock.blob_writer(Algorithm::Sha256).unwrap();
+        let err = importer.stream_layer(Box::new(&blob[..]), writer, &desc, &diff_id, &Quiet).unwrap_err();
+        assert!(matches!(err, ImportError::Unpack { source: UnpackError::Read(_), .. }), "{err}");
+        assert!(!store.has_layer(&diff_id));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`unpack`]: a layer tar into a layer dir, safely.
 //! - [`owners`]: who may set which owner; a rootless container's ids mapped back.
 //! - [`source`]: directories and tar archives read by member name.
+//! - [`pipeline`]: the one pass over a layer blob (store, decompress, hash, unpack), threaded.
 //! - [`import`]: OCI layouts, oci-archive and docker-save archives into the store.
 //! - [`export`]: images out of the store as OCI layouts, oci-archive or docker-save archives.
 //! - [`progress`]: per-layer progress lines on a terminal.
@@ -29,6 +30,7 @@ pub mod lower;
 pub mod owners;
 pub mod pack;
 pub mod pgzip;
+pub mod pipeline;
 pub mod progress;
 pub mod reference;
 pub mod source;

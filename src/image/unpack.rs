@@ -19,6 +19,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{FileType, Mode, OFlags, Timespec, XattrFlags};
 use tar::{EntryType, Header};
@@ -95,6 +96,9 @@ pub struct Unpacked {
     pub warnings: Vec<String>,
 }
 
+/// The most file content written at once.
+const WRITE_CHUNK: usize = 1 << 20;
+
 /// Metadata of a directory entry, applied after everything inside it exists.
 struct DirMeta {
     mode: u32,
@@ -105,6 +109,17 @@ struct DirMeta {
 
 /// Unpacks the tar read from `tar` into the directory `root` (an fd opened for reading).
 pub fn unpack(tar: impl Read, root: BorrowedFd<'_>, opts: Options) -> Result<Unpacked> {
+    unpack_to(tar, root, opts, &mut |_, _| {})
+}
+
+/// Like [`unpack`], handing each regular file to `written` with its size once it is complete
+/// (to start its writeback, say); dropping it closes it.
+pub fn unpack_to(
+    tar: impl Read,
+    root: BorrowedFd<'_>,
+    opts: Options,
+    written: &mut dyn FnMut(File, u64),
+) -> Result<Unpacked> {
     let mut u = Unpacker {
         root,
         opts,
@@ -113,6 +128,9 @@ pub fn unpack(tar: impl Read, root: BorrowedFd<'_>, opts: Options) -> Result<Unp
         dirs: BTreeMap::new(),
         out: Unpacked::default(),
         recorded: false,
+        parent: None,
+        buf: vec![0u8; WRITE_CHUNK],
+        written,
     };
     u.dirs.insert(PathBuf::new(), DirMeta { mode: 0o755, mtime: None, entry: ".".into() });
     let mut archive = tar::Archive::new(tar);
@@ -125,7 +143,7 @@ pub fn unpack(tar: impl Read, root: BorrowedFd<'_>, opts: Options) -> Result<Unp
     Ok(u.out)
 }
 
-struct Unpacker<'a> {
+struct Unpacker<'a, 'w> {
     root: BorrowedFd<'a>,
     opts: Options,
     /// `.wh.NAME` markers: (parent dir, NAME, entry name).
@@ -136,6 +154,13 @@ struct Unpacker<'a> {
     out: Unpacked,
     /// Some owner was recorded in [`OWNER_XATTR`] instead of set.
     recorded: bool,
+    /// The parent dir of the last entry (entries come dir by dir): valid until something is
+    /// removed, which may be it or a dir above it.
+    parent: Option<(PathBuf, Rc<OwnedFd>)>,
+    /// File content passes through here: written in big pieces.
+    buf: Vec<u8>,
+    /// Takes each regular file once it is complete.
+    written: &'w mut dyn FnMut(File, u64),
 }
 
 /// What an entry's name designates, once checked.
@@ -197,7 +222,7 @@ fn classify(raw: &[u8]) -> std::result::Result<Target, String> {
     Ok(Target::Whiteout(parent, OsStr::from_bytes(target).to_os_string()))
 }
 
-impl Unpacker<'_> {
+impl Unpacker<'_, '_> {
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -231,38 +256,67 @@ impl Unpacker<'_> {
 
     fn object<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, parent: &Path, name: &OsStr, shown: &str) -> Result<()> {
         let dir = self.open_parent(parent, shown)?;
-        let kind = e.header().entry_type();
-        let keep_dir =
-            self.make_room(dir.as_fd(), name, kind.is_dir()).map_err(sys(shown, "replacing the existing entry"))?;
-        match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.regular(e, dir.as_fd(), name, shown)?;
-            }
+        let dir = dir.as_fd();
+        match e.header().entry_type() {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => self.regular(e, dir, name, shown)?,
             EntryType::Directory => {
-                if !keep_dir {
-                    fd::mkdir_at(dir.as_fd(), name, 0o700).map_err(sys(shown, "mkdir"))?;
+                let made = fd::mkdir_at(dir, name, 0o700);
+                if made == Err(Errno::EXIST) && !self.make_room(dir, name, true, shown)? {
+                    fd::mkdir_at(dir, name, 0o700).map_err(sys(shown, "mkdir"))?;
+                } else if made != Err(Errno::EXIST) {
+                    made.map_err(sys(shown, "mkdir"))?;
                 }
-                self.chown(dir.as_fd(), Some(name), e.header(), shown)?;
-                self.apply_xattrs(e, dir.as_fd(), Some(name), shown)?;
+                self.chown(dir, Some(name), e.header(), shown)?;
+                self.apply_xattrs(e, dir, Some(name), shown)?;
                 self.dirs.insert(parent.join(name), dir_meta(e, shown.to_string())?);
             }
             EntryType::Symlink => {
                 let target = e.link_name_bytes().ok_or_else(|| refused(shown, "symlink without a target"))?;
-                fd::symlink_at(OsStr::from_bytes(&target), dir.as_fd(), name).map_err(sys(shown, "symlink"))?;
-                self.chown(dir.as_fd(), Some(name), e.header(), shown)?;
+                self.create(dir, name, shown, "symlink", || fd::symlink_at(OsStr::from_bytes(&target), dir, name))?;
+                self.chown(dir, Some(name), e.header(), shown)?;
                 let mtime = SetTime::At(mtime_of(e)?);
-                fd::utimes_at(dir.as_fd(), Some(name), mtime, mtime).map_err(sys(shown, "setting times"))?;
+                fd::utimes_at(dir, Some(name), mtime, mtime).map_err(sys(shown, "setting times"))?;
             }
-            EntryType::Link => self.hardlink(e, dir.as_fd(), name, shown)?,
-            EntryType::Char | EntryType::Block | EntryType::Fifo => self.special(e, dir.as_fd(), name, shown)?,
+            EntryType::Link => self.hardlink(e, dir, name, shown)?,
+            EntryType::Char | EntryType::Block | EntryType::Fifo => self.special(e, dir, name, shown)?,
             other => self.out.warnings.push(format!("entry {shown:?}: entry type {other:?} skipped")),
         }
         Ok(())
     }
 
+    /// Runs `make` (which creates `name` in `dir`); if the name is taken, clears it for the new
+    /// entry and runs `make` again.
+    fn create<T>(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        shown: &str,
+        op: &'static str,
+        mut make: impl FnMut() -> crate::sys::Result<T>,
+    ) -> Result<T> {
+        match make() {
+            Err(Errno::EXIST) => {
+                self.make_room(dir, name, false, shown)?;
+                make().map_err(sys(shown, op))
+            }
+            r => r.map_err(sys(shown, op)),
+        }
+    }
+
     /// Opens (creating missing ones with mode 0755) the directory `path` of the layer; a symlink
     /// or a non-directory on the way is an error, never followed.
-    fn open_parent(&mut self, path: &Path, shown: &str) -> Result<OwnedFd> {
+    fn open_parent(&mut self, path: &Path, shown: &str) -> Result<Rc<OwnedFd>> {
+        match &self.parent {
+            Some((p, d)) if p == path => Ok(d.clone()),
+            _ => {
+                let d = Rc::new(self.find_parent(path, shown)?);
+                self.parent = Some((path.to_path_buf(), d.clone()));
+                Ok(d)
+            }
+        }
+    }
+
+    fn find_parent(&mut self, path: &Path, shown: &str) -> Result<OwnedFd> {
         match fd::open_dir(self.root, path) {
             Ok(d) => return Ok(d),
             Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) | Err(Errno::XDEV) => {}
@@ -308,12 +362,18 @@ impl Unpacker<'_> {
         refused(shown, &format!("{what}: {} cannot be opened", path.display()))
     }
 
-    /// Clears `name` for a new entry; `Ok(true)` when an existing directory is kept for a directory.
-    fn make_room(&self, dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> crate::sys::Result<bool> {
-        match fd::try_stat_at(dir, name)? {
-            None => Ok(false),
+    /// Clears the taken `name` for a new entry; `Ok(true)` when an existing directory is kept for
+    /// a directory.
+    fn make_room(&mut self, dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool, shown: &str) -> Result<bool> {
+        let op = "replacing the existing entry";
+        match fd::try_stat_at(dir, name).map_err(sys(shown, op))? {
             Some(st) if is_dir && fd::kind_of(&st) == FileType::Directory => Ok(true),
-            Some(_) => remove_tree(dir, name).map(|()| false),
+            _ => {
+                // What goes may be the cached parent dir or one above it.
+                self.parent = None;
+                remove_tree(dir, name).map_err(sys(shown, op))?;
+                Ok(false)
+            }
         }
     }
 
@@ -325,15 +385,25 @@ impl Unpacker<'_> {
         shown: &str,
     ) -> Result<()> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
-        let mut file =
-            File::from(fd::open_at(dir, name, flags, Mode::from_raw_mode(0o600)).map_err(sys(shown, "create"))?);
-        let n = io::copy(e, &mut file).map_err(UnpackError::Read)?;
-        self.out.size += n;
-        self.chown(dir, Some(name), e.header(), shown)?;
+        let file =
+            self.create(dir, name, shown, "create", || fd::open_at(dir, name, flags, Mode::from_raw_mode(0o600)))?;
+        let mut file = File::from(file);
+        let size = copy_content(e, &mut file, &mut self.buf).map_err(|e| match e {
+            CopyError::Read(e) => UnpackError::Read(e),
+            CopyError::Write(e) => UnpackError::Sys {
+                entry: shown.into(),
+                op: "write",
+                errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            },
+        })?;
+        self.chown(file.as_fd(), None, e.header(), shown)?;
         fd::chmod_fd(file.as_fd(), mode_of(e.header(), shown)?).map_err(sys(shown, "chmod"))?;
-        self.apply_xattrs(e, dir, Some(name), shown)?;
+        self.apply_xattrs(e, file.as_fd(), None, shown)?;
         let mtime = SetTime::At(mtime_of(e)?);
-        fd::utimes_at(file.as_fd(), None, mtime, mtime).map_err(sys(shown, "setting times"))
+        fd::utimes_at(file.as_fd(), None, mtime, mtime).map_err(sys(shown, "setting times"))?;
+        self.out.size += size;
+        (self.written)(file, size);
+        Ok(())
     }
 
     fn hardlink<R: Read>(
@@ -355,7 +425,14 @@ impl Unpacker<'_> {
             fd::try_stat_at(tdir.as_fd(), tname)
                 .is_ok_and(|st| st.is_some_and(|st| fd::kind_of(&st) == FileType::Directory))
         };
-        fd::link_at(tdir.as_fd(), tname, dir, name).map_err(|errno| match errno {
+        let linked = match fd::link_at(tdir.as_fd(), tname, dir, name) {
+            Err(Errno::EXIST) => {
+                self.make_room(dir, name, false, shown)?;
+                fd::link_at(tdir.as_fd(), tname, dir, name)
+            }
+            r => r,
+        };
+        linked.map_err(|errno| match errno {
             Errno::NOENT => refused(
                 shown,
                 &format!("hardlink target {:?} is not an earlier entry of this layer", String::from_utf8_lossy(&raw)),
@@ -385,7 +462,14 @@ impl Unpacker<'_> {
             }
         };
         let mode = mode_of(h, shown)?;
-        match fd::mknod_at(dir, name, kind | mode, rdev) {
+        let made = match fd::mknod_at(dir, name, kind | mode, rdev) {
+            Err(Errno::EXIST) => {
+                self.make_room(dir, name, false, shown)?;
+                fd::mknod_at(dir, name, kind | mode, rdev)
+            }
+            r => r,
+        };
+        match made {
             Err(Errno::PERM) if self.opts.rootless && kind != libc::S_IFIFO => {
                 self.out.warnings.push(format!("entry {shown:?}: device node skipped (creating devices needs root)"));
                 return Ok(());
@@ -522,6 +606,35 @@ impl Unpacker<'_> {
                 .map_err(|errno| UnpackError::Sys { entry: shown.into(), op: "creating the opaque marker", errno }),
             Err(errno) => Err(UnpackError::Sys { entry: shown.into(), op: "setting the opaque xattr", errno }),
         }
+    }
+}
+
+/// Which side of a copy failed.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `from` to `to` through `buf`, filling it before each write (the tar reader hands out
+/// less at a time); returns the bytes copied.
+fn copy_content(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> std::result::Result<u64, CopyError> {
+    use std::io::Write;
+    let mut total = 0;
+    loop {
+        let mut len = 0;
+        while len < buf.len() {
+            match from.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+        if len == 0 {
+            return Ok(total);
+        }
+        to.write_all(&buf[..len]).map_err(CopyError::Write)?;
+        total += len as u64;
     }
 }
 

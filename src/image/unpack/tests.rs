@@ -219,6 +219,26 @@ fn later_entries_replace_earlier_ones() {
 }
 
 #[test]
+fn a_replaced_parent_dir_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = tar_of(&[
+        file("d/x", b"x"),
+        file("d", b"a file now"),
+        e("d/", EntryType::Directory),
+        file("d/y", b"y"),
+        file("s/x", b"x"),
+        link("s", EntryType::Symlink, "/tmp"),
+        file("s/escape", b"no"),
+    ]);
+    let err = unpack_into(dir.path(), &tar).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    let p = dir.path();
+    assert_eq!(std::fs::read(p.join("d/y")).unwrap(), b"y");
+    assert!(!p.join("d/x").exists());
+    assert!(!Path::new("/tmp/escape").exists());
+}
+
+#[test]
 fn a_truncated_tar_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let tar = tar_of(&[file("big", &[7u8; 4096])]);
