@@ -396,7 +396,13 @@ impl Unpacker<'_, '_> {
                 errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
             },
         })?;
-        self.chown(file.as_fd(), None, e.header(), shown)?;
+        // A new file mostly has its owner already (root unpacking root's files): an fstat is
+        // cheaper than a chown, which dirties the inode.
+        let st = fd::stat_fd(file.as_fd()).map_err(sys(shown, "stat"))?;
+        let h = e.header();
+        if (u64::from(st.st_uid), u64::from(st.st_gid)) != (h.uid().unwrap_or(u64::MAX), h.gid().unwrap_or(u64::MAX)) {
+            self.chown(file.as_fd(), None, h, shown)?;
+        }
         fd::chmod_fd(file.as_fd(), mode_of(e.header(), shown)?).map_err(sys(shown, "chmod"))?;
         self.apply_xattrs(e, file.as_fd(), None, shown)?;
         let mtime = SetTime::At(mtime_of(e)?);
