@@ -260,11 +260,11 @@ impl Unpacker<'_, '_> {
         match e.header().entry_type() {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => self.regular(e, dir, name, shown)?,
             EntryType::Directory => {
-                let made = fd::mkdir_at(dir, name, 0o700);
-                if made == Err(Errno::EXIST) && !self.make_room(dir, name, true, shown)? {
-                    fd::mkdir_at(dir, name, 0o700).map_err(sys(shown, "mkdir"))?;
-                } else if made != Err(Errno::EXIST) {
-                    made.map_err(sys(shown, "mkdir"))?;
+                match fd::mkdir_at(dir, name, 0o700) {
+                    // An earlier directory of that name is kept; anything else makes room.
+                    Err(Errno::EXIST) if self.make_room(dir, name, true, shown)? => {}
+                    Err(Errno::EXIST) => fd::mkdir_at(dir, name, 0o700).map_err(sys(shown, "mkdir"))?,
+                    r => r.map_err(sys(shown, "mkdir"))?,
                 }
                 self.chown(dir, Some(name), e.header(), shown)?;
                 self.apply_xattrs(e, dir, Some(name), shown)?;
