@@ -432,6 +432,7 @@ impl<'a, 's> Importer<'a, 's> {
         let dir = self.lock.layer_tmp()?;
         let root = File::open(dir.path()).map_err(|source| StoreError::Io { path: dir.path().into(), source })?;
         let pass = self.pass(reader, blob, job, bar, Some(&root))?;
+        bar.finishing();
         let size = pass.blob.count();
         let digest = pass.blob.commit(self.lock, job.blob)?;
         let meta = LayerMeta { size: pass.unpacked.size, entries: pass.unpacked.entries };

@@ -91,6 +91,9 @@ pub struct LayerProgress {
 pub trait Ticker {
     /// `n` more bytes passed.
     fn inc(&self, n: u64);
+
+    /// The layer's bytes have all passed and it is being finished (synced and put in place).
+    fn finishing(&self) {}
 }
 
 impl Ticker for LayerProgress {

@@ -142,8 +142,21 @@ impl Bytes<'_> {
 
 impl Ticker for Bytes<'_> {
     fn inc(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::Relaxed);
-        self.redraw(false);
+        let before = self.done.fetch_add(n, Ordering::Relaxed);
+        if self.total > 0 && before < self.total && before + n >= self.total && self.verb == "Downloading" {
+            // The last byte is in: the digest and size are checked next.
+            self.board.set(&self.id, "Verifying Checksum");
+        } else {
+            self.redraw(false);
+        }
+    }
+
+    fn finishing(&self) {
+        // Decompressed and unpacked as it came: what is left is syncing it and putting it in place.
+        if self.verb == "Downloading" {
+            self.board.set(&self.id, "Download complete");
+            self.board.set(&self.id, "Extracting");
+        }
     }
 }
 

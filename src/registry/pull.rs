@@ -304,7 +304,6 @@ impl Puller<'_> {
         let reader = Box::new(prefix.take(have).chain(rest));
         let bytes = self.board.bytes(id, "Downloading", desc.size);
         importer.stream_layer(reader, writer, desc, diff_id, &bytes)?;
-        self.board.set(id, "Download complete");
         Ok(())
     }
 }
