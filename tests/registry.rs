@@ -1047,3 +1047,18 @@ fn plain_tar_layers_are_gzipped_on_the_way_and_compression_can_be_chosen() {
     let line = src.fails(&["push", &name, "oci:/tmp/x"]);
     assert!(line.contains("use `strata save`"), "{line}");
 }
+
+#[test]
+fn a_wrong_password_on_push_and_pull_is_unauthorized_not_denied() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new().tls().htpasswd(&[("ann", "right")]));
+    let (src, name) = store_with_fixture(&reg.host());
+    let certs = reg.cert_dir();
+    let certs = certs.to_str().unwrap();
+    for verb in ["push", "pull"] {
+        let line = src.fails(&[verb, "--creds", "ann:wrong", "--cert-dir", certs, &name]);
+        assert!(line.contains(&format!("{}: unauthorized", reg.host())) && !line.contains("denied"), "{verb}: {line}");
+    }
+}

@@ -534,10 +534,11 @@ impl Client {
         let codes = error_codes(&mut resp);
         let message = codes.first().map(|(_, m)| m.clone()).unwrap_or_else(|| status_text(status));
         let has = |c: &str| codes.iter().any(|(code, _)| code == c);
+        let bearer = matches!(*self.challenge.lock(), Challenge::Bearer { .. });
         match status {
-            401 if insufficient
-                || (has("UNAUTHORIZED") && self.creds.is_some() && !repository.is_empty() && method != "GET") =>
-            {
+            // With token auth, a 401 for a fresh token got with credentials means they do not
+            // reach this repository; with Basic auth it means they are wrong.
+            401 if insufficient || (bearer && self.creds.is_some() && !repository.is_empty() && method != "GET") => {
                 RegistryError::Denied { repository: repository.to_string(), message }
             }
             401 => RegistryError::Unauthorized { host: self.host.clone(), message },
