@@ -226,12 +226,7 @@ impl<'a, 's> Importer<'a, 's> {
             )));
         }
         for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
-            if layer.media_type.is_encrypted() {
-                return Err(ImportError::Unsupported(format!(
-                    "layer {}: encrypted layers are not supported",
-                    layer.digest
-                )));
-            }
+            refuse_encrypted(layer)?;
             let member = format!("blobs/{}/{}", layer.digest.algorithm().name(), layer.digest.hex());
             let job = LayerJob {
                 member,
@@ -505,9 +500,7 @@ impl<'a, 's> Importer<'a, 's> {
         diff_id: &Digest,
         ticker: &dyn Ticker,
     ) -> Result<()> {
-        if desc.media_type.is_encrypted() {
-            return Err(ImportError::Unsupported(format!("layer {}: encrypted layers are not supported", desc.digest)));
-        }
+        refuse_encrypted(desc)?;
         let job = LayerJob {
             member: String::new(),
             label: desc.digest.to_string(),
@@ -548,6 +541,14 @@ impl<'a, 's> Importer<'a, 's> {
             other => other.into(),
         }
     }
+}
+
+/// Encrypted layers (ocicrypt) cannot be unpacked here: one line naming the layer.
+fn refuse_encrypted(layer: &Descriptor) -> Result<()> {
+    if layer.media_type.is_encrypted() {
+        return Err(ImportError::Unsupported(format!("layer {}: encrypted layers are not supported", layer.digest)));
+    }
+    Ok(())
 }
 
 fn job_algorithm(job: &LayerJob<'_>) -> Algorithm {

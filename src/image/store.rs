@@ -527,10 +527,24 @@ impl WriteLock<'_> {
     /// fails, for the next try or run). Returns the writer and how many bytes the file already
     /// holds: they must be written through it again first (they are hashed, not rewritten).
     pub fn partial_blob(&self, digest: &Digest) -> Result<(BlobWriter, u64)> {
-        let dir = self.store.root.join(PARTIAL);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let path = self.store.partial_path(digest);
-        let file = fs::OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(io_err(&path))?;
+        self.open_partial(digest, false)
+    }
+
+    /// Starts the download of blob `digest` again from nothing (what `partial/` held is dropped:
+    /// too long, or the registry sent the whole blob instead of the rest).
+    pub fn restart_partial(&self, digest: &Digest) -> Result<BlobWriter> {
+        Ok(self.open_partial(digest, true)?.0)
+    }
+
+    fn open_partial(&self, digest: &Digest, truncate: bool) -> Result<(BlobWriter, u64)> {
+        let path = self.partial_file(digest)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .truncate(truncate)
+            .open(&path)
+            .map_err(io_err(&path))?;
         let have = file.metadata().map_err(io_err(&path))?.len();
         let file = BlobFile::Partial { file, path, bad: std::cell::Cell::new(false) };
         Ok((BlobWriter { file, hasher: Hasher::new(digest.algorithm()), count: 0, skip: have }, have))
@@ -540,22 +554,18 @@ impl WriteLock<'_> {
     /// downloads and unpacks a blob at a time; another pull of it waits, then finds it in place.
     /// Held until the returned file is dropped.
     pub fn download_lock(&self, digest: &Digest) -> Result<File> {
-        let dir = self.store.root.join(PARTIAL);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let path = dir.join(format!("{}-{}.lock", digest.algorithm().name(), digest.hex()));
+        let path = self.partial_file(digest)?.with_extension("lock");
         let file =
             fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
         flock::lock(file.as_fd(), LockKind::Exclusive).map_err(|e| StoreError::Io { path, source: e.into() })?;
         Ok(file)
     }
 
-    /// Forgets a partial download (the registry sent the whole blob instead of the rest).
-    pub fn drop_partial(&self, digest: &Digest) -> Result<()> {
-        let path = self.store.partial_path(digest);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
-            _ => Ok(()),
-        }
+    /// [`Store::partial_path`], its dir made if needed.
+    fn partial_file(&self, digest: &Digest) -> Result<PathBuf> {
+        let dir = self.store.root.join(PARTIAL);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(self.store.partial_path(digest))
     }
 
     /// Stores `bytes` as a blob, checked against `expected` when given.

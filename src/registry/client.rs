@@ -305,7 +305,7 @@ impl Client {
             .header("Content-Type", "application/octet-stream")
             .header("Content-Range", format!("{}-{}", up.offset, end.saturating_sub(1)))
             .body(chunk);
-        let resp = self.send_once(req)?;
+        let resp = self.send_once(&req)?;
         match resp.status().as_u16() {
             202 => Ok(Upload { location: self.upload_of(&resp, &up.location)?.location, offset: end }),
             _ => Err(self.error_of(resp, "PATCH", &up.location, repository)),
@@ -328,7 +328,7 @@ impl Client {
         let req = Req::new(Method::PUT, url.clone(), auth::push_scope(repository))
             .header("Content-Type", "application/octet-stream")
             .body(b"");
-        let resp = self.send_once(req)?;
+        let resp = self.send_once(&req)?;
         match resp.status().as_u16() {
             201 | 204 => Ok(()),
             _ => Err(self.error_of(resp, "PUT", &url, repository)),
@@ -399,12 +399,7 @@ impl Client {
 
     /// Sends with authentication, retrying transient failures.
     fn send(&self, req: Req<'_>) -> Result<Response> {
-        self.with_retries(|| self.send_once_ref(&req))
-    }
-
-    /// Sends with authentication once (bodies that must not be sent twice without a check).
-    fn send_once(&self, req: Req<'_>) -> Result<Response> {
-        self.send_once_ref(&req)
+        self.with_retries(|| self.send_once(&req))
     }
 
     fn send_anonymous(&self, req: Req<'_>) -> Result<Response> {
@@ -425,7 +420,9 @@ impl Client {
         f()
     }
 
-    fn send_once_ref(&self, req: &Req<'_>) -> Result<Response> {
+    /// Sends with authentication once (chunks, which must not go twice without asking the
+    /// registry where it stands).
+    fn send_once(&self, req: &Req<'_>) -> Result<Response> {
         let challenge = self.challenge.lock().clone();
         let authorization = self.authorization(&challenge, &req.scopes)?;
         let resp = self.raw(req, authorization.as_deref())?;

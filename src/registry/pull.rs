@@ -95,9 +95,7 @@ impl Puller<'_> {
         let config = &chosen.manifest.config;
         let importer = Importer::new(&lock, Progress::new(ProgressMode::Quiet));
         undo_on_error(&lock, importer.finish_image(&chosen.desc, &chosen.raw, config, &chosen.config_raw, &names))?;
-        let mut blobs: Vec<&Digest> = chosen.manifest.layers.iter().map(|l| &l.digest).collect();
-        blobs.push(&config.digest);
-        sources::remember(self.store, &blobs, &reference.registry, &reference.repository);
+        sources::remember(self.store, &chosen.manifest.layers, config, &reference.registry, &reference.repository);
         self.board.say(&format!("Digest: {}", chosen.top));
         let status = if fresh { "Downloaded newer image for" } else { "Image is up to date for" };
         self.board.say(&format!("Status: {status} {}", reference.familiar()));
@@ -282,9 +280,7 @@ impl Puller<'_> {
         }
         let (mut writer, mut have) = lock.partial_blob(&desc.digest)?;
         if have > desc.size {
-            drop(writer);
-            lock.drop_partial(&desc.digest)?;
-            (writer, have) = lock.partial_blob(&desc.digest)?;
+            (writer, have) = (lock.restart_partial(&desc.digest)?, 0);
         }
         let rest: Box<dyn Read> = if have == desc.size {
             Box::new(std::io::empty())
@@ -292,9 +288,7 @@ impl Puller<'_> {
             let (resp, start) = self.client.blob(&reference.repository, &desc.digest, have)?;
             if start != have {
                 // The registry sent the whole blob: start again from nothing.
-                drop(writer);
-                lock.drop_partial(&desc.digest)?;
-                (writer, have) = lock.partial_blob(&desc.digest)?;
+                (writer, have) = (lock.restart_partial(&desc.digest)?, 0);
             }
             Box::new(resp.into_body().into_reader())
         };

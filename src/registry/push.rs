@@ -89,9 +89,7 @@ impl Pusher<'_> {
         self.blob(repo, &dest.registry, &prepared.config, false)?;
         let object = dest.tag.clone().unwrap_or_else(|| prepared.desc.digest.to_string());
         let digest = self.client.put_manifest(repo, &object, &prepared.desc.media_type, &prepared.raw)?;
-        let mut blobs: Vec<&Digest> = prepared.layers.iter().map(|l| &l.digest).collect();
-        blobs.push(&prepared.config.digest);
-        sources::remember(self.store, &blobs, &dest.registry, repo);
+        sources::remember(self.store, &prepared.layers, &prepared.config, &dest.registry, repo);
         Ok(Pushed { digest, size: prepared.raw.len() as u64 })
     }
 

@@ -9,6 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::image::digest::Digest;
+use crate::image::spec::Descriptor;
 use crate::image::store::{Store, write_atomic};
 
 fn path(store: &Store, blob: &Digest) -> PathBuf {
@@ -22,8 +23,10 @@ pub fn repositories(store: &Store, blob: &Digest, registry: &str) -> Vec<String>
     text.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
 }
 
-/// Records that `registry/repository` holds each of `blobs` (failures are only logged).
-pub fn remember(store: &Store, blobs: &[&Digest], registry: &str, repository: &str) {
+/// Records that `registry/repository` holds an image's layers and config (failures are only
+/// logged).
+pub fn remember(store: &Store, layers: &[Descriptor], config: &Descriptor, registry: &str, repository: &str) {
+    let blobs = layers.iter().chain([config]).map(|d| &d.digest);
     let dir = store.root().join("distribution");
     if let Err(e) = fs::create_dir_all(&dir) {
         log::warn!("{}: {e}", dir.display());
