@@ -5,22 +5,12 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::container::config::{Network, Overrides};
+use crate::container::config::Overrides;
 use crate::container::create::{self, Request};
 use crate::container::signals::Forwarder;
 use crate::container::start::{self, Mode, Started};
 use crate::container::tty;
 use crate::sys::ns;
-
-/// The network of a container.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
-pub enum NetworkArg {
-    /// Its own network namespace with only loopback, up.
-    #[default]
-    None,
-    /// The host's network.
-    Host,
-}
 
 /// Arguments of `strata run`.
 #[derive(clap::Args, Debug)]
@@ -59,9 +49,23 @@ pub struct RunArgs {
     /// orphaned processes.
     #[arg(long)]
     init: bool,
-    /// Network: none (loopback only) or host.
-    #[arg(long, value_enum, default_value_t = NetworkArg::None)]
-    network: NetworkArg,
+    /// Network: bridge (the default: a namespace of its own with outbound access through pasta, or
+    /// slirp4netns when pasta is not installed), pasta, slirp4netns, none (loopback only) or host.
+    #[arg(long, visible_alias = "net", value_name = "MODE", default_value = "bridge")]
+    network: String,
+    /// Publish a container port on the host: [IP:][HOSTPORT:]CTRPORT[/tcp|/udp], ranges as
+    /// 8000-8010:80-90; no host port: a free one.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// A DNS server for the container's /etc/resolv.conf (default: the network helper's).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// An extra line of /etc/hosts: NAME:IP, or NAME:host-gateway for the host.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_hosts: Vec<String>,
     /// The image: a name or an id.
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -72,10 +76,6 @@ pub struct RunArgs {
 
 impl RunArgs {
     fn request(&self) -> Request {
-        let network = match self.network {
-            NetworkArg::None => Network::None,
-            NetworkArg::Host => Network::Host,
-        };
         let overrides = Overrides {
             command: self.command.clone(),
             env: self.env.clone(),
@@ -83,7 +83,11 @@ impl RunArgs {
             user: self.user.clone(),
             volumes: self.volumes.clone(),
             hostname: self.hostname.clone(),
-            network,
+            network: self.network.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
+            dns: self.dns.clone(),
+            add_hosts: self.add_hosts.clone(),
             tty: self.tty,
             interactive: self.interactive,
             auto_remove: self.rm,
@@ -107,7 +111,14 @@ pub fn run(a: RunArgs, root: &Path) -> anyhow::Result<ExitCode> {
     };
     let mode = if a.detach { Mode::Detached } else { Mode::Foreground };
     match start::start(root, &c, mode) {
-        Err(e) => Ok(failed(e.code(), &e)),
+        Err(e) => {
+            // A container whose network could not be set up (a port taken meanwhile) is not
+            // left behind.
+            if e.is_network() {
+                let _ = crate::container::remove::delete(root, &c);
+            }
+            Ok(failed(e.code(), &e))
+        }
         Ok(_) if a.detach => {
             println!("{}", c.id);
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::ports::PortBinding;
+
 /// `PATH` when neither the image nor `-e` sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -43,6 +45,10 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A network namespace of its own connected by pasta (Debian `passt`).
+    Pasta,
+    /// A network namespace of its own connected by slirp4netns.
+    Slirp4netns,
 }
 
 /// A host directory or file bind-mounted into the container.
@@ -84,6 +90,18 @@ pub struct RunConfig {
     /// PID 1 is Strata's reaper, the command its child (`run --init`).
     #[serde(default)]
     pub init: bool,
+    /// Published ports (`-p`, `-P`), one port each.
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+    /// The image's exposed ports (`80/tcp`).
+    #[serde(default)]
+    pub exposed: Vec<String>,
+    /// `--dns` servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--add-host` entries, `NAME:IP` (host-gateway resolved).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// The runtime part of an image config (`config` in OCI `config.md`), as far as `run` uses it.
@@ -105,6 +123,9 @@ pub struct ImageRuntime {
     /// `USER[:GROUP]`.
     #[serde(default)]
     pub user: Option<String>,
+    /// `EXPOSE`d ports: `{"80/tcp": {}}`.
+    #[serde(default)]
+    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// What the user asked for on the command line.
@@ -122,8 +143,16 @@ pub struct Overrides {
     pub volumes: Vec<String>,
     /// `--hostname`.
     pub hostname: Option<String>,
-    /// `--network`.
-    pub network: Network,
+    /// `--network` (empty: the default).
+    pub network: String,
+    /// `-p`.
+    pub publish: Vec<String>,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--add-host`.
+    pub add_hosts: Vec<String>,
     /// `-t`.
     pub tty: bool,
     /// `-i`.
@@ -200,8 +229,9 @@ pub fn volume(spec: &str) -> Result<Volume, ConfigError> {
     Ok(Volume { host, target: target.to_string(), readonly })
 }
 
-/// The whole run configuration (the hostname chosen by the caller).
-pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String) -> Result<RunConfig, ConfigError> {
+/// The whole run configuration (the hostname and the network mode chosen by the caller; ports,
+/// DNS and hosts are filled in by `create`).
+pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String, network: Network) -> Result<RunConfig, ConfigError> {
     let cwd = match &o.workdir {
         Some(w) if !w.starts_with('/') => return Err(ConfigError::RelativeWorkdir(w.clone())),
         Some(w) => w.clone(),
@@ -215,12 +245,14 @@ pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String) -> Result<RunCo
         tty: o.tty,
         interactive: o.interactive,
         hostname,
-        network: o.network,
+        network,
         volumes,
         no_new_privs: true,
         auto_remove: o.auto_remove,
         rootless: !rustix::process::geteuid().is_root(),
         init: o.init,
+        exposed: rt.exposed_ports.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+        ..Default::default()
     })
 }
 
@@ -253,10 +285,10 @@ mod tests {
             user: Some("0:0".into()),
             ..Default::default()
         };
-        let c = build(&rt(), &o, "box".into()).unwrap();
+        let c = build(&rt(), &o, "box".into(), Network::None).unwrap();
         assert_eq!(c.env, vec!["PATH=/bin", "FX_VAR=bye", "NEW=1", "HOSTNAME=box"]);
         assert_eq!((c.cwd.as_str(), c.user.as_str()), ("/tmp", "0:0"));
-        let c = build(&rt(), &Overrides::default(), "box".into()).unwrap();
+        let c = build(&rt(), &Overrides::default(), "box".into(), Network::None).unwrap();
         assert_eq!((c.cwd.as_str(), c.user.as_str()), ("/data", "1000"));
     }
 
@@ -266,7 +298,7 @@ mod tests {
         assert_eq!(env[0], format!("PATH={DEFAULT_PATH}"));
         assert!(env.contains(&"TERM=xterm".to_string()));
         let o = Overrides { workdir: Some("rel".into()), ..Default::default() };
-        assert!(matches!(build(&rt(), &o, "h".into()), Err(ConfigError::RelativeWorkdir(_))));
+        assert!(matches!(build(&rt(), &o, "h".into(), Network::None), Err(ConfigError::RelativeWorkdir(_))));
         assert!(matches!(environment(&rt(), &["=x".into()], "h", false), Err(ConfigError::BadEnv(_))));
     }
 

@@ -7,6 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::config::{self, ConfigError, ImageRuntime, Network, Overrides, RunConfig};
+use super::network::{self, NetworkError};
+use super::ports::{self, PortError};
 use super::record::{self, Container, RecordError, State};
 use crate::image::store::{Image, MountRecord, Store, StoreError};
 
@@ -44,6 +46,12 @@ pub enum CreateError {
     /// The record could not be written.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The network flags are not usable.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// A port cannot be published.
+    #[error(transparent)]
+    Ports(#[from] PortError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CreateError + '_ {
@@ -76,12 +84,14 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     let rt: ImageRuntime = img.config.config.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let command = config::command(&req.image, &rt, &req.overrides.command)?;
     let id = new_id().map_err(io_err(Path::new("/dev/urandom")))?;
-    let hostname = match (&req.overrides.hostname, req.overrides.network) {
+    let net = network::choose(&req.overrides.network)?;
+    let hostname = match (&req.overrides.hostname, net) {
         (Some(h), _) => h.clone(),
         (None, Network::Host) => rustix::system::uname().nodename().to_string_lossy().into_owned(),
-        (None, Network::None) => id[..12].to_string(),
+        (None, _) => id[..12].to_string(),
     };
-    let mut cfg = config::build(&rt, &req.overrides, hostname)?;
+    let mut cfg = config::build(&rt, &req.overrides, hostname, net)?;
+    networking(&mut cfg, &req.overrides)?;
     let lowers: Vec<PathBuf> = img.config.rootfs.diff_ids.iter().map(|d| store.layer_path(d)).collect();
     cfg.no_new_privs = !needs_setuid(&lowers);
     let dirs = record::containers_dir(root);
@@ -105,6 +115,20 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     keep_image(&store, &c, &img)?;
     c.save(root)?;
     Ok(c)
+}
+
+/// Ports, DNS servers and extra hosts: checked, free host ports picked, kept in the config.
+fn networking(cfg: &mut RunConfig, o: &Overrides) -> Result<(), CreateError> {
+    let net = cfg.network;
+    if (!o.publish.is_empty() || o.publish_all) && net.helper().is_none() {
+        let why = if net == Network::Host { "uses the host's ports directly" } else { "has no network to publish on" };
+        return Err(NetworkError::NoPorts(net.name().into(), why).into());
+    }
+    cfg.ports = ports::bindings(&o.publish, o.publish_all, &cfg.exposed)?;
+    cfg.dns = network::dns_servers(&o.dns)?.iter().map(|d| d.to_string()).collect();
+    cfg.extra_hosts =
+        network::extra_hosts(&o.add_hosts, net)?.into_iter().map(|(n, ip)| format!("{n}:{ip}")).collect();
+    Ok(())
 }
 
 /// Records in the store that the container uses the image, so `rmi`/`prune` keep its layers
@@ -173,12 +197,10 @@ fn make_dir(dir: &Path, cfg: &RunConfig) -> Result<(), CreateError> {
         let p = dir.join("init").join(target.trim_start_matches('/'));
         std::fs::write(&p, "").map_err(io_err(&p))?;
     }
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    hosts.push_str(&format!("127.0.1.1\t{}\n", cfg.hostname));
-    let resolv = match cfg.network {
-        Network::Host => host_resolv_conf(),
-        Network::None => String::new(),
-    };
+    let extra = network::extra_hosts(&cfg.extra_hosts, cfg.network)?;
+    let hosts = network::hosts_file(&cfg.hostname, &extra);
+    let dns = network::dns_servers(&cfg.dns)?;
+    let resolv = network::resolv_conf(cfg.network, &dns, &host_resolv_conf());
     for (name, content) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{}\n", cfg.hostname))] {
         let p = dir.join(name);
         std::fs::write(&p, content).map_err(io_err(&p))?;

@@ -10,6 +10,8 @@
 //! - [`report`]: the messages between those processes;
 //! - [`tty`], [`signals`], [`logs`]: terminals, signal forwarding, the detached log;
 //! - [`state`]: whether a container still runs, and correcting records that say otherwise;
+//! - [`network`]: the network mode, `/etc/hosts` and `/etc/resolv.conf`, the pasta/slirp4netns helper;
+//!   [`ports`]: published ports;
 //! - [`exec`], [`stop`], [`remove`]: the other verbs.
 //!
 //! All raw system calls are in [`crate::sys`] (`ns`, `mountfd`, `pty`, `fdpass`, `creds`).
@@ -21,6 +23,8 @@ pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod namespaces;
+pub mod network;
+pub mod ports;
 pub mod process;
 pub mod reaper;
 pub mod record;

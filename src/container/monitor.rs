@@ -80,7 +80,9 @@ fn run(mut l: Launch) -> i32 {
         Err(e) => return fail(&l, 125, &format!("socket pair: {e}")),
     };
     let dir = l.container.dir(&l.root);
-    let pid = match ns::fork_into_new_pid_namespace() {
+    // The network namespace comes with PID 1, so that its helper can connect it before the
+    // command runs.
+    let pid = match ns::fork_into_new_pid_namespace(l.container.config.network.own_namespace()) {
         Ok(None) => {
             drop(mon_end);
             let stdio = std::mem::replace(&mut l.stdio, Stdio::Tty(None));
@@ -124,6 +126,15 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
             return fail(l, 125, &format!("mounting the rootfs: {}", crate::cli::one_line(&e)));
         }
     };
+    let helper = match super::network::connect(&l.container.config, pid, &l.container.dir(&l.root)) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = ns::kill(pid, libc::SIGKILL);
+            let _ = ns::wait_child(pid);
+            teardown(session);
+            return fail(l, 125, &e.to_string());
+        }
+    };
     let started = report::send(init.as_fd(), &Report::Go, None).and_then(|()| wait_exec(&init));
     let master = match started {
         Ok(Ok(master)) => master,
@@ -141,6 +152,9 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
     };
     drop(init);
     let exit = follow(l, pid, master);
+    if let Some(h) = helper {
+        h.stop();
+    }
     teardown(session);
     finish(l, exit)
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::process::Command;
 
-use super::config::{Network, RunConfig};
+use super::config::RunConfig;
 use super::syscall::Syscall;
 use crate::sys::ns::Namespaces;
 
@@ -43,18 +43,19 @@ pub enum NsError {
     },
 }
 
-/// The namespaces a container's PID 1 unshares itself (its PID namespace, and the user
-/// namespace of a rootless container, come from the monitor).
-pub fn container_namespaces(cfg: &RunConfig) -> Namespaces {
-    Namespaces { mount: true, uts: true, ipc: true, net: cfg.network == Network::None, ..Default::default() }
+/// The namespaces a container's PID 1 unshares itself (its PID and network namespaces, and the
+/// user namespace of a rootless container, come from the monitor).
+pub fn container_namespaces() -> Namespaces {
+    Namespaces { mount: true, uts: true, ipc: true, ..Default::default() }
 }
 
-/// Enters the container's own namespaces: unshare, hostname, loopback up.
+/// Enters the container's own namespaces: unshare, hostname, loopback up (in a network
+/// namespace of its own).
 pub fn enter(sys: &dyn Syscall, cfg: &RunConfig) -> Result<(), NsError> {
-    let ns = container_namespaces(cfg);
+    let ns = container_namespaces();
     sys.unshare(ns).map_err(|source| NsError::Unshare { ns, source })?;
     sys.set_hostname(&cfg.hostname).map_err(|source| NsError::Hostname { name: cfg.hostname.clone(), source })?;
-    if ns.net {
+    if cfg.network.own_namespace() {
         sys.loopback_up().map_err(NsError::Loopback)?;
     }
     Ok(())
@@ -96,8 +97,8 @@ pub fn map_ids(pid: i32) -> Result<(), NsError> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let ranges = (sub_range(&read("/etc/subuid"), &name, uid), sub_range(&read("/etc/subgid"), &name, gid));
     if let (Some(ur), Some(gr)) = ranges
-        && helper_exists("newuidmap")
-        && helper_exists("newgidmap")
+        && super::network::find_program("newuidmap").is_some()
+        && super::network::find_program("newgidmap").is_some()
     {
         run_map_helper("newuidmap", pid, uid, ur)?;
         return run_map_helper("newgidmap", pid, gid, gr);
@@ -108,11 +109,6 @@ pub fn map_ids(pid: i32) -> Result<(), NsError> {
     std::fs::write(proc.join("uid_map"), format!("0 {uid} 1\n")).map_err(map_err)?;
     std::fs::write(proc.join("gid_map"), format!("0 {gid} 1\n")).map_err(map_err)?;
     Ok(())
-}
-
-fn helper_exists(name: &str) -> bool {
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
-    path.split(':').any(|d| Path::new(d).join(name).is_file())
 }
 
 fn run_map_helper(helper: &str, pid: i32, id: u32, r: SubRange) -> Result<(), NsError> {
@@ -153,18 +149,18 @@ mod tests {
     use crate::container::syscall::{Call, RecordingSyscall};
 
     #[test]
-    fn network_none_gets_its_own_namespace_with_loopback_up() {
+    fn network_none_gets_loopback_up() {
         let sys = RecordingSyscall::default();
         let cfg = RunConfig { hostname: "box".into(), ..Default::default() };
         enter(&sys, &cfg).unwrap();
-        let ns = Namespaces { mount: true, uts: true, ipc: true, net: true, ..Default::default() };
+        let ns = Namespaces { mount: true, uts: true, ipc: true, ..Default::default() };
         assert_eq!(*sys.calls.borrow(), vec![Call::Unshare(ns), Call::Hostname("box".into()), Call::LoopbackUp]);
     }
 
     #[test]
     fn host_network_keeps_the_host_namespace() {
         let sys = RecordingSyscall::default();
-        let cfg = RunConfig { hostname: "h".into(), network: Network::Host, ..Default::default() };
+        let cfg = RunConfig { hostname: "h".into(), network: crate::container::config::Network::Host, ..Default::default() };
         enter(&sys, &cfg).unwrap();
         let calls = sys.calls.borrow();
         assert!(matches!(calls[0], Call::Unshare(ns) if !ns.net && ns.mount && ns.uts && ns.ipc && !ns.pid));

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::init::Stdio;
 use super::monitor::{self, Launch};
 use super::namespaces::{self, NsError};
+use super::ports::{self, PortError};
 use super::record::{Container, RecordError, Status};
 use super::report::{self, Report};
 use super::state;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The user namespace could not be mapped.
     #[error(transparent)]
     Namespaces(#[from] NsError),
+    /// A published port cannot be had.
+    #[error(transparent)]
+    Ports(#[from] PortError),
     /// The container could not start; `code` is the exit status to give (125, 126, 127).
     #[error("{message}")]
     Failed {
@@ -71,6 +75,15 @@ impl StartError {
         match self {
             StartError::Failed { code, .. } => *code,
             _ => 125,
+        }
+    }
+
+    /// Whether its network could not be set up (a port taken, the helper failing).
+    pub fn is_network(&self) -> bool {
+        match self {
+            StartError::Ports(_) => true,
+            StartError::Failed { message, .. } => super::network::is_failure(message),
+            _ => false,
         }
     }
 }
@@ -109,6 +122,8 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
         let how = if c.config.rootless { "rootless" } else { "as root" };
         return Err(StartError::Privilege(c.name, how));
     }
+    // A taken port is named before anything starts (the helper would fail on it later).
+    ports::check_free(&c.config.ports)?;
     // The monitor leaves the caller's working directory: the root must not be relative to it.
     let root = &std::path::absolute(root).map_err(io_err(&c.name, "the store root"))?;
     let mount = mount_spec(root, &c)?;

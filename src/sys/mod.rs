@@ -16,6 +16,7 @@ pub mod mount;
 pub mod mountfd;
 pub mod ns;
 pub mod pty;
+pub mod spawn;
 pub mod xattr;
 
 pub use rustix::io::Errno;

@@ -71,10 +71,12 @@ pub fn fork() -> io::Result<Option<i32>> {
 }
 
 /// Forks a child that is PID 1 of a new PID namespace (`clone(CLONE_NEWPID)` with fork
-/// semantics): `None` in the child, its pid in the parent. Unlike `unshare(CLONE_NEWPID)`, the
-/// caller may still start threads afterwards. Call it only while the process has one thread.
-pub fn fork_into_new_pid_namespace() -> io::Result<Option<i32>> {
-    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+/// semantics), and of a new network namespace too with `net`: `None` in the child, its pid in
+/// the parent. Unlike `unshare(CLONE_NEWPID)`, the caller may still start threads afterwards.
+/// Call it only while the process has one thread.
+pub fn fork_into_new_pid_namespace(net: bool) -> io::Result<Option<i32>> {
+    let net = if net { libc::CLONE_NEWNET } else { 0 };
+    let flags = (libc::CLONE_NEWPID | net | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: without CLONE_VM and with a null stack, clone behaves as fork: the child gets a
     // copy of the address space. The caller is single-threaded, so no lock is held elsewhere.
     let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
