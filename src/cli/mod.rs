@@ -313,11 +313,11 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line() {
-        let e = Cli::try_parse_from(["strata", "run", "--network", "bridge", "img"]).unwrap_err();
+        let e = Cli::try_parse_from(["strata", "push", "--compression", "lz4", "img"]).unwrap_err();
         let line = usage_line(&e.render().to_string());
         assert!(!line.contains('\n'));
-        assert!(line.starts_with("invalid value 'bridge' for '--network"), "{line}");
-        assert!(line.contains("possible values: none, host"), "{line}");
+        assert!(line.starts_with("invalid value 'lz4' for '--compression"), "{line}");
+        assert!(line.contains("possible values: gzip"), "{line}");
         let e = Cli::try_parse_from(["strata", "images", "--bogus"]).unwrap_err();
         assert_eq!(usage_line(&e.render().to_string()), "unexpected argument '--bogus' found");
     }
