@@ -1,4 +1,4 @@
-//! `strata start`, `stop`, `rm` and `logs`: the container verbs that take container names.
+//! `strata start`, `stop`, `rm`, `logs` and `port`: the container verbs that take container names.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::run::failed;
 use crate::container::start::{self, Mode};
-use crate::container::{logs, record, remove, stop};
+use crate::container::{logs, ports, record, remove, state, stop};
 
 /// Arguments of `strata start`.
 #[derive(clap::Args, Debug)]
@@ -48,6 +48,17 @@ pub struct LogsArgs {
     container: String,
 }
 
+/// Arguments of `strata port`.
+#[derive(clap::Args, Debug)]
+pub struct PortArgs {
+    /// The container: a name or an id (prefix).
+    #[arg(value_name = "CONTAINER")]
+    container: String,
+    /// Only this container port: PORT or PORT/PROTO.
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    port: Option<String>,
+}
+
 /// Applies `f` to each named container, printing the name on success and one line per error.
 fn each(root: &Path, names: &[String], f: impl Fn(&record::Container) -> Result<(), String>) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
@@ -81,5 +92,23 @@ pub fn rm(a: RmArgs, root: &Path) -> anyhow::Result<ExitCode> {
 pub fn logs(a: LogsArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let c = record::find(root, &a.container)?;
     logs::print(&c.dir(root), &mut std::io::stdout().lock()).with_context(|| format!("logs of {}", c.name))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `strata port`: the published ports of a running container, `80/tcp -> 0.0.0.0:8080`.
+pub fn port(a: PortArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    let c = state::refresh(root, &record::find(root, &a.container)?)?;
+    if c.state.status != record::Status::Running {
+        return Ok(failed(1, &format!("container {} is not running", c.name)));
+    }
+    let lines = ports::lines(&c.config.ports, a.port.as_deref(), c.config.network.publishes_ipv6());
+    if lines.is_empty()
+        && let Some(p) = &a.port
+    {
+        return Ok(failed(1, &format!("no public port '{p}' published for {}", c.name)));
+    }
+    for l in lines {
+        println!("{l}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -102,6 +102,8 @@ enum Command {
     Rm(container_verbs::RmArgs),
     /// Show the output of a detached container.
     Logs(container_verbs::LogsArgs),
+    /// List a running container's published ports.
+    Port(container_verbs::PortArgs),
     /// Show what a container changed relative to its image (A, C, D per path).
     Diff(diff::DiffArgs),
     /// Make a new image from a container's changes.
@@ -150,6 +152,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Stop(a) => container_verbs::stop(a, &root),
         Command::Rm(a) => container_verbs::rm(a, &root),
         Command::Logs(a) => container_verbs::logs(a, &root),
+        Command::Port(a) => container_verbs::port(a, &root),
         Command::Diff(a) => diff::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),
         Command::Save(a) => save::run(a, &root),

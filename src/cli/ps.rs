@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use super::store_root::{human_age, human_duration, print_table};
+use crate::container::ports;
 use crate::container::record::{self, Container, Status};
 use crate::container::state;
 
@@ -37,11 +38,12 @@ pub fn run(a: PsArgs, root: &Path) -> anyhow::Result<ExitCode> {
             command_text(&c.command),
             human_age(Some(&c.created)),
             status_text(&c),
+            ports_text(&c),
             c.name.clone(),
         ]);
     }
     if !a.quiet {
-        print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+        print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -54,6 +56,14 @@ fn command_text(cmd: &[String]) -> String {
     } else {
         format!("\"{line}\"")
     }
+}
+
+/// The PORTS column: what a running container publishes (and exposes), as docker shows it.
+fn ports_text(c: &Container) -> String {
+    if c.state.status != Status::Running {
+        return String::new();
+    }
+    ports::column(&c.config.ports, &c.config.exposed, c.config.network.publishes_ipv6())
 }
 
 /// The STATUS column: `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`.
