@@ -198,8 +198,10 @@ fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
     assert!(!mounts.contains(env.dir.path().to_str().unwrap()));
     let status = env.sh(&[], "grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status");
     assert_eq!(lines(&status), ["CapBnd:\t00000000a80425fb", "NoNewPrivs:\t1"]);
-    let net = env.sh(&[], "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '");
+    let net = env.sh(&["--network", "none"], "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '");
     assert_eq!(net, "lo\n", "network none: loopback only");
+    let net = env.sh(&[], "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort");
+    assert_eq!(net, "eth0\nlo\n", "the default network: its own namespace, connected by the helper");
     assert!(env.sh(&["--network", "host"], "cat /proc/net/dev").lines().count() >= 3);
 }
 
@@ -432,7 +434,7 @@ fn root_detached_container_ps_exec_stop_start_rm() {
     assert!(r["state"]["pid"].as_i64().unwrap() > 0);
     let ps = env.ok(&["ps"]);
     let header: Vec<&str> = ps.lines().next().unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert_eq!(header, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], "{ps}");
+    assert_eq!(header, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], "{ps}");
     let row = ps.lines().find(|l| l.starts_with(&id[..12])).unwrap();
     assert!(row.contains(&format!("   {IMAGE}   \"sh -c echo up;")) && row.contains(" ago "), "{row}");
     assert!(ps.lines().any(|l| l.starts_with(&id[..12]) && l.contains("Up ") && l.ends_with("web")), "{ps}");

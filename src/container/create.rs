@@ -126,8 +126,7 @@ fn networking(cfg: &mut RunConfig, o: &Overrides) -> Result<(), CreateError> {
     }
     cfg.ports = ports::bindings(&o.publish, o.publish_all, &cfg.exposed)?;
     cfg.dns = network::dns_servers(&o.dns)?.iter().map(|d| d.to_string()).collect();
-    cfg.extra_hosts =
-        network::extra_hosts(&o.add_hosts, net)?.into_iter().map(|(n, ip)| format!("{n}:{ip}")).collect();
+    cfg.extra_hosts = network::extra_hosts(&o.add_hosts, net)?.into_iter().map(|(n, ip)| format!("{n}:{ip}")).collect();
     Ok(())
 }
 

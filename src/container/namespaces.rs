@@ -160,7 +160,8 @@ mod tests {
     #[test]
     fn host_network_keeps_the_host_namespace() {
         let sys = RecordingSyscall::default();
-        let cfg = RunConfig { hostname: "h".into(), network: crate::container::config::Network::Host, ..Default::default() };
+        let cfg =
+            RunConfig { hostname: "h".into(), network: crate::container::config::Network::Host, ..Default::default() };
         enter(&sys, &cfg).unwrap();
         let calls = sys.calls.borrow();
         assert!(matches!(calls[0], Call::Unshare(ns) if !ns.net && ns.mount && ns.uts && ns.ipc && !ns.pid));

@@ -348,7 +348,10 @@ fn slirp_forward(dir: &std::fs::File, b: &PortBinding) -> Result<(), NetworkErro
         None => "0.0.0.0".to_string(),
         Some(IpAddr::V4(ip)) => ip.to_string(),
         Some(IpAddr::V6(ip)) => {
-            return Err(helper_err(NAME, format!("port {}: slirp4netns publishes IPv4 addresses only, not {ip}", b.key())));
+            return Err(helper_err(
+                NAME,
+                format!("port {}: slirp4netns publishes IPv4 addresses only, not {ip}", b.key()),
+            ));
         }
     };
     let request = serde_json::json!({"execute": "add_hostfwd", "arguments": {
@@ -385,7 +388,10 @@ mod tests {
     #[test]
     fn resolv_conf_points_at_the_helper_or_the_given_servers() {
         let host = "nameserver 10.1.1.1\nsearch example.org\noptions ndots:2\n";
-        assert_eq!(resolv_conf(Network::Pasta, &[], host), "nameserver 169.254.1.1\nsearch example.org\noptions ndots:2\n");
+        assert_eq!(
+            resolv_conf(Network::Pasta, &[], host),
+            "nameserver 169.254.1.1\nsearch example.org\noptions ndots:2\n"
+        );
         assert_eq!(resolv_conf(Network::Slirp4netns, &[], host).lines().next(), Some("nameserver 10.0.2.3"));
         let dns = dns_servers(&["9.9.9.9".into()]).unwrap();
         assert!(resolv_conf(Network::Pasta, &dns, host).starts_with("nameserver 9.9.9.9\n"));

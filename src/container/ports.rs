@@ -160,9 +160,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortBinding>, PortError> {
         Some((a, b)) if a == b && a == 0 => Ok(0),
         Some(_) => Err(bad("the host and container port ranges are not the same length".into())),
     };
-    (0..=count)
-        .map(|i| Ok(PortBinding { host_ip, host_port: host_at(i)?, container_port: ctr.0 + i, proto }))
-        .collect()
+    (0..=count).map(|i| Ok(PortBinding { host_ip, host_port: host_at(i)?, container_port: ctr.0 + i, proto })).collect()
 }
 
 /// The bindings of every `-p`, and with `-P` every exposed port (`80/tcp`, `53/udp`, `8080`)
@@ -294,7 +292,9 @@ pub fn lines(bindings: &[PortBinding], only: Option<&str>, ipv6: bool) -> Vec<St
         .iter()
         .filter(|b| wanted(b))
         .flat_map(|b| {
-            shown_ips(b, ipv6).into_iter().map(move |ip| format!("{} -> {}", b.key(), host_text(&ip, &b.host_port.to_string())))
+            shown_ips(b, ipv6)
+                .into_iter()
+                .map(move |ip| format!("{} -> {}", b.key(), host_text(&ip, &b.host_port.to_string())))
         })
         .collect()
 }
@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(one("127.0.0.1::80").host_port, 0);
         assert_eq!(one("[::1]:8080:80").host_ip.unwrap().to_string(), "::1");
         let r = parse("8000-8002:80-82").unwrap();
-        assert_eq!(r.iter().map(|b| (b.host_port, b.container_port)).collect::<Vec<_>>(), [(8000, 80), (8001, 81), (8002, 82)]);
+        assert_eq!(
+            r.iter().map(|b| (b.host_port, b.container_port)).collect::<Vec<_>>(),
+            [(8000, 80), (8001, 81), (8002, 82)]
+        );
         for bad in ["80/sctp", "x:80", "8000-8002:80-81", "1.2.3:80:80", "80-70", "0", "a:b:c:d"] {
             assert!(matches!(parse(bad), Err(PortError::Bad { .. })), "{bad}");
         }
