@@ -10,47 +10,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::containers::*;
-
-const CACHE: &str = "/var/cache/strata-tests";
-
-/// The mirror this machine's apt uses (deb.debian.org when none is found).
-fn mirror() -> String {
-    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
-    let uri = sources.lines().find_map(|l| l.strip_prefix("URIs:")).map(|u| u.split_whitespace().next().unwrap_or(""));
-    match uri {
-        Some(u) if !u.is_empty() => u.to_string(),
-        _ => "http://deb.debian.org/debian".into(),
-    }
-}
-
-/// A minimal Debian bookworm rootfs as a tarball, made with debootstrap once and kept.
-fn debian_base() -> PathBuf {
-    let tar = Path::new(CACHE).join("debian-bookworm-minbase.tar");
-    if tar.exists() {
-        return tar;
-    }
-    std::fs::create_dir_all(CACHE).unwrap();
-    let work = tempfile::tempdir_in(CACHE).unwrap();
-    let rootfs = work.path().join("rootfs");
-    let st = Command::new("debootstrap")
-        .args(["--variant=minbase", "bookworm"])
-        .arg(&rootfs)
-        .arg(mirror())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("debootstrap (Debian package debootstrap)");
-    assert!(st.success(), "debootstrap failed");
-    let part = work.path().join("base.tar");
-    let st = Command::new("tar").arg("-C").arg(&rootfs).args(["-cf"]).arg(&part).arg(".").status().unwrap();
-    assert!(st.success());
-    std::fs::rename(&part, &tar).unwrap();
-    tar
-}
+use common::debian::debian_base;
 
 /// What the official image's entrypoint does, in short: on first start, set the root password
 /// from `MYSQL_ROOT_PASSWORD` (or `MARIADB_ROOT_PASSWORD`) for connections from anywhere, with a
@@ -125,14 +89,27 @@ fn root_the_seeds_database_keeps_its_table_in_a_named_volume() {
     let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
     let publish = format!("{port}:3306");
     let run = |name: &str| {
-        let args =
-            ["run", "-d", "--name", name, "-p", &publish, "-v", "dbdata:/var/lib/mysql", "-e", "MYSQL_ROOT_PASSWORD=123456"];
+        let args = [
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            &publish,
+            "-v",
+            "dbdata:/var/lib/mysql",
+            "-e",
+            "MYSQL_ROOT_PASSWORD=123456",
+        ];
         env.ok(&args.into_iter().chain(["mariadb:seed"]).collect::<Vec<_>>());
     };
     run("mysql01");
     wait_for_server(port);
-    sql(port, "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT, item TEXT); INSERT INTO shop.orders VALUES (1, 'tea')")
-        .unwrap();
+    sql(
+        port,
+        "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT, item TEXT); INSERT INTO shop.orders VALUES (1, 'tea')",
+    )
+    .unwrap();
     assert_eq!(sql(port, "SELECT item FROM shop.orders").unwrap(), "tea\n");
     env.ok(&["stop", "mysql01"]);
     env.ok(&["rm", "mysql01"]);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod containers;
+pub mod debian;
 pub mod engines;
 pub mod ops;
 pub mod registry;
