@@ -728,8 +728,10 @@ fn root_failures_are_one_line_and_leave_no_mount() {
     assert!(err.contains("volume /tmp on /etc/passwd: the source is a directory, the target is not"), "{err}");
     let err = env.fails(125, &["run", "-v", "/etc/hostname:/etc", IMAGE, "true"]);
     assert!(err.contains("the source is a file, the target is a directory"), "{err}");
-    let err = env.fails(125, &["run", "-v", "relative:/x", IMAGE, "true"]);
-    assert!(err.contains("invalid volume \"relative:/x\""), "{err}");
+    let err = env.fails(125, &["run", "-v", "bad name:/x", IMAGE, "true"]);
+    assert!(err.contains("\"bad name\" includes invalid characters for a local volume name"), "{err}");
+    let err = env.fails(125, &["run", "-v", "/tmp:relative", IMAGE, "true"]);
+    assert!(err.contains("invalid mount target \"relative\""), "{err}");
     env.fails(125, &["exec", "no-such-container", "true"]);
     assert!(!env.mounted());
     assert!(!env.ok(&["ps", "-a"]).contains("Up "));

@@ -1,0 +1,273 @@
+//! Filling a new volume with what the image has at its mount point, once, as docker does
+//! (`volume-nocopy` skips it): data, owners, modes, xattrs, times, symlinks (verbatim), hard
+//! links, FIFOs and device nodes. The monitor does it once the container's rootfs is mounted
+//! and before PID 1 goes on, so the copy is the view the container gets.
+//!
+//! The mount point is resolved inside the rootfs as the mount will be (`RESOLVE_IN_ROOT`: a
+//! symlink of the image resolves as if the rootfs were `/`); below it every entry is reached by
+//! fd, one name at a time, never through a symlink (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`,
+//! `O_NOFOLLOW`), and made by fd in the volume's `_data`. A volume that was filled before, or
+//! is not empty, is left as it is; `_data` is locked while it is filled, so two containers
+//! starting with one new volume fill it once.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, Stat};
+
+use super::mounts::{Mount, Source};
+use super::volumes::{self, VolumeError};
+use crate::fs::copyup::copy_xattrs;
+use crate::sys::copy::{Strategy, copy_data, may_be_sparse};
+use crate::sys::lock::{self as flock, LockKind};
+use crate::sys::{Errno, fd, mountfd};
+
+/// Why a volume could not be filled; names the volume and the path inside the container.
+#[derive(Debug, thiserror::Error)]
+pub enum PrefillError {
+    /// Reading the image's content or writing the copy failed.
+    #[error("filling volume {volume} from {path}: {source}")]
+    Copy {
+        /// The volume.
+        volume: String,
+        /// The path inside the container.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The volume's metadata could not be read or written.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+}
+
+/// Fills each new volume of `mounts` (not `nocopy`) from the rootfs mounted at `rootfs`.
+pub fn fill(root: &Path, rootfs: &Path, mounts: &[Mount]) -> Result<(), PrefillError> {
+    let mut rootfd = None;
+    for m in mounts {
+        let Source::Volume { name, nocopy: false, .. } = &m.source else { continue };
+        let err = |source| PrefillError::Copy { volume: name.clone(), path: PathBuf::from(&m.target), source };
+        if rootfd.is_none() {
+            rootfd = Some(mountfd::open_host_dir(rootfs).map_err(err)?);
+        }
+        if let Some(r) = &rootfd {
+            fill_one(root, r.as_fd(), name, Path::new(&m.target))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills the volume `name` from `target` inside the rootfs `rootfs`, unless it was filled or
+/// has content.
+fn fill_one(root: &Path, rootfs: BorrowedFd<'_>, name: &str, target: &Path) -> Result<(), PrefillError> {
+    let err = |rel: &Path| {
+        let path = target.join(rel);
+        move |source: io::Error| PrefillError::Copy { volume: name.to_string(), path, source }
+    };
+    let errno = |rel: &Path| {
+        let e = err(rel);
+        move |errno: Errno| e(errno.into())
+    };
+    let data = File::open(volumes::data_dir(root, name)).map_err(err(Path::new("")))?;
+    flock::lock(data.as_fd(), LockKind::Exclusive).map_err(errno(Path::new("")))?;
+    let mut v = volumes::load(root, name)?;
+    if v.filled {
+        return Ok(());
+    }
+    let empty = fd::read_dir(fd::open_dir_read(data.as_fd(), Path::new("")).map_err(errno(Path::new("")))?)
+        .map_err(errno(Path::new("")))?
+        .is_empty();
+    if empty {
+        let src = match mountfd::open_existing(rootfs, target) {
+            Ok(fd) => fd,
+            // Nothing there: the volume stays new, for the next container to fill.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(Path::new(""))(e)),
+        };
+        let st = fd::stat_fd(src.as_fd()).map_err(errno(Path::new("")))?;
+        if fd::kind_of(&st) != FileType::Directory {
+            return Ok(());
+        }
+        let mut copier = Copier { data: data.as_fd(), links: HashMap::new() };
+        copier.dir(src.as_fd(), data.as_fd(), Path::new("")).map_err(|(rel, e)| errno(&rel)(e))?;
+        // `_data` itself takes the mount point's owner, mode, xattrs and times.
+        copy_attrs(src.as_fd(), None, data.as_fd(), &st).map_err(errno(Path::new("")))?;
+        flock::sync_filesystem(data.as_fd()).map_err(errno(Path::new("")))?;
+    }
+    v.filled = true;
+    v.save(root)?;
+    Ok(())
+}
+
+/// A copy of one tree into a volume's `_data`.
+struct Copier<'a> {
+    /// `_data`.
+    data: BorrowedFd<'a>,
+    /// The first copy of each multiply-linked file, by source (device, inode): its path in `_data`.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+/// An error, and the path (relative to the mount point) it happened at.
+type CopyResult = Result<(), (PathBuf, Errno)>;
+
+impl Copier<'_> {
+    /// Copies the entries of the directory `src` into the directory `dst`, at `rel`.
+    fn dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path) -> CopyResult {
+        let at = |e| (rel.to_path_buf(), e);
+        let entries = fd::read_dir(fd::open_dir_read(src, Path::new("")).map_err(at)?).map_err(at)?;
+        for e in entries {
+            let path = rel.join(&e.name);
+            let st = fd::stat_at(src, &e.name).map_err(|e| (path.clone(), e))?;
+            if self.entry(src, dst, &e.name, &path, &st).map_err(|e| (path.clone(), e))? {
+                if fd::kind_of(&st) == FileType::Directory {
+                    let (s, d) = (fd::open_dir(src, Path::new(&e.name)), fd::open_dir(dst, Path::new(&e.name)));
+                    let (s, d) = (s.map_err(|e| (path.clone(), e))?, d.map_err(|e| (path.clone(), e))?);
+                    self.dir(s.as_fd(), d.as_fd(), &path)?;
+                }
+                // A directory's times are set once what is in it is made.
+                copy_attrs(src, Some(&e.name), dst, &st).map_err(|e| (path.clone(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `name` in `dst` as it is in `src`; `false` when it needs nothing more (a hard
+    /// link to a file copied before, a socket or a device node this namespace may not make).
+    fn entry(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        st: &Stat,
+    ) -> Result<bool, Errno> {
+        match fd::kind_of(st) {
+            FileType::Directory => fd::mkdir_at(dst, name, 0o700)?,
+            FileType::RegularFile => {
+                if st.st_nlink > 1 {
+                    if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
+                        let parent = fd::open_dir(self.data, first.parent().unwrap_or(Path::new("")))?;
+                        fd::link_at(parent.as_fd(), first.file_name().ok_or(Errno::INVAL)?, dst, name)?;
+                        return Ok(false);
+                    }
+                    self.links.insert((st.st_dev, st.st_ino), rel.to_path_buf());
+                }
+                copy_file(src, dst, name, st)?;
+            }
+            FileType::Symlink => fd::symlink_at(&fd::readlink_at(src, name)?, dst, name)?,
+            FileType::Socket => return Ok(false),
+            kind => match fd::mknod_at(dst, name, st.st_mode, st.st_rdev) {
+                // A rootless container may not make device nodes.
+                Err(Errno::PERM) if kind != FileType::Fifo => {
+                    log::warn!("device node {} not copied into the volume", rel.display());
+                    return Ok(false);
+                }
+                other => other?,
+            },
+        }
+        Ok(true)
+    }
+}
+
+/// Copies the data of the regular file `name` of `src` into a new file `name` in `dst`.
+fn copy_file(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, name: &OsStr, st: &Stat) -> Result<(), Errno> {
+    let from = File::from(fd::open_at(src, name, OFlags::RDONLY, Mode::empty())?);
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY;
+    let to: OwnedFd = fd::open_at(dst, name, flags, Mode::from_raw_mode(0o600))?;
+    let sparse = may_be_sparse(st.st_size, st.st_blocks);
+    copy_data(&from, &File::from(to), st.st_size as u64, Strategy::CopyFileRange, sparse, &mut || Ok(()))?;
+    Ok(())
+}
+
+/// Gives `name` in `dst` (`None`: `dst` itself) the owner, mode, xattrs and times of `st`
+/// (from `src`/`name`). An owner the user namespace does not map is left as it is.
+fn copy_attrs(src: BorrowedFd<'_>, name: Option<&OsStr>, dst: BorrowedFd<'_>, st: &Stat) -> Result<(), Errno> {
+    let (uid, gid) = (Some(st.st_uid), Some(st.st_gid));
+    let owner = match name {
+        Some(n) => fd::chown_at(dst, n, uid, gid),
+        None => fd::chown_fd(dst, uid, gid),
+    };
+    match owner {
+        Err(Errno::INVAL) | Err(Errno::OVERFLOW) => {}
+        other => other?,
+    }
+    // After the owner, which clears setuid and setgid bits.
+    match (name, fd::kind_of(st)) {
+        (_, FileType::Symlink) => {}
+        (Some(n), _) => fd::chmod_at(dst, n, st.st_mode)?,
+        (None, _) => fd::chmod_fd(dst, st.st_mode)?,
+    }
+    copy_xattrs(src, name, dst, name)?;
+    let (atime, mtime) = fd::times_of(st);
+    fd::utimes_at(dst, name, atime, mtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::mounts::parse_volume;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn fill_from(image: &Path, root: &Path, spec: &str) -> Vec<Mount> {
+        let mut mounts = vec![parse_volume(spec).unwrap()];
+        let lock = volumes::lock(root, LockKind::Shared).unwrap();
+        volumes::provide(root, &mut mounts).unwrap();
+        drop(lock);
+        fill(root, image, &mounts).unwrap();
+        mounts
+    }
+
+    #[test]
+    fn a_new_volume_gets_the_tree_once() {
+        let t = tempfile::tempdir().unwrap();
+        let (image, root) = (t.path().join("rootfs"), t.path().join("root"));
+        let d = image.join("srv/data");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/f"), "hello").unwrap();
+        std::fs::set_permissions(d.join("sub/f"), std::fs::Permissions::from_mode(0o4751)).unwrap();
+        std::fs::hard_link(d.join("sub/f"), d.join("f2")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("abs")).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1770)).unwrap();
+        // The mount point is a symlink resolved inside the rootfs.
+        std::os::unix::fs::symlink("/srv/data", image.join("data")).unwrap();
+        let mounts = fill_from(&image, &root, "vol:/data");
+        let data = volumes::data_dir(&root, "vol");
+        assert_eq!(std::fs::read_to_string(data.join("sub/f")).unwrap(), "hello");
+        let f = std::fs::metadata(data.join("sub/f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o4751);
+        assert_eq!(f.ino(), std::fs::metadata(data.join("f2")).unwrap().ino(), "hard links stay links");
+        assert_eq!(std::fs::read_link(data.join("abs")).unwrap(), Path::new("/etc/passwd"));
+        let top = std::fs::metadata(&data).unwrap();
+        assert_eq!(top.mode() & 0o7777, 0o1770, "_data takes the mount point's mode");
+        assert_eq!(top.mtime(), std::fs::metadata(&d).unwrap().mtime());
+        assert!(volumes::load(&root, "vol").unwrap().filled);
+        // Once: what the volume holds now is kept, even if emptied.
+        std::fs::remove_dir_all(data.join("sub")).unwrap();
+        std::fs::remove_file(data.join("f2")).unwrap();
+        std::fs::remove_file(data.join("abs")).unwrap();
+        fill(&root, &image, &mounts).unwrap();
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn nocopy_missing_paths_and_volumes_with_content_are_left_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let (image, root) = (t.path().join("rootfs"), t.path().join("root"));
+        std::fs::create_dir_all(image.join("data")).unwrap();
+        std::fs::write(image.join("data/f"), "x").unwrap();
+        fill_from(&image, &root, "nc:/data:nocopy");
+        assert_eq!(std::fs::read_dir(volumes::data_dir(&root, "nc")).unwrap().count(), 0);
+        fill_from(&image, &root, "missing:/nowhere");
+        assert!(!volumes::load(&root, "missing").unwrap().filled, "a later container may still fill it");
+        let lock = volumes::lock(&root, LockKind::Shared).unwrap();
+        volumes::create(&root, Some("full"), &volumes::New::default()).unwrap();
+        drop(lock);
+        std::fs::write(volumes::data_dir(&root, "full").join("mine"), "m").unwrap();
+        fill_from(&image, &root, "full:/data");
+        assert!(!volumes::data_dir(&root, "full").join("f").exists());
+        assert!(volumes::load(&root, "full").unwrap().filled);
+    }
+}
