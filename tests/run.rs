@@ -10,202 +10,18 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::container::{Env, IMAGE, LIMIT, finish, lines, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/oci-multi")
-}
-
-const IMAGE: &str = "oci-multi";
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// Reads `from` to its end in a thread; the result comes through the returned channel.
-fn drain(from: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut f) = from {
-            let _ = f.read_to_end(&mut buf);
-        }
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-/// Waits for `child` at most `limit` (then kills it), collecting its output. A process it
-/// left behind holding its stdout/stderr does not make the test hang: the pipes get a few
-/// seconds after it ended.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("command still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let pipe = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
-        rx.recv_timeout(Duration::from_secs(10)).expect("a process left behind still holds the output")
-    };
-    Output { status, stdout: pipe(out), stderr: pipe(err) }
-}
-
-/// A store with the fixture image loaded, in a temp dir of its own; containers left by a
-/// failing test are removed when it is dropped.
-struct Env {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    /// Run `strata` as this user (setpriv) instead of root.
-    as_user: Option<u32>,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env::with_user(None)
-    }
-
-    fn with_user(as_user: Option<u32>) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let mut env = Env { bin: PathBuf::from(env!("CARGO_BIN_EXE_strata")), dir, as_user };
-        if let Some(uid) = as_user {
-            std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-            let root = env.root();
-            std::fs::create_dir(&root).unwrap();
-            std::os::unix::fs::chown(&root, Some(uid), Some(uid)).unwrap();
-            // The build dir may not be reachable by that user: give it a copy of the binary.
-            let bin = env.dir.path().join("strata");
-            std::fs::copy(&env.bin, &bin).unwrap();
-            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-            env.bin = bin;
-        }
-        env.ok(&["load", "-i", fixture().to_str().unwrap()]);
-        env
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = match self.as_user {
-            Some(uid) => {
-                let mut c = Command::new("setpriv");
-                let (u, h) = (uid.to_string(), format!("HOME={}", self.dir.path().display()));
-                c.args(["--reuid", &u, "--regid", &u, "--clear-groups", "env", &h]).arg(&self.bin);
-                c
-            }
-            None => Command::new(&self.bin),
-        };
-        c.arg("--root").arg(self.root()).args(args);
-        c
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        finish(self.spawn(args), LIMIT)
-    }
-
-    /// Runs `strata ARGS`, which must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "strata {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs `strata ARGS`, which must fail with `code` and one line on stderr; returns that line.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "strata {args:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
-        err
-    }
-
-    /// `run --rm IMAGE sh -c SCRIPT` with extra flags before the image; returns stdout.
-    fn sh(&self, flags: &[&str], script: &str) -> String {
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(flags);
-        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
-        self.ok(&args)
-    }
-
-    /// The record of the container called `name`, if there is one.
-    fn find(&self, name: &str) -> Option<serde_json::Value> {
-        let entries = std::fs::read_dir(self.root().join("containers")).ok()?;
-        entries.flatten().find_map(|entry| {
-            let bytes = std::fs::read(entry.path().join("container.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            (v["name"] == name).then_some(v)
-        })
-    }
-
-    /// The record of the container called `name`.
-    fn record(&self, name: &str) -> serde_json::Value {
-        self.find(name).unwrap_or_else(|| panic!("no container {name}"))
-    }
-
-    fn dir_of(&self, name: &str) -> PathBuf {
-        self.root().join("containers").join(self.record(name)["id"].as_str().unwrap())
-    }
-
-    /// Waits until the container `name` is in `status`.
-    fn wait_status(&self, name: &str, status: &str) -> serde_json::Value {
-        wait_until(&format!("{name} never became {status}"), || {
-            self.find(name).is_some_and(|r| r["state"]["status"] == status)
-        });
-        self.record(name)
-    }
-
-    /// Whether anything of this store is mounted (in the host's mount table).
-    fn mounted(&self) -> bool {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        mounts.contains(self.dir.path().to_str().unwrap())
-            || self.container_ids().iter().any(|id| mounts.contains(id.as_str()))
-    }
-
-    fn container_ids(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.root().join("containers")) else { return Vec::new() };
-        entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 64).collect()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for id in self.container_ids() {
-            let _ = self.cmd(&["rm", "-f", &id]).output();
-        }
-    }
-}
-
-/// Polls `done` until it holds; fails the test with `what` after [`LIMIT`].
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Whether a process on the host has this exact command line (NUL-separated).
 fn host_has_process(cmdline: &str) -> bool {
     let procs = std::fs::read_dir("/proc").unwrap().flatten();
     procs.filter_map(|e| std::fs::read(e.path().join("cmdline")).ok()).any(|c| c == cmdline.as_bytes())
-}
-
-fn lines(s: &str) -> Vec<&str> {
-    s.lines().collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -774,34 +590,12 @@ fn root_rootless_with_subordinate_ids_maps_the_range() {
     }
     std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
     let env = Env::with_user(Some(65534));
-    // The caller's ranges, in /etc/subuid and /etc/subgid of a mount namespace of the test's own
-    // (newuidmap reads them there), so the host's files stay as they are.
-    let (subuid, subgid) = (env.dir.path().join("subuid"), env.dir.path().join("subgid"));
-    for f in [&subuid, &subgid] {
-        std::fs::write(f, "nobody:300000:65536\n").unwrap();
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let strata = env.cmd(&[]);
-    let mut line: Vec<String> = vec![strata.get_program().to_string_lossy().into()];
-    line.extend(strata.get_args().map(|a| a.to_string_lossy().into_owned()));
-    let quoted = line.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
-    let script = format!(
-        "mount --bind {} /etc/subuid && mount --bind {} /etc/subgid && S=\"{quoted}\" && \
-         eval \"$S run --rm {IMAGE} cat /proc/self/uid_map /proc/self/gid_map\" && \
+    let out = env.with_subordinate_ids(&format!(
+        "eval \"$S run --rm {IMAGE} cat /proc/self/uid_map /proc/self/gid_map\" && \
          eval \"$S run --name sub -u user {IMAGE} sh -c 'id -u; echo u > /tmp/by-user'\" && \
          eval \"$S run --rm {IMAGE} sh -c 'chown 1000:1000 /tmp && stat -c %u:%g /tmp'\" && \
-         eval \"$S run --rm -u user {IMAGE} sh -c 'stat -c %u:%g:%a /home/user/owned.txt; wc -c < /home/user/owned.txt'\"",
-        subuid.display(),
-        subgid.display()
-    );
-    let child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = finish(child, LIMIT);
+         eval \"$S run --rm -u user {IMAGE} sh -c 'stat -c %u:%g:%a /home/user/owned.txt; wc -c < /home/user/owned.txt'\""
+    ));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let maps: Vec<Vec<&str>> = text.lines().take(4).map(|l| l.split_whitespace().collect()).collect();

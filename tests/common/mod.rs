@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod container;
 pub mod engines;
 pub mod ops;
 pub mod registry;
