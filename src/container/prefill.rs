@@ -94,7 +94,8 @@ fn fill_one(root: &Path, rootfs: BorrowedFd<'_>, name: &str, target: &Path) -> R
         let mut copier = Copier { data: data.as_fd(), links: HashMap::new() };
         copier.dir(src.as_fd(), data.as_fd(), Path::new("")).map_err(|(rel, e)| errno(&rel)(e))?;
         // `_data` itself takes the mount point's owner, mode, xattrs and times.
-        copy_attrs(src.as_fd(), None, data.as_fd(), &st).map_err(errno(Path::new("")))?;
+        let top = Made::Object(OwnedFd::from(data.try_clone().map_err(err(Path::new("")))?));
+        copy_attrs(src.as_fd(), None, &top, &st).map_err(errno(Path::new("")))?;
         flock::sync_filesystem(data.as_fd()).map_err(errno(Path::new("")))?;
     }
     v.filled = true;
@@ -113,6 +114,14 @@ struct Copier<'a> {
 /// An error, and the path (relative to the mount point) it happened at.
 type CopyResult = Result<(), (PathBuf, Errno)>;
 
+/// What attributes are set on: the object an fd is open on, or a symlink by its directory and
+/// name (never followed). A container sharing the volume may swap a name for a symlink while
+/// it is filled: nothing is done through a name that could follow one.
+enum Made<'a> {
+    Object(OwnedFd),
+    Link(BorrowedFd<'a>, &'a OsStr),
+}
+
 impl Copier<'_> {
     /// Copies the entries of the directory `src` into the directory `dst`, at `rel`.
     fn dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path) -> CopyResult {
@@ -120,89 +129,107 @@ impl Copier<'_> {
         let entries = fd::read_dir(fd::open_dir_read(src, Path::new("")).map_err(at)?).map_err(at)?;
         for e in entries {
             let path = rel.join(&e.name);
-            let st = fd::stat_at(src, &e.name).map_err(|e| (path.clone(), e))?;
-            if self.entry(src, dst, &e.name, &path, &st).map_err(|e| (path.clone(), e))? {
-                if fd::kind_of(&st) == FileType::Directory {
-                    let (s, d) = (fd::open_dir(src, Path::new(&e.name)), fd::open_dir(dst, Path::new(&e.name)));
-                    let (s, d) = (s.map_err(|e| (path.clone(), e))?, d.map_err(|e| (path.clone(), e))?);
-                    self.dir(s.as_fd(), d.as_fd(), &path)?;
-                }
-                // A directory's times are set once what is in it is made.
-                copy_attrs(src, Some(&e.name), dst, &st).map_err(|e| (path.clone(), e))?;
+            let at = |e| (path.clone(), e);
+            let st = fd::stat_at(src, &e.name).map_err(at)?;
+            let Some(made) = self.entry(src, dst, &e.name, &path, &st).map_err(at)? else { continue };
+            if let Made::Object(d) = &made
+                && fd::kind_of(&st) == FileType::Directory
+            {
+                let s = fd::open_dir(src, Path::new(&e.name)).map_err(at)?;
+                self.dir(s.as_fd(), d.as_fd(), &path)?;
             }
+            // A directory's times are set once what is in it is made.
+            copy_attrs(src, Some(&e.name), &made, &st).map_err(at)?;
         }
         Ok(())
     }
 
-    /// Makes `name` in `dst` as it is in `src`; `false` when it needs nothing more (a hard
-    /// link to a file copied before, a socket or a device node this namespace may not make).
-    fn entry(
+    /// Makes `name` in `dst` as it is in `src`; `None` when it needs nothing more (a hard link
+    /// to a file copied before, a socket, a device node this namespace may not make).
+    fn entry<'n>(
         &mut self,
         src: BorrowedFd<'_>,
-        dst: BorrowedFd<'_>,
-        name: &OsStr,
+        dst: BorrowedFd<'n>,
+        name: &'n OsStr,
         rel: &Path,
         st: &Stat,
-    ) -> Result<bool, Errno> {
-        match fd::kind_of(st) {
-            FileType::Directory => fd::mkdir_at(dst, name, 0o700)?,
+    ) -> Result<Option<Made<'n>>, Errno> {
+        let kind = fd::kind_of(st);
+        let object = match kind {
+            FileType::Directory => {
+                fd::mkdir_at(dst, name, 0o700)?;
+                fd::open_dir_read(dst, Path::new(name))?
+            }
             FileType::RegularFile => {
                 if st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
                         let parent = fd::open_dir(self.data, first.parent().unwrap_or(Path::new("")))?;
                         fd::link_at(parent.as_fd(), first.file_name().ok_or(Errno::INVAL)?, dst, name)?;
-                        return Ok(false);
+                        return Ok(None);
                     }
                     self.links.insert((st.st_dev, st.st_ino), rel.to_path_buf());
                 }
-                copy_file(src, dst, name, st)?;
+                copy_file(src, dst, name, st)?
             }
-            FileType::Symlink => fd::symlink_at(&fd::readlink_at(src, name)?, dst, name)?,
-            FileType::Socket => return Ok(false),
-            kind => match fd::mknod_at(dst, name, st.st_mode, st.st_rdev) {
+            FileType::Symlink => {
+                fd::symlink_at(&fd::readlink_at(src, name)?, dst, name)?;
+                return Ok(Some(Made::Link(dst, name)));
+            }
+            FileType::Socket => return Ok(None),
+            _ => match fd::mknod_at(dst, name, st.st_mode, st.st_rdev) {
                 // A rootless container may not make device nodes.
                 Err(Errno::PERM) if kind != FileType::Fifo => {
                     log::warn!("device node {} not copied into the volume", rel.display());
-                    return Ok(false);
+                    return Ok(None);
                 }
-                other => other?,
+                Err(e) => return Err(e),
+                Ok(()) => fd::open_at(dst, name, OFlags::PATH, Mode::empty())?,
             },
+        };
+        // What was made is still what is there (not a symlink put in its place).
+        if fd::kind_of(&fd::stat_fd(object.as_fd())?) != kind {
+            return Err(Errno::EXIST);
         }
-        Ok(true)
+        Ok(Some(Made::Object(object)))
     }
 }
 
-/// Copies the data of the regular file `name` of `src` into a new file `name` in `dst`.
-fn copy_file(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, name: &OsStr, st: &Stat) -> Result<(), Errno> {
+/// Copies the data of the regular file `name` of `src` into a new file `name` in `dst`, and
+/// gives the new file's fd.
+fn copy_file(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, name: &OsStr, st: &Stat) -> Result<OwnedFd, Errno> {
     let from = File::from(fd::open_at(src, name, OFlags::RDONLY, Mode::empty())?);
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY;
-    let to: OwnedFd = fd::open_at(dst, name, flags, Mode::from_raw_mode(0o600))?;
+    let to = File::from(fd::open_at(dst, name, flags, Mode::from_raw_mode(0o600))?);
     let sparse = may_be_sparse(st.st_size, st.st_blocks);
-    copy_data(&from, &File::from(to), st.st_size as u64, Strategy::CopyFileRange, sparse, &mut || Ok(()))?;
-    Ok(())
+    copy_data(&from, &to, st.st_size as u64, Strategy::CopyFileRange, sparse, &mut || Ok(()))?;
+    Ok(OwnedFd::from(to))
 }
 
-/// Gives `name` in `dst` (`None`: `dst` itself) the owner, mode, xattrs and times of `st`
-/// (from `src`/`name`). An owner the user namespace does not map is left as it is.
-fn copy_attrs(src: BorrowedFd<'_>, name: Option<&OsStr>, dst: BorrowedFd<'_>, st: &Stat) -> Result<(), Errno> {
+/// Gives `made` the owner, mode, xattrs and times of `st` (of `src`/`name`; `None`: `src`
+/// itself). An owner the user namespace does not map is left as it is.
+fn copy_attrs(src: BorrowedFd<'_>, name: Option<&OsStr>, made: &Made<'_>, st: &Stat) -> Result<(), Errno> {
     let (uid, gid) = (Some(st.st_uid), Some(st.st_gid));
-    let owner = match name {
-        Some(n) => fd::chown_at(dst, n, uid, gid),
-        None => fd::chown_fd(dst, uid, gid),
+    let owner = match made {
+        Made::Object(f) => fd::chown_fd(f.as_fd(), uid, gid),
+        Made::Link(dir, n) => fd::chown_at(*dir, n, uid, gid),
     };
     match owner {
         Err(Errno::INVAL) | Err(Errno::OVERFLOW) => {}
         other => other?,
     }
-    // After the owner, which clears setuid and setgid bits.
-    match (name, fd::kind_of(st)) {
-        (_, FileType::Symlink) => {}
-        (Some(n), _) => fd::chmod_at(dst, n, st.st_mode)?,
-        (None, _) => fd::chmod_fd(dst, st.st_mode)?,
-    }
-    copy_xattrs(src, name, dst, name)?;
     let (atime, mtime) = fd::times_of(st);
-    fd::utimes_at(dst, name, atime, mtime)
+    match made {
+        Made::Object(f) => {
+            // After the owner, which clears setuid and setgid bits.
+            fd::chmod_fd(f.as_fd(), st.st_mode)?;
+            copy_xattrs(src, name, f.as_fd(), None)?;
+            fd::utimes_at(f.as_fd(), None, atime, mtime)
+        }
+        Made::Link(dir, n) => {
+            copy_xattrs(src, name, *dir, Some(n))?;
+            fd::utimes_at(*dir, Some(n), atime, mtime)
+        }
+    }
 }
 
 #[cfg(test)]
