@@ -294,6 +294,14 @@ fn tmpfs_volumes_from_read_only(env: &Env) {
     let out = env.run(&["run", "--rm", "--volumes-from", "src:ro", IMAGE, "sh", "-c", "cat /s/f; echo x > /s/g"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "s\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
+    // A volume with driver options mounts what they say: a tmpfs, a host directory.
+    env.ok(&["volume", "create", "--opt", "type=tmpfs", "--opt", "o=size=2m", "tv"]);
+    let device = format!("device={}", host.display());
+    env.ok(&["volume", "create", "-o", "type=none", "-o", "o=bind", "-o", &device, "hv"]);
+    let out = env.sh(&["-v", "tv:/tv", "-v", "hv:/hv"], "grep ' /tv ' /proc/mounts | cut -d' ' -f3; cat /hv/f");
+    assert_eq!(lines(&out), ["tmpfs", "h"]);
+    assert_eq!(env.ok(&["volume", "rm", "tv", "hv"]), "tv\nhv\n");
+    assert!(host.join("f").exists(), "a bound device is the user's, not the volume's");
     // :ro and readonly.
     for flags in [&["-v", "sv:/s:ro"][..], &["--mount", "type=volume,src=sv,dst=/s,readonly"]] {
         let out = env.run(&[&["run", "--rm"][..], flags, &[IMAGE, "sh", "-c", "cat /s/f; touch /s/x"]].concat());

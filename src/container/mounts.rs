@@ -321,29 +321,33 @@ pub fn parse_mount(spec: &str) -> Result<Mount, MountError> {
     Ok(Mount { source, target, readonly: f.readonly, mode: String::new() })
 }
 
-/// Parses one `--tmpfs /CTR[:OPTIONS]`, OPTIONS as `mount -t tmpfs` takes them: `size=`,
-/// `mode=`, `uid=`, `gid=`, `nr_inodes=`, `nr_blocks=`, `ro`, `rw`, `exec`, `noexec`, and the
-/// `nosuid`, `nodev` it always has.
+/// Parses one `--tmpfs /CTR[:OPTIONS]`, OPTIONS as [`tmpfs_options`] takes them.
 pub fn parse_tmpfs(spec: &str) -> Result<Mount, MountError> {
-    let bad = |reason: String| MountError::BadTmpfs { spec: spec.to_string(), reason };
     let (target, opts) = spec.split_once(':').unwrap_or((spec, ""));
     let target = clean_target(target)?;
+    let (source, readonly) =
+        tmpfs_options(opts).map_err(|reason| MountError::BadTmpfs { spec: spec.to_string(), reason })?;
+    Ok(Mount { source, target, readonly, mode: String::new() })
+}
+
+/// A tmpfs from options as `mount -t tmpfs` takes them (comma-separated): `size=`, `mode=`,
+/// `uid=`, `gid=`, `nr_inodes=`, `nr_blocks=`, `exec`, `noexec`, and the `nosuid`, `nodev` it
+/// always has; and whether it is read-only (`ro`, `rw`).
+pub fn tmpfs_options(opts: &str) -> Result<(Source, bool), String> {
     let (mut options, mut readonly, mut exec) = (Vec::new(), false, false);
     for opt in opts.split(',').filter(|o| !o.is_empty()) {
         match opt.split_once('=') {
-            Some(("mode", v)) => {
-                options.push(("mode".into(), octal_mode(v).ok_or_else(|| bad(format!("invalid mode {v:?}")))?))
-            }
+            Some(("mode", v)) => options.push(("mode".into(), octal_mode(v).ok_or(format!("invalid mode {v:?}"))?)),
             Some((k @ ("size" | "uid" | "gid" | "nr_inodes" | "nr_blocks"), v)) if !v.is_empty() => {
                 options.push((k.to_string(), v.to_string()))
             }
             None if opt == "ro" || opt == "rw" => readonly = opt == "ro",
             None if opt == "exec" || opt == "noexec" => exec = opt == "exec",
             None if opt == "nosuid" || opt == "nodev" => {}
-            _ => return Err(bad(format!("unsupported option {opt:?}"))),
+            _ => return Err(format!("unsupported option {opt:?}")),
         }
     }
-    Ok(Mount { source: Source::Tmpfs { options, exec }, target, readonly, mode: String::new() })
+    Ok((Source::Tmpfs { options, exec }, readonly))
 }
 
 /// Parses one `--volumes-from CONTAINER[:ro|rw]`: the container and, if given, whether its

@@ -74,7 +74,8 @@ fn fill_one(root: &Path, rootfs: BorrowedFd<'_>, name: &str, target: &Path) -> R
     let data = File::open(volumes::data_dir(root, name)).map_err(err(Path::new("")))?;
     flock::lock(data.as_fd(), LockKind::Exclusive).map_err(errno(Path::new("")))?;
     let mut v = volumes::load(root, name)?;
-    if v.filled {
+    // One with driver options mounts something else than `_data`.
+    if v.filled || !v.options.is_empty() {
         return Ok(());
     }
     let empty = fd::read_dir(fd::open_dir_read(data.as_fd(), Path::new("")).map_err(errno(Path::new("")))?)

@@ -121,22 +121,35 @@ pub fn setup(sys: &dyn Syscall, plan: &Plan) -> Result<(), RootfsError> {
 }
 
 /// One mount of the container: a host path or a volume's `_data` bound, or a new tmpfs
-/// (`nosuid,nodev`, and `noexec` unless asked otherwise, as docker mounts it).
+/// (`nosuid,nodev`, and `noexec` unless asked otherwise, as docker mounts it); a volume with
+/// driver options mounts what they say.
 fn mount(sys: &dyn Syscall, root: &Path, m: &Mount) -> Result<(), RootfsError> {
     let target = Path::new(&m.target);
-    let (host, what) = match &m.source {
+    match &m.source {
         Source::Tmpfs { options, exec } => {
             let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let attrs = Attrs { rdonly: m.readonly, nosuid: true, nodev: true, noexec: !exec };
-            return sys.mount_fs("tmpfs", &options, attrs, target).map_err(mount_err(format!("tmpfs on {}", m.target)));
+            sys.mount_fs("tmpfs", &options, attrs, target).map_err(mount_err(format!("tmpfs on {}", m.target)))
         }
-        Source::Bind { host } => (host.clone(), host.display().to_string()),
-        Source::Volume { name, .. } => (volumes::data_dir(root, name), name.clone()),
-    };
-    // A volume's `_data` is a directory; a host path may be a file.
-    let kind = if host.is_dir() || m.volume().is_some() { TargetKind::Dir } else { TargetKind::File };
+        Source::Bind { host } => bind(sys, host, m, format!("volume {} on {}", host.display(), m.target)),
+        Source::Volume { name, .. } => {
+            let what = format!("volume {name} on {}", m.target);
+            let v = volumes::load(root, name).map_err(|e| mount_err(&what)(io::Error::other(e)))?;
+            let (source, readonly) = v.source(root);
+            let m = Mount { source, readonly: m.readonly || readonly, ..m.clone() };
+            match &m.source {
+                Source::Bind { host } => bind(sys, host, &m, what),
+                _ => mount(sys, root, &m),
+            }
+        }
+    }
+}
+
+/// Binds the host path `host` on `m`'s target (what is mounted is named `what` in errors).
+fn bind(sys: &dyn Syscall, host: &Path, m: &Mount, what: String) -> Result<(), RootfsError> {
+    let kind = if host.is_dir() { TargetKind::Dir } else { TargetKind::File };
     let attrs = Attrs { rdonly: m.readonly, nodev: true, ..Default::default() };
-    sys.bind(&host, target, kind, attrs).map_err(mount_err(format!("volume {what} on {}", m.target)))
+    sys.bind(host, Path::new(&m.target), kind, attrs).map_err(mount_err(what))
 }
 
 /// `/dev`: a tmpfs with the host's harmless devices bound in, a private devpts, shm, links.
@@ -281,11 +294,15 @@ mod mount_tests {
     #[test]
     fn volumes_bind_their_data_and_tmpfs_is_a_new_instance() {
         let sys = RecordingSyscall::default();
-        let mounts = vec![parse_volume("vol:/v:ro").unwrap(), parse_tmpfs("/t:size=1m,exec").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let mut mounts = vec![parse_volume("vol:/v:ro").unwrap(), parse_tmpfs("/t:size=1m,exec").unwrap()];
+        let lock = volumes::lock(dir.path(), crate::sys::lock::LockKind::Shared).unwrap();
+        volumes::provide(dir.path(), &mut mounts).unwrap();
+        drop(lock);
         let cfg = RunConfig { mounts, ..Default::default() };
-        setup(&sys, &Plan::new(Path::new("/r"), Path::new("/c"), &cfg)).unwrap();
+        setup(&sys, &Plan::new(dir.path(), Path::new("/c"), &cfg)).unwrap();
         let calls = sys.calls.borrow();
-        let data = PathBuf::from("/r/volumes/vol/_data");
+        let data = volumes::data_dir(dir.path(), "vol");
         let ro = Attrs { rdonly: true, nodev: true, ..Default::default() };
         assert!(calls.contains(&Call::Bind(data, "/v".into(), TargetKind::Dir, ro)), "{calls:?}");
         let t = Attrs { nosuid: true, nodev: true, ..Default::default() };

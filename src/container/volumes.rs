@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::mounts::{Mount, Source};
+use super::mounts::{self, Mount, Source};
 use super::namespaces;
 use super::record::{self, Container, RecordError};
 use crate::image::store;
@@ -32,7 +32,7 @@ use crate::sys::lock::{self as flock, LockKind};
 /// The one driver there is.
 pub const DRIVER: &str = "local";
 
-/// The options the `local` driver knows (docker's: a filesystem to mount instead of a directory).
+/// The options the `local` driver knows (docker's: what to mount instead of `_data`).
 const OPTION_KEYS: [&str; 3] = ["type", "device", "o"];
 
 /// What went wrong with a volume; each names the volume or path at fault.
@@ -62,13 +62,13 @@ pub enum VolumeError {
         /// The driver asked for.
         driver: String,
     },
-    /// An option the driver does not know.
-    #[error("create {name}: invalid option key: {key:?} (type, device, o)")]
+    /// Driver options that cannot be used.
+    #[error("create {name}: {reason}")]
     BadOption {
         /// The volume.
         name: String,
-        /// The option.
-        key: String,
+        /// Why.
+        reason: String,
     },
     /// A file of the volume store could not be read or written.
     #[error("{path}: {source}")]
@@ -261,9 +261,7 @@ pub fn create(root: &Path, name: Option<&str>, new: &New) -> Result<Volume> {
     if let Some(driver) = new.driver.as_deref().filter(|d| *d != DRIVER) {
         return Err(VolumeError::Driver { name, driver: driver.to_string() });
     }
-    if let Some(key) = new.options.keys().find(|k| !OPTION_KEYS.contains(&k.as_str())) {
-        return Err(VolumeError::BadOption { name, key: key.clone() });
-    }
+    check_options(&new.options).map_err(|reason| VolumeError::BadOption { name: name.clone(), reason })?;
     match load(root, &name) {
         Err(VolumeError::NoSuchVolume(_)) => {}
         found => return found,
@@ -297,6 +295,36 @@ pub fn create(root: &Path, name: Option<&str>, new: &New) -> Result<Volume> {
         // Made by another at the same time.
         Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => load(root, &name),
         Err(e) => Err(VolumeError::Io { path: at, source: e.into() }),
+    }
+}
+
+/// The `local` driver's options, as docker takes them: none (the volume is `_data`),
+/// `type=tmpfs` with tmpfs options in `o` ([`mounts::tmpfs_options`]), or `type=none` with
+/// `o=bind` and `device=/HOST/PATH`.
+fn check_options(options: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    if let Some(key) = options.keys().find(|k| !OPTION_KEYS.contains(&k.as_str())) {
+        return Err(format!("invalid option key: {key:?} (type, device, o)"));
+    }
+    let o = options.get("o").map(String::as_str).unwrap_or("");
+    let device = options.get("device").map(String::as_str).unwrap_or("");
+    match options.get("type").map(String::as_str) {
+        None if options.is_empty() => Ok(()),
+        Some("tmpfs") => mounts::tmpfs_options(o).map(drop),
+        Some("none") if o.split(',').any(|x| x == "bind") && device.starts_with('/') => Ok(()),
+        _ => Err("the options may be type=tmpfs [o=OPTIONS], or type=none o=bind device=/PATH".into()),
+    }
+}
+
+impl Volume {
+    /// What a container mounts for the volume: its `_data`, or what its options name (a tmpfs,
+    /// a host path); and whether the options make it read-only.
+    pub fn source(&self, root: &Path) -> (Source, bool) {
+        let o = self.options.get("o").map(String::as_str).unwrap_or("");
+        match (self.options.get("type").map(String::as_str), self.options.get("device")) {
+            (Some("tmpfs"), _) if let Ok(tmpfs) = mounts::tmpfs_options(o) => tmpfs,
+            (Some("none"), Some(device)) => (Source::Bind { host: device.into() }, o.split(',').any(|x| x == "ro")),
+            _ => (Source::Bind { host: data_dir(root, &self.name) }, false),
+        }
     }
 }
 
@@ -420,11 +448,25 @@ mod tests {
         assert!(record::is_id(&anon.name));
         let nfs = New { driver: Some("nfs".into()), ..Default::default() };
         assert!(matches!(create(root, Some("x1"), &nfs), Err(VolumeError::Driver { .. })));
-        let opt = New { options: BTreeMap::from([("bogus".into(), "1".into())]), ..Default::default() };
-        assert!(matches!(create(root, Some("x1"), &opt), Err(VolumeError::BadOption { .. })));
+        let opts = |o: &[(&str, &str)]| New {
+            options: o.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        for bad in [&[("bogus", "1")][..], &[("type", "nfs")], &[("type", "none"), ("o", "bind")], &[("o", "size=1m")]]
+        {
+            assert!(matches!(create(root, Some("x1"), &opts(bad)), Err(VolumeError::BadOption { .. })), "{bad:?}");
+        }
+        let t = create(root, Some("t1"), &opts(&[("type", "tmpfs"), ("o", "size=1m,ro")])).unwrap();
+        let tmpfs = Source::Tmpfs { options: vec![("size".into(), "1m".into())], exec: false };
+        assert_eq!(t.source(root), (tmpfs, true));
+        let b = create(root, Some("b1"), &opts(&[("type", "none"), ("o", "bind"), ("device", "/srv")])).unwrap();
+        assert_eq!(b.source(root), (Source::Bind { host: "/srv".into() }, false));
+        assert_eq!(v.source(root), (Source::Bind { host: data_dir(root, "data") }, false));
         assert!(matches!(create(root, Some("a b"), &New::default()), Err(VolumeError::BadName(_))));
         let names: Vec<String> = list(root).unwrap().into_iter().map(|v| v.name).collect();
         let mut want = vec![anon.name.clone(), "data".to_string()];
+        want.sort();
+        want.extend(["b1".to_string(), "t1".to_string()]);
         want.sort();
         assert_eq!(names, want, "by name");
         assert!(!volumes_dir(root).read_dir().unwrap().flatten().any(|e| e.file_name() == "x1"));
