@@ -155,16 +155,6 @@ impl Filter {
         })
     }
 
-    /// Same-kind filters are alternatives; filters of different kinds must all hold.
-    fn kind(&self) -> u8 {
-        match self {
-            Filter::Dangling(_) => 0,
-            Filter::Name(_) => 1,
-            Filter::Label(..) => 2,
-            Filter::Driver(_) => 3,
-        }
-    }
-
     fn holds(&self, v: &Volume, used: bool) -> bool {
         match self {
             Filter::Dangling(d) => *d != used,
@@ -178,14 +168,13 @@ impl Filter {
 fn ls(a: LsArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let filters = a.filters.iter().map(|f| Filter::parse(f)).collect::<anyhow::Result<Vec<_>>>()?;
     let containers = record::list(root)?;
+    // Filters of one kind are alternatives; filters of different kinds must all hold.
+    let same_kind = |f: &Filter, g: &Filter| std::mem::discriminant(f) == std::mem::discriminant(g);
     let shown: Vec<Volume> = volumes::list(root)?
         .into_iter()
         .filter(|v| {
             let used = !volumes::users(&containers, &v.name).is_empty();
-            (0..4).all(|kind| {
-                let mut of_kind = filters.iter().filter(|f| f.kind() == kind).peekable();
-                of_kind.peek().is_none() || of_kind.any(|f| f.holds(v, used))
-            })
+            filters.iter().all(|f| filters.iter().any(|g| same_kind(f, g) && g.holds(v, used)))
         })
         .collect();
     if a.quiet {

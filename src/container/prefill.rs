@@ -39,6 +39,9 @@ pub enum PrefillError {
         /// The cause.
         source: io::Error,
     },
+    /// The rootfs mount could not be opened.
+    #[error("filling volumes: opening the rootfs: {0}")]
+    Rootfs(io::Error),
     /// The volume's metadata could not be read or written.
     #[error(transparent)]
     Volume(#[from] VolumeError),
@@ -46,62 +49,68 @@ pub enum PrefillError {
 
 /// Fills each new volume of `mounts` (not `nocopy`) from the rootfs mounted at `rootfs`.
 pub fn fill(root: &Path, rootfs: &Path, mounts: &[Mount]) -> Result<(), PrefillError> {
-    let mut rootfd = None;
-    for m in mounts {
-        let Source::Volume { name, nocopy: false, .. } = &m.source else { continue };
-        let err = |source| PrefillError::Copy { volume: name.clone(), path: PathBuf::from(&m.target), source };
-        if rootfd.is_none() {
-            rootfd = Some(mountfd::open_host_dir(rootfs).map_err(err)?);
-        }
-        if let Some(r) = &rootfd {
-            fill_one(root, r.as_fd(), name, Path::new(&m.target))?;
-        }
+    let wanted: Vec<(&str, &Path)> = mounts
+        .iter()
+        .filter_map(|m| match &m.source {
+            Source::Volume { name, nocopy: false, .. } => Some((name.as_str(), Path::new(&m.target))),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let rootfd = mountfd::open_host_dir(rootfs).map_err(PrefillError::Rootfs)?;
+    for (name, target) in wanted {
+        fill_one(root, rootfd.as_fd(), name, target)?;
     }
     Ok(())
 }
 
 /// Fills the volume `name` from `target` inside the rootfs `rootfs`, unless it was filled or
-/// has content.
+/// has content (then it counts as filled).
 fn fill_one(root: &Path, rootfs: BorrowedFd<'_>, name: &str, target: &Path) -> Result<(), PrefillError> {
-    let err = |rel: &Path| {
-        let path = target.join(rel);
-        move |source: io::Error| PrefillError::Copy { volume: name.to_string(), path, source }
+    let fail = |(rel, source): (PathBuf, io::Error)| PrefillError::Copy {
+        volume: name.to_string(),
+        path: target.join(rel),
+        source,
     };
-    let errno = |rel: &Path| {
-        let e = err(rel);
-        move |errno: Errno| e(errno.into())
-    };
-    let data = File::open(volumes::data_dir(root, name)).map_err(err(Path::new("")))?;
-    flock::lock(data.as_fd(), LockKind::Exclusive).map_err(errno(Path::new("")))?;
+    let top = |e: io::Error| fail((PathBuf::new(), e));
+    let data = File::open(volumes::data_dir(root, name)).map_err(top)?;
+    flock::lock(data.as_fd(), LockKind::Exclusive).map_err(|e| top(e.into()))?;
     let mut v = volumes::load(root, name)?;
     // One with driver options mounts something else than `_data`.
     if v.filled || !v.options.is_empty() {
         return Ok(());
     }
-    let empty = fd::read_dir(fd::open_dir_read(data.as_fd(), Path::new("")).map_err(errno(Path::new("")))?)
-        .map_err(errno(Path::new("")))?
-        .is_empty();
-    if empty {
-        let src = match mountfd::open_existing(rootfs, target) {
-            Ok(fd) => fd,
-            // Nothing there: the volume stays new, for the next container to fill.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(err(Path::new(""))(e)),
-        };
-        let st = fd::stat_fd(src.as_fd()).map_err(errno(Path::new("")))?;
-        if fd::kind_of(&st) != FileType::Directory {
-            return Ok(());
-        }
-        let mut copier = Copier { data: data.as_fd(), links: HashMap::new() };
-        copier.dir(src.as_fd(), data.as_fd(), Path::new("")).map_err(|(rel, e)| errno(&rel)(e))?;
-        // `_data` itself takes the mount point's owner, mode, xattrs and times.
-        let top = Made::Object(OwnedFd::from(data.try_clone().map_err(err(Path::new("")))?));
-        copy_attrs(src.as_fd(), None, &top, &st).map_err(errno(Path::new("")))?;
-        flock::sync_filesystem(data.as_fd()).map_err(errno(Path::new("")))?;
+    let entries = fd::open_dir_read(data.as_fd(), Path::new("")).and_then(fd::read_dir);
+    let empty = entries.map_err(|e| top(e.into()))?.is_empty();
+    if empty && !copy_tree(rootfs, target, data.as_fd()).map_err(fail)? {
+        // Nothing there: the volume stays new, for the next container to fill.
+        return Ok(());
     }
     v.filled = true;
     v.save(root)?;
     Ok(())
+}
+
+/// Copies the directory at `target` inside `rootfs` into `data`; `false` when there is none.
+fn copy_tree(rootfs: BorrowedFd<'_>, target: &Path, data: BorrowedFd<'_>) -> Result<bool, (PathBuf, io::Error)> {
+    let top = |e: Errno| (PathBuf::new(), io::Error::from(e));
+    let src = match mountfd::open_existing(rootfs, target) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err((PathBuf::new(), e)),
+    };
+    let st = fd::stat_fd(src.as_fd()).map_err(top)?;
+    if fd::kind_of(&st) != FileType::Directory {
+        return Ok(false);
+    }
+    let mut copier = Copier { data, links: HashMap::new() };
+    copier.dir(src.as_fd(), data, Path::new("")).map_err(|(rel, e)| (rel, e.into()))?;
+    // `_data` itself takes the mount point's owner, mode, xattrs and times.
+    copy_attrs(src.as_fd(), None, &Made::Object(fd::dup(data).map_err(top)?), &st).map_err(top)?;
+    flock::sync_filesystem(data).map_err(top)?;
+    Ok(true)
 }
 
 /// A copy of one tree into a volume's `_data`.
