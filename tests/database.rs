@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::containers::*;
+use common::container::*;
 use common::debian::debian_base;
 
 /// What the official image's entrypoint does, in short: on first start, set the root password

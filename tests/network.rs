@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::containers::*;
+use common::container::*;
 
 /// The UDP helper, built once per test run.
 fn udp_tool() -> &'static Path {

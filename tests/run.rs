@@ -13,7 +13,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::containers::*;
+use common::container::{Env, IMAGE, LIMIT, finish, lines, wait_until};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Whether a process on the host has this exact command line (NUL-separated).
+fn host_has_process(cmdline: &str) -> bool {
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs.filter_map(|e| std::fs::read(e.path().join("cmdline")).ok()).any(|c| c == cmdline.as_bytes())
+}
 
 // ---------------------------------------------------------------------------------------------
 // Output and exit status
@@ -537,8 +546,10 @@ fn root_failures_are_one_line_and_leave_no_mount() {
     assert!(err.contains("volume /tmp on /etc/passwd: the source is a directory, the target is not"), "{err}");
     let err = env.fails(125, &["run", "-v", "/etc/hostname:/etc", IMAGE, "true"]);
     assert!(err.contains("the source is a file, the target is a directory"), "{err}");
-    let err = env.fails(125, &["run", "-v", "relative:/x", IMAGE, "true"]);
-    assert!(err.contains("invalid volume \"relative:/x\""), "{err}");
+    let err = env.fails(125, &["run", "-v", "bad name:/x", IMAGE, "true"]);
+    assert!(err.contains("\"bad name\" includes invalid characters for a local volume name"), "{err}");
+    let err = env.fails(125, &["run", "-v", "/tmp:relative", IMAGE, "true"]);
+    assert!(err.contains("invalid mount target \"relative\""), "{err}");
     env.fails(125, &["exec", "no-such-container", "true"]);
     assert!(!env.mounted());
     assert!(!env.ok(&["ps", "-a"]).contains("Up "));
@@ -581,34 +592,12 @@ fn root_rootless_with_subordinate_ids_maps_the_range() {
     }
     std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
     let env = Env::with_user(Some(65534));
-    // The caller's ranges, in /etc/subuid and /etc/subgid of a mount namespace of the test's own
-    // (newuidmap reads them there), so the host's files stay as they are.
-    let (subuid, subgid) = (env.dir.path().join("subuid"), env.dir.path().join("subgid"));
-    for f in [&subuid, &subgid] {
-        std::fs::write(f, "nobody:300000:65536\n").unwrap();
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let strata = env.cmd(&[]);
-    let mut line: Vec<String> = vec![strata.get_program().to_string_lossy().into()];
-    line.extend(strata.get_args().map(|a| a.to_string_lossy().into_owned()));
-    let quoted = line.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
-    let script = format!(
-        "mount --bind {} /etc/subuid && mount --bind {} /etc/subgid && S=\"{quoted}\" && \
-         eval \"$S run --rm {IMAGE} cat /proc/self/uid_map /proc/self/gid_map\" && \
+    let out = env.with_subordinate_ids(&format!(
+        "eval \"$S run --rm {IMAGE} cat /proc/self/uid_map /proc/self/gid_map\" && \
          eval \"$S run --name sub -u user {IMAGE} sh -c 'id -u; echo u > /tmp/by-user'\" && \
          eval \"$S run --rm {IMAGE} sh -c 'chown 1000:1000 /tmp && stat -c %u:%g /tmp'\" && \
-         eval \"$S run --rm -u user {IMAGE} sh -c 'stat -c %u:%g:%a /home/user/owned.txt; wc -c < /home/user/owned.txt'\"",
-        subuid.display(),
-        subgid.display()
-    );
-    let child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = finish(child, LIMIT);
+         eval \"$S run --rm -u user {IMAGE} sh -c 'stat -c %u:%g:%a /home/user/owned.txt; wc -c < /home/user/owned.txt'\""
+    ));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let maps: Vec<Vec<&str>> = text.lines().take(4).map(|l| l.split_whitespace().collect()).collect();

@@ -35,6 +35,9 @@ pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short = 'f', long)]
     force: bool,
+    /// Remove its anonymous volumes too (named ones stay).
+    #[arg(short = 'v', long)]
+    volumes: bool,
     /// Containers: names or ids (prefixes).
     #[arg(value_name = "CONTAINER", required = true)]
     containers: Vec<String>,
@@ -85,7 +88,7 @@ pub fn stop(a: StopArgs, root: &Path) -> anyhow::Result<ExitCode> {
 
 /// Runs `strata rm`.
 pub fn rm(a: RmArgs, root: &Path) -> anyhow::Result<ExitCode> {
-    Ok(each(root, &a.containers, |c| remove::remove(root, c, a.force).map_err(|e| e.to_string())))
+    Ok(each(root, &a.containers, |c| remove::remove(root, c, a.force, a.volumes).map_err(|e| e.to_string())))
 }
 
 /// Runs `strata logs`.

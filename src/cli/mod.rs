@@ -27,8 +27,10 @@ mod run;
 mod save;
 mod store_root;
 mod tag;
+mod template;
 mod tree;
 mod umount;
+mod volume;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -69,7 +71,7 @@ enum Command {
     Import(import::ImportArgs),
     /// List images.
     Images(images::ImagesArgs),
-    /// Show an image's config and layers as JSON.
+    /// Show containers (state, config, mounts) or images (config, layers) as JSON.
     Inspect(inspect::InspectArgs),
     /// Show an image's build steps.
     History(history::HistoryArgs),
@@ -104,6 +106,9 @@ enum Command {
     Logs(container_verbs::LogsArgs),
     /// List a running container's published ports.
     Port(container_verbs::PortArgs),
+    /// Manage volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Show what a container changed relative to its image (A, C, D per path).
     Diff(diff::DiffArgs),
     /// Make a new image from a container's changes.
@@ -153,6 +158,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Rm(a) => container_verbs::rm(a, &root),
         Command::Logs(a) => container_verbs::logs(a, &root),
         Command::Port(a) => container_verbs::port(a, &root),
+        Command::Volume(c) => volume::run(c, &root),
         Command::Diff(a) => diff::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),
         Command::Save(a) => save::run(a, &root),

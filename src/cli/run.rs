@@ -39,9 +39,21 @@ pub struct RunArgs {
     /// User (and group) to run as: names from the image's /etc/passwd and /etc/group, or ids.
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     user: Option<String>,
-    /// Bind-mount a host path into the container.
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    /// Mount a volume (`NAME:/CTR`, made on first use; `/CTR`: a new anonymous volume) or bind a
+    /// host path (`/HOST:/CTR`); OPTIONS: ro, rw, nocopy.
+    #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]CTR[:OPTIONS]")]
     volumes: Vec<String>,
+    /// Mount a bind, volume or tmpfs: type=bind|volume|tmpfs,source=…,target=…[,readonly]
+    /// [,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…].
+    #[arg(long = "mount", value_name = "FIELDS")]
+    mounts: Vec<String>,
+    /// Mount a new tmpfs (nosuid, nodev, noexec unless `exec`); OPTIONS as mount -t tmpfs takes
+    /// them (size=64m, mode=1777, ...).
+    #[arg(long = "tmpfs", value_name = "CTR[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Mount the volumes and binds of another container, at the same places.
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    volumes_from: Vec<String>,
     /// Hostname inside the container (default: the short id).
     #[arg(long)]
     hostname: Option<String>,
@@ -82,6 +94,9 @@ impl RunArgs {
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             volumes: self.volumes.clone(),
+            mounts: self.mounts.clone(),
+            tmpfs: self.tmpfs.clone(),
+            volumes_from: self.volumes_from.clone(),
             hostname: self.hostname.clone(),
             network: self.network.clone(),
             publish: self.publish.clone(),
@@ -115,7 +130,7 @@ pub fn run(a: RunArgs, root: &Path) -> anyhow::Result<ExitCode> {
             // A container whose network could not be set up (a port taken meanwhile) is not
             // left behind.
             if e.is_network() {
-                let _ = crate::container::remove::delete(root, &c);
+                let _ = crate::container::remove::delete(root, &c, true);
             }
             Ok(failed(e.code(), &e))
         }

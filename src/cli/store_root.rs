@@ -28,7 +28,13 @@ pub fn open_store(root: &Path) -> anyhow::Result<Store> {
 
 /// Prints rows under headers, columns padded to their widest cell and three spaces apart.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    print_table_min(headers, rows, 0);
+}
+
+/// [`print_table`] with columns at least `min` characters wide, spaces included (docker's
+/// `volume ls` columns are 10).
+pub fn print_table_min(headers: &[&str], rows: &[Vec<String>], min: usize) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count().max(min.saturating_sub(3))).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());

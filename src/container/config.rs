@@ -1,11 +1,12 @@
 //! How a container's process is set up: the command, environment, working directory, user,
-//! terminal, hostname, network and volumes, from the image config (`Env`, `Cmd`,
-//! `Entrypoint`, `WorkingDir`, `User`) with the `run` flags overriding it.
+//! terminal, hostname, network and mounts, from the image config (`Env`, `Cmd`,
+//! `Entrypoint`, `WorkingDir`, `User`, `Volumes`) with the `run` flags overriding it.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::mounts::{self, Mount, MountError};
 use super::ports::PortBinding;
 
 /// `PATH` when neither the image nor `-e` sets one.
@@ -20,17 +21,9 @@ pub enum ConfigError {
     /// `-w` is not absolute.
     #[error("the working directory {0:?} is invalid: it needs to be an absolute path")]
     RelativeWorkdir(String),
-    /// A `-v` does not have the HOST:CTR[:ro|rw] form.
-    #[error("invalid volume {0:?}: expected HOST:CONTAINER[:ro|rw], both absolute paths")]
-    BadVolume(String),
-    /// A volume's host path is not there.
-    #[error("volume {spec:?}: host path {path} does not exist")]
-    MissingHostPath {
-        /// The `-v` value.
-        spec: String,
-        /// The host path.
-        path: PathBuf,
-    },
+    /// A `-v`, `--mount`, `--tmpfs` or `--volumes-from` is not usable.
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// `-e` without a name.
     #[error("invalid environment variable {0:?}")]
     BadEnv(String),
@@ -51,17 +44,6 @@ pub enum Network {
     Slirp4netns,
 }
 
-/// A host directory or file bind-mounted into the container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    /// The host path (absolute, canonical).
-    pub host: PathBuf,
-    /// Where inside the container (absolute; resolved inside the rootfs at mount time).
-    pub target: String,
-    /// Read-only.
-    pub readonly: bool,
-}
-
 /// Everything about a container's process that `start` and `exec` need again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -79,8 +61,9 @@ pub struct RunConfig {
     pub hostname: String,
     /// The network.
     pub network: Network,
-    /// Bind mounts from the host.
-    pub volumes: Vec<Volume>,
+    /// Host paths, volumes and tmpfs mounted in (records made before volumes: `volumes`).
+    #[serde(default, alias = "volumes", deserialize_with = "mounts::stored")]
+    pub mounts: Vec<Mount>,
     /// Set `no_new_privs` (unless the image ships setuid programs it needs).
     pub no_new_privs: bool,
     /// Remove the container when its process ends.
@@ -125,7 +108,17 @@ pub struct ImageRuntime {
     pub user: Option<String>,
     /// `EXPOSE`d ports: `{"80/tcp": {}}`.
     #[serde(default)]
-    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// Paths that get an anonymous volume (the values are empty objects).
+    #[serde(default)]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl ImageRuntime {
+    /// The paths of `Volumes`.
+    pub fn volume_paths(&self) -> Vec<String> {
+        self.volumes.iter().flat_map(|v| v.keys().cloned()).collect()
+    }
 }
 
 /// What the user asked for on the command line.
@@ -139,8 +132,14 @@ pub struct Overrides {
     pub workdir: Option<String>,
     /// `-u`.
     pub user: Option<String>,
-    /// `-v HOST:CTR[:ro|rw]`.
+    /// `-v [SOURCE:]CTR[:OPTIONS]`.
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume|tmpfs,...`.
+    pub mounts: Vec<String>,
+    /// `--tmpfs CTR[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
     /// `--hostname`.
     pub hostname: Option<String>,
     /// `--network` (empty: the default).
@@ -211,33 +210,16 @@ pub fn environment(rt: &ImageRuntime, flags: &[String], hostname: &str, tty: boo
     Ok(env)
 }
 
-/// Parses one `-v HOST:CTR[:ro|rw]`; the host path must exist.
-pub fn volume(spec: &str) -> Result<Volume, ConfigError> {
-    let bad = || ConfigError::BadVolume(spec.to_string());
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (host, target, readonly) = match parts.as_slice() {
-        [h, t] => (*h, *t, false),
-        [h, t, "ro"] => (*h, *t, true),
-        [h, t, "rw"] => (*h, *t, false),
-        _ => return Err(bad()),
-    };
-    if !host.starts_with('/') || !target.starts_with('/') || target.split('/').any(|c| c == "..") {
-        return Err(bad());
-    }
-    let host = std::fs::canonicalize(host)
-        .map_err(|_| ConfigError::MissingHostPath { spec: spec.to_string(), path: PathBuf::from(host) })?;
-    Ok(Volume { host, target: target.to_string(), readonly })
-}
-
-/// The whole run configuration (the hostname and the network mode chosen by the caller; ports,
-/// DNS and hosts are filled in by `create`).
+/// The whole run configuration (the hostname and the network mode chosen by the caller); the
+/// mounts are those of the flags (`-v`, `--mount`, `--tmpfs`), which the caller completes
+/// ([`mounts::combine`]); ports, DNS and hosts are filled in by `create`.
 pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String, network: Network) -> Result<RunConfig, ConfigError> {
     let cwd = match &o.workdir {
         Some(w) if !w.starts_with('/') => return Err(ConfigError::RelativeWorkdir(w.clone())),
         Some(w) => w.clone(),
         None => rt.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
     };
-    let volumes = o.volumes.iter().map(|v| volume(v)).collect::<Result<Vec<_>, _>>()?;
+    let mounts = mounts::given(&o.volumes, &o.mounts, &o.tmpfs)?;
     Ok(RunConfig {
         env: environment(rt, &o.env, &hostname, o.tty)?,
         cwd,
@@ -246,7 +228,7 @@ pub fn build(rt: &ImageRuntime, o: &Overrides, hostname: String, network: Networ
         interactive: o.interactive,
         hostname,
         network,
-        volumes,
+        mounts,
         no_new_privs: true,
         auto_remove: o.auto_remove,
         rootless: !rustix::process::geteuid().is_root(),
@@ -303,12 +285,35 @@ mod tests {
     }
 
     #[test]
-    fn volumes_parse_and_need_their_host_path() {
-        let v = volume("/tmp:/mnt:ro").unwrap();
-        assert!(v.readonly && v.target == "/mnt");
-        assert!(matches!(volume("/nonexistent-strata:/mnt"), Err(ConfigError::MissingHostPath { .. })));
-        for bad in ["tmp:/mnt", "/tmp:mnt", "/tmp", "/tmp:/a:/b:ro", "/tmp:/a/../b", "/tmp:/mnt:xx"] {
-            assert!(matches!(volume(bad), Err(ConfigError::BadVolume(_))), "{bad}");
-        }
+    fn mounts_come_from_the_flags_and_volumes_from_the_image() {
+        let o = Overrides {
+            volumes: vec!["/tmp:/mnt:ro".into()],
+            tmpfs: vec!["/run".into()],
+            mounts: vec!["dst=/cache".into()],
+            ..Default::default()
+        };
+        let c = build(&rt(), &o, "h".into(), Network::None).unwrap();
+        let targets: Vec<&str> = c.mounts.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/mnt", "/cache", "/run"]);
+        let o = Overrides { volumes: vec!["/nonexistent-strata:/mnt".into()], ..Default::default() };
+        assert!(matches!(
+            build(&rt(), &o, "h".into(), Network::None),
+            Err(ConfigError::Mount(MountError::MissingHostPath { .. }))
+        ));
+        let r: ImageRuntime = serde_json::from_str(r#"{"Volumes":{"/data":{},"/b":{}}}"#).unwrap();
+        assert_eq!(r.volume_paths(), ["/b", "/data"]);
+    }
+
+    #[test]
+    fn old_records_keep_their_bind_mounts() {
+        let c: RunConfig = serde_json::from_str(
+            r#"{"env":[],"cwd":"/","user":"","tty":false,"interactive":false,"hostname":"h",
+            "network":"none","volumes":[{"host":"/srv","target":"/v","readonly":true}],"no_new_privs":true,
+            "auto_remove":false,"rootless":false}"#,
+        )
+        .unwrap();
+        assert_eq!(c.mounts.len(), 1);
+        assert!(c.mounts[0].readonly && c.mounts[0].target == "/v" && c.mounts[0].volume().is_none());
+        assert!(serde_json::to_string(&c).unwrap().contains(r#""mounts":[{"type":"bind","host":"/srv""#));
     }
 }

@@ -1,16 +1,21 @@
-//! Creating a container: resolve the image, make the run configuration, give the container an
-//! id, a unique name and its directory (`upper/`, `work/`, `merged/`, the `/etc` files), tell
-//! the store that the image is in use (so its layers outlive `rmi`/`prune`), write the record.
+//! Creating a container: resolve the image, make the run configuration (its mounts: the flags',
+//! those of `--volumes-from` containers, the image's volumes), give the container an id, a
+//! unique name and its directory (`upper/`, `work/`, `merged/`, the `/etc` files), tell the
+//! store that the image is in use (so its layers outlive `rmi`/`prune`), make the volumes it
+//! names, write the record.
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::config::{self, ConfigError, ImageRuntime, Network, Overrides, RunConfig};
+use super::mounts::{self, Mount};
 use super::network::{self, NetworkError};
 use super::ports::{self, PortError};
 use super::record::{self, Container, RecordError, State};
+use super::volumes::{self, VolumeError};
 use crate::image::store::{Image, MountRecord, Store, StoreError};
+use crate::sys::lock::LockKind;
 
 /// What went wrong creating a container; each names the image, name or path at fault.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,9 @@ pub enum CreateError {
     /// A port cannot be published.
     #[error(transparent)]
     Ports(#[from] PortError),
+    /// A volume could not be made.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CreateError + '_ {
@@ -83,7 +91,7 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     }
     let rt: ImageRuntime = img.config.config.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let command = config::command(&req.image, &rt, &req.overrides.command)?;
-    let id = new_id().map_err(io_err(Path::new("/dev/urandom")))?;
+    let id = record::new_id().map_err(io_err(Path::new("/dev/urandom")))?;
     let net = network::choose(&req.overrides.network)?;
     let hostname = match (&req.overrides.hostname, net) {
         (Some(h), _) => h.clone(),
@@ -92,12 +100,20 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     };
     let mut cfg = config::build(&rt, &req.overrides, hostname, net)?;
     networking(&mut cfg, &req.overrides)?;
+    let inherited = volumes_from(root, &req.overrides.volumes_from)?;
+    cfg.mounts = mounts::combine(std::mem::take(&mut cfg.mounts), inherited, &rt.volume_paths());
     let lowers: Vec<PathBuf> = img.config.rootfs.diff_ids.iter().map(|d| store.layer_path(d)).collect();
     cfg.no_new_privs = !needs_setuid(&lowers);
     let dirs = record::containers_dir(root);
     std::fs::create_dir_all(&dirs).map_err(io_err(&dirs))?;
     let _names = record::lock(&dirs)?;
     let name = pick_name(root, req.name.as_deref(), &id)?;
+    // Held until the record names the volumes: no `volume rm` in between.
+    let _volumes = match cfg.mounts.iter().any(|m| m.volume().is_some()) {
+        true => Some(volumes::lock(root, LockKind::Shared)?),
+        false => None,
+    };
+    volumes::provide(root, &mut cfg.mounts)?;
     let c = Container {
         id: id.clone(),
         name,
@@ -130,6 +146,17 @@ fn networking(cfg: &mut RunConfig, o: &Overrides) -> Result<(), CreateError> {
     Ok(())
 }
 
+/// The binds and volumes of the `--volumes-from CONTAINER[:ro|rw]` containers.
+fn volumes_from(root: &Path, specs: &[String]) -> Result<Vec<Mount>, CreateError> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let (name, readonly) = mounts::parse_volumes_from(spec).map_err(ConfigError::Mount)?;
+        let theirs = record::find(root, name)?;
+        out.extend(mounts::shared(&theirs.config.mounts, readonly));
+    }
+    Ok(out)
+}
+
 /// Records in the store that the container uses the image, so `rmi`/`prune` keep its layers
 /// (a mount record for its `merged/` dir, dropped by `rm`).
 fn keep_image(store: &Store, c: &Container, img: &Image) -> Result<(), CreateError> {
@@ -145,13 +172,6 @@ fn keep_image(store: &Store, c: &Container, img: &Image) -> Result<(), CreateErr
     };
     lock.save_mount(&rec)?;
     Ok(())
-}
-
-/// 64 random lowercase hex characters.
-fn new_id() -> io::Result<String> {
-    let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-    Ok(hex::encode(bytes))
 }
 
 const ADJECTIVES: [&str; 16] = [

@@ -2,6 +2,10 @@
 //!
 //! - [`record`]: `ROOT/containers/<id>/container.json`, found by name or id prefix ([`record::find`]);
 //! - [`config`]: the process configuration from the image config and the `run` flags;
+//! - [`mounts`]: binds, volumes and tmpfs of a container (`-v`, `--mount`, `--tmpfs`,
+//!   `--volumes-from`, the image's `Volumes`);
+//! - [`volumes`]: the store's named and anonymous volumes; [`prefill`]: a new volume filled
+//!   from the image;
 //! - [`create`]: id, name, directory, record;
 //! - [`start`]: the client side of starting (stdio, forking the monitor, id mapping);
 //! - [`monitor`]: the per-container process owning the rootfs mount and waiting for PID 1;
@@ -22,9 +26,11 @@ pub mod exec;
 pub mod init;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod namespaces;
 pub mod network;
 pub mod ports;
+pub mod prefill;
 pub mod process;
 pub mod reaper;
 pub mod record;
@@ -37,3 +43,4 @@ pub mod state;
 pub mod stop;
 pub mod syscall;
 pub mod tty;
+pub mod volumes;

@@ -1,8 +1,9 @@
 //! The monitor: one process per running container, forked by `run`/`start` and detached from
 //! the terminal. It owns the container's rootfs mount (the Strata union served by its threads),
 //! forks PID 1 into a new PID namespace (and, rootless, first enters a user namespace the
-//! client maps), passes on the signals it gets, waits for PID 1, records how it ended,
-//! unmounts, and removes the container when asked (`--rm`).
+//! client maps), fills the container's new volumes from the mounted rootfs, passes on the
+//! signals it gets, waits for PID 1, records how it ended, unmounts, and removes the container
+//! and its anonymous volumes when asked (`--rm`).
 //!
 //! It reports to the client over a socket: `userns` (rootless: map my ids, answered by
 //! `mapped`), then `ok PID` (with the terminal's master for a foreground `-t`) or
@@ -61,7 +62,7 @@ fn fail(l: &Launch, code: i32, msg: &str) -> i32 {
     });
     let _ = report::send(l.channel.as_fd(), &Report::Error { code, message: msg.to_string() }, None);
     if l.container.config.auto_remove {
-        let _ = super::remove::delete(&l.root, &l.container);
+        let _ = super::remove::delete(&l.root, &l.container, true);
     }
     code
 }
@@ -91,7 +92,7 @@ fn run(mut l: Launch) -> i32 {
                 channel: init_end,
                 config: c.config.clone(),
                 command: c.command.clone(),
-                plan: Plan::new(&dir, &c.config),
+                plan: Plan::new(&l.root, &dir, &c.config),
                 stdio,
             })
         }
@@ -115,22 +116,25 @@ fn enter_user_namespace(client: &OwnedFd) -> std::io::Result<()> {
     ns::unshare(Namespaces { mount: true, ..Default::default() })
 }
 
-/// Mounts the rootfs, lets PID 1 go, and follows it to its end.
+/// Mounts the rootfs, fills new volumes, lets PID 1 go, and follows it to its end.
 fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
     let merged = l.container.dir(&l.root).join("merged");
     let session = match crate::cli::mount::spawn_mount(&l.mount, &merged) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ns::kill(pid, libc::SIGKILL);
-            let _ = ns::wait_child(pid);
+            kill_init(pid);
             return fail(l, 125, &format!("mounting the rootfs: {}", crate::cli::one_line(&e)));
         }
     };
+    if let Err(e) = super::prefill::fill(&l.root, &merged, &l.container.config.mounts) {
+        kill_init(pid);
+        teardown(session);
+        return fail(l, 125, &e.to_string());
+    }
     let helper = match super::network::connect(&l.container.config, pid, &l.container.dir(&l.root)) {
         Ok(h) => h,
         Err(e) => {
-            let _ = ns::kill(pid, libc::SIGKILL);
-            let _ = ns::wait_child(pid);
+            kill_init(pid);
             teardown(session);
             return fail(l, 125, &e.to_string());
         }
@@ -144,8 +148,7 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
             return fail(l, code, &msg);
         }
         Err(e) => {
-            let _ = ns::kill(pid, libc::SIGKILL);
-            let _ = ns::wait_child(pid);
+            kill_init(pid);
             teardown(session);
             return fail(l, 125, &format!("starting the container: {e}"));
         }
@@ -157,6 +160,12 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
     }
     teardown(session);
     finish(l, exit)
+}
+
+/// Ends PID 1 before it ran the command.
+fn kill_init(pid: i32) {
+    let _ = ns::kill(pid, libc::SIGKILL);
+    let _ = ns::wait_child(pid);
 }
 
 /// Waits for PID 1 to exec: `Ok(master)` once the socket closes, or its error (code, message).
@@ -219,7 +228,7 @@ fn finish(l: &Launch, exit: Exit) -> i32 {
         c.state.finished = Some(record::now());
     });
     if l.container.config.auto_remove {
-        let _ = super::remove::delete(&l.root, &l.container);
+        let _ = super::remove::delete(&l.root, &l.container, true);
     }
     code
 }

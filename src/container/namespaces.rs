@@ -4,12 +4,15 @@
 //! namespaces `exec` joins.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 
 use super::config::RunConfig;
+use super::report::{self, Report};
 use super::syscall::Syscall;
-use crate::sys::ns::Namespaces;
+use crate::sys::ns::{self, Namespaces};
+use crate::sys::{creds, fdpass};
 
 /// What went wrong with a namespace; each names the namespace or process at fault.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,9 @@ pub enum NsError {
     /// `lo` could not be brought up.
     #[error("bringing the loopback interface up: {0}")]
     Loopback(io::Error),
+    /// Work done as root of a mapped user namespace failed.
+    #[error("{0}")]
+    AsMappedRoot(String),
     /// The user namespace of `pid` could not be given its id mapping.
     #[error("mapping user ids of process {pid}: {reason}")]
     Map {
@@ -109,6 +115,46 @@ pub fn map_ids(pid: i32) -> Result<(), NsError> {
     std::fs::write(proc.join("uid_map"), format!("0 {uid} 1\n")).map_err(map_err)?;
     std::fs::write(proc.join("gid_map"), format!("0 {gid} 1\n")).map_err(map_err)?;
     Ok(())
+}
+
+/// Runs `f` in a child process that is root of a new user namespace mapped as a rootless
+/// container's ([`map_ids`]): there it may change what a container made with any id of the
+/// caller's ranges (which the caller itself may not remove). Its error comes back as one line.
+/// Call it while the process has one thread.
+pub fn as_mapped_root(f: impl FnOnce() -> Result<(), String>) -> Result<(), NsError> {
+    let io_err = |e: io::Error| NsError::AsMappedRoot(e.to_string());
+    let (ours, theirs) = fdpass::socket_pair().map_err(io_err)?;
+    let Some(pid) = ns::fork().map_err(io_err)? else {
+        drop(ours);
+        let sock = theirs.as_fd();
+        let done = ns::unshare(Namespaces { user: true, ..Default::default() })
+            .and_then(|()| report::send(sock, &Report::UserNs, None))
+            .and_then(|()| report::recv(sock))
+            .map_err(|e| e.to_string())
+            .and_then(|(r, _)| if r == Report::Mapped { f() } else { Err("the user namespace was not mapped".into()) });
+        if let Err(message) = done {
+            let _ = report::send(sock, &Report::Error { code: 1, message }, None);
+            creds::exit_now(1)
+        }
+        creds::exit_now(0)
+    };
+    drop(theirs);
+    let result = match report::recv(ours.as_fd()).map_err(io_err)? {
+        (Report::UserNs, _) => {
+            let mapped = map_ids(pid);
+            let reply = if mapped.is_ok() { Report::Mapped } else { Report::Other("not mapped".into()) };
+            report::send(ours.as_fd(), &reply, None).map_err(io_err)?;
+            mapped.and_then(|()| match report::recv(ours.as_fd()).map_err(io_err)? {
+                (Report::End, _) => Ok(()),
+                (Report::Error { message, .. }, _) => Err(NsError::AsMappedRoot(message)),
+                (other, _) => Err(NsError::AsMappedRoot(format!("unexpected report {other:?}"))),
+            })
+        }
+        (Report::Error { message, .. }, _) => Err(NsError::AsMappedRoot(message)),
+        (other, _) => Err(NsError::AsMappedRoot(format!("unexpected report {other:?}"))),
+    };
+    let _ = ns::wait_child(pid);
+    result
 }
 
 fn run_map_helper(helper: &str, pid: i32, id: u32, r: SubRange) -> Result<(), NsError> {

@@ -18,7 +18,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -203,6 +202,13 @@ pub fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// A new id: 64 random lowercase hex characters (containers, anonymous volumes).
+pub fn new_id() -> io::Result<String> {
+    let mut bytes = [0u8; 32];
+    io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
 /// Finds a container by exact name, exact id, or unique id prefix.
 pub fn find(root: &Path, name_or_id_prefix: &str) -> Result<Container> {
     let all = list(root)?;
@@ -226,8 +232,7 @@ pub struct RecordLock {
 /// Takes the lock of the container in `dir`.
 pub fn lock(dir: &Path) -> Result<RecordLock> {
     let path = dir.join("lock");
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
-    flock::lock(file.as_fd(), LockKind::Exclusive).map_err(|e| RecordError::Io { path, source: e.into() })?;
+    let file = flock::lock_file(&path, LockKind::Exclusive).map_err(io_err(&path))?;
     Ok(RecordLock { _file: file })
 }
 

@@ -1,8 +1,9 @@
 //! The container's root filesystem: inside its new mount namespace, the Strata mount of the
 //! image layers + upper dir gets `/proc`, a minimal `/dev` (null, zero, full, random, urandom,
 //! tty, pts, shm), a read-only `/sys`, the `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`
-//! of the container (bind mounts of files kept beside the record), and the volumes; then
-//! `pivot_root` makes it `/` and drops every host mount.
+//! of the container (bind mounts of files kept beside the record), and its mounts (host paths
+//! and volumes bound, tmpfs instances); then `pivot_root` makes it `/` and drops every host
+//! mount.
 //!
 //! Every target is resolved inside the rootfs by fd ([`crate::sys::mountfd::open_target`]):
 //! a symlink in the image cannot send a mount onto the host.
@@ -10,8 +11,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::config::{RunConfig, Volume};
+use super::config::RunConfig;
+use super::mounts::{Mount, Source};
 use super::syscall::Syscall;
+use super::volumes;
 use crate::sys::mountfd::{Attrs, TargetKind};
 
 /// What went wrong setting the rootfs up; each names the mount at fault.
@@ -67,19 +70,26 @@ pub struct Plan {
     pub rootfs: PathBuf,
     /// The container's directory (where the `/etc` files are).
     pub dir: PathBuf,
-    /// Volumes.
-    pub volumes: Vec<Volume>,
+    /// The store root (where the volumes are).
+    pub root: PathBuf,
+    /// Binds, volumes and tmpfs, parents before what is mounted inside them.
+    pub mounts: Vec<Mount>,
     /// In a user namespace (no fixed tty group for devpts).
     pub rootless: bool,
 }
 
 impl Plan {
-    /// The plan for a container in `dir` with `cfg`.
-    pub fn new(dir: &Path, cfg: &RunConfig) -> Plan {
-        let mut volumes = cfg.volumes.clone();
-        // Parents before what is mounted inside them.
-        volumes.sort_by_key(|v| Path::new(&v.target).components().count());
-        Plan { rootfs: dir.join("merged"), dir: dir.to_path_buf(), volumes, rootless: cfg.rootless }
+    /// The plan for a container of the store `root` in `dir` with `cfg`.
+    pub fn new(root: &Path, dir: &Path, cfg: &RunConfig) -> Plan {
+        let mut mounts = cfg.mounts.clone();
+        mounts.sort_by_key(|m| Path::new(&m.target).components().count());
+        Plan {
+            rootfs: dir.join("merged"),
+            dir: dir.to_path_buf(),
+            root: root.to_path_buf(),
+            mounts,
+            rootless: cfg.rootless,
+        }
     }
 }
 
@@ -104,16 +114,42 @@ pub fn setup(sys: &dyn Syscall, plan: &Plan) -> Result<(), RootfsError> {
         sys.bind(&src, Path::new(target), TargetKind::File, Attrs::default())
             .map_err(mount_err(format!("{} on {target}", src.display())))?;
     }
-    for v in &plan.volumes {
-        let kind = if v.host.is_dir() { TargetKind::Dir } else { TargetKind::File };
-        let attrs = Attrs { rdonly: v.readonly, nodev: true, ..Default::default() };
-        sys.bind(&v.host, Path::new(&v.target), kind, attrs).map_err(mount_err(format!(
-            "volume {} on {}",
-            v.host.display(),
-            v.target
-        )))?;
+    for m in &plan.mounts {
+        mount(sys, &plan.root, m)?;
     }
     sys.pivot_root().map_err(root_err)
+}
+
+/// One mount of the container: a host path or a volume's `_data` bound, or a new tmpfs
+/// (`nosuid,nodev`, and `noexec` unless asked otherwise, as docker mounts it); a volume with
+/// driver options mounts what they say.
+fn mount(sys: &dyn Syscall, root: &Path, m: &Mount) -> Result<(), RootfsError> {
+    let target = Path::new(&m.target);
+    match &m.source {
+        Source::Tmpfs { options, exec } => {
+            let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let attrs = Attrs { rdonly: m.readonly, nosuid: true, nodev: true, noexec: !exec };
+            sys.mount_fs("tmpfs", &options, attrs, target).map_err(mount_err(format!("tmpfs on {}", m.target)))
+        }
+        Source::Bind { host } => bind(sys, host, m, format!("volume {} on {}", host.display(), m.target)),
+        Source::Volume { name, .. } => {
+            let what = format!("volume {name} on {}", m.target);
+            let v = volumes::load(root, name).map_err(|e| mount_err(&what)(io::Error::other(e)))?;
+            let (source, readonly) = v.source(root);
+            let m = Mount { source, readonly: m.readonly || readonly, ..m.clone() };
+            match &m.source {
+                Source::Bind { host } => bind(sys, host, &m, what),
+                _ => mount(sys, root, &m),
+            }
+        }
+    }
+}
+
+/// Binds the host path `host` on `m`'s target (what is mounted is named `what` in errors).
+fn bind(sys: &dyn Syscall, host: &Path, m: &Mount, what: String) -> Result<(), RootfsError> {
+    let kind = if host.is_dir() { TargetKind::Dir } else { TargetKind::File };
+    let attrs = Attrs { rdonly: m.readonly, nodev: true, ..Default::default() };
+    sys.bind(host, Path::new(&m.target), kind, attrs).map_err(mount_err(what))
 }
 
 /// `/dev`: a tmpfs with the host's harmless devices bound in, a private devpts, shm, links.
@@ -175,8 +211,12 @@ mod tests {
     use super::*;
     use crate::container::syscall::{Call, RecordingSyscall};
 
-    fn plan(volumes: Vec<Volume>) -> Plan {
-        Plan { rootfs: "/c/merged".into(), dir: "/c".into(), volumes, rootless: false }
+    fn plan(mounts: Vec<Mount>) -> Plan {
+        Plan { rootfs: "/c/merged".into(), dir: "/c".into(), root: "/r".into(), mounts, rootless: false }
+    }
+
+    fn bind(host: &str, target: &str, readonly: bool) -> Mount {
+        Mount { source: Source::Bind { host: host.into() }, target: target.into(), readonly, mode: String::new() }
     }
 
     fn targets(sys: &RecordingSyscall) -> Vec<String> {
@@ -193,12 +233,9 @@ mod tests {
     #[test]
     fn mounts_come_in_order_and_pivot_is_last() {
         let sys = RecordingSyscall::default();
-        let v = |t: &str| Volume { host: "/tmp".into(), target: t.into(), readonly: t == "/a" };
-        setup(
-            &sys,
-            &Plan::new(Path::new("/c"), &RunConfig { volumes: vec![v("/a/b"), v("/a")], ..Default::default() }),
-        )
-        .unwrap();
+        let v = |t: &str| bind("/tmp", t, t == "/a");
+        let cfg = RunConfig { mounts: vec![v("/a/b"), v("/a")], ..Default::default() };
+        setup(&sys, &Plan::new(Path::new("/r"), Path::new("/c"), &cfg)).unwrap();
         let calls = sys.calls.borrow();
         assert_eq!(calls[0], Call::MakePrivate);
         assert_eq!(calls[1], Call::OpenRootfs("/c/merged".into()));
@@ -242,9 +279,33 @@ mod tests {
             fail: Some(|c| matches!(c, Call::Bind(_, t, ..) if t == Path::new("/v"))),
             ..Default::default()
         };
-        let v = Volume { host: "/srv".into(), target: "/v".into(), readonly: false };
-        let e = setup(&fail, &plan(vec![v])).unwrap_err().to_string();
+        let e = setup(&fail, &plan(vec![bind("/srv", "/v", false)])).unwrap_err().to_string();
         assert!(e.starts_with("mounting volume /srv on /v:"), "{e}");
         assert!(!fail.calls.borrow().contains(&Call::PivotRoot));
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+    use crate::container::mounts::{parse_tmpfs, parse_volume};
+    use crate::container::syscall::{Call, RecordingSyscall};
+
+    #[test]
+    fn volumes_bind_their_data_and_tmpfs_is_a_new_instance() {
+        let sys = RecordingSyscall::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut mounts = vec![parse_volume("vol:/v:ro").unwrap(), parse_tmpfs("/t:size=1m,exec").unwrap()];
+        let lock = volumes::lock(dir.path(), crate::sys::lock::LockKind::Shared).unwrap();
+        volumes::provide(dir.path(), &mut mounts).unwrap();
+        drop(lock);
+        let cfg = RunConfig { mounts, ..Default::default() };
+        setup(&sys, &Plan::new(dir.path(), Path::new("/c"), &cfg)).unwrap();
+        let calls = sys.calls.borrow();
+        let data = volumes::data_dir(dir.path(), "vol");
+        let ro = Attrs { rdonly: true, nodev: true, ..Default::default() };
+        assert!(calls.contains(&Call::Bind(data, "/v".into(), TargetKind::Dir, ro)), "{calls:?}");
+        let t = Attrs { nosuid: true, nodev: true, ..Default::default() };
+        assert!(calls.contains(&Call::Mount("tmpfs".into(), vec!["size=1m".into()], t, "/t".into())), "{calls:?}");
     }
 }

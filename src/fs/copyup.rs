@@ -253,7 +253,7 @@ impl Overlay {
         if kind != FileType::Symlink {
             fd::chmod_at(work, tmp, st.st_mode)?;
         }
-        copy_xattrs(from.dir(), from.name(), work, tmp)?;
+        copy_xattrs(from.dir(), from.name(), work, Some(tmp))?;
         let key = upper.ns.name(INO_XATTR);
         match xattr::set(work, Some(tmp), OsStr::new(&key), &ino.to_le_bytes(), XattrFlags::empty()) {
             Ok(()) => {}
@@ -372,12 +372,13 @@ fn open_lower_for_copy(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd> {
     }
 }
 
-/// Copies every non-private xattr of `from_dir/from_name` to `to_dir/to_name`.
+/// Copies every non-private xattr of `from_dir/from_name` to `to_dir/to_name` (a `None` name is
+/// the directory itself).
 pub(crate) fn copy_xattrs(
     from_dir: BorrowedFd<'_>,
     from_name: Option<&OsStr>,
     to_dir: BorrowedFd<'_>,
-    to_name: &OsStr,
+    to_name: Option<&OsStr>,
 ) -> Result<()> {
     let keys = match xattr::list(from_dir, from_name) {
         Ok(k) => k,
@@ -388,7 +389,7 @@ pub(crate) fn copy_xattrs(
         let Some(value) = xattr::get(from_dir, from_name, key)? else {
             continue;
         };
-        match xattr::set(to_dir, Some(to_name), key, &value, XattrFlags::empty()) {
+        match xattr::set(to_dir, to_name, key, &value, XattrFlags::empty()) {
             Ok(()) => {}
             // Namespaces the upper filesystem or our privileges do not allow are skipped, as the kernel does.
             Err(Errno::OPNOTSUPP) | Err(Errno::PERM) | Err(Errno::ACCESS) => {

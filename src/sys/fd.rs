@@ -155,9 +155,17 @@ pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
     rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())
 }
 
-/// `fchmod`.
+/// `fchmod`; an `O_PATH` fd (which `fchmod` refuses) through its `/proc/self/fd` link, which
+/// leads to the object itself.
 pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & 0o7777))
+    let mode = Mode::from_raw_mode(mode & 0o7777);
+    match rustix::fs::fchmod(fd, mode) {
+        Err(Errno::BADF) => {
+            use std::os::fd::AsRawFd;
+            rustix::fs::chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()), mode)
+        }
+        other => other,
+    }
 }
 
 /// A time to set: a value, "now", or "leave unchanged".

@@ -2,7 +2,9 @@
 //! advisory locks (`flock`) serialising Strata commands on one store, and `syncfs` before a
 //! finished layer is renamed into place.
 
-use std::os::fd::BorrowedFd;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 
 use rustix::fs::FlockOperation;
 
@@ -27,6 +29,14 @@ pub fn lock(fd: BorrowedFd<'_>, kind: LockKind) -> Result<()> {
         LockKind::Exclusive => FlockOperation::LockExclusive,
     };
     rustix::fs::flock(fd, op)
+}
+
+/// Opens the lock file at `path` (made if missing) and takes its lock; it is held until the
+/// returned file is closed.
+pub fn lock_file(path: &Path, kind: LockKind) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    lock(file.as_fd(), kind)?;
+    Ok(file)
 }
 
 /// Writes every dirty buffer of the filesystem holding `fd` to disk (`syncfs`).

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod containers;
+pub mod container;
 pub mod debian;
 pub mod engines;
 pub mod ops;

@@ -1,5 +1,6 @@
-//! Containers for tests: a store with the busybox fixture image loaded (`Env`), running
-//! `strata` as root or as an unprivileged user (`setpriv`), reading container records, waiting.
+//! Helpers of the container tests (`run.rs`, `volumes.rs`): a store of its own with the busybox
+//! fixture image loaded ([`Env`]), run as root or as an unprivileged user, and waiting for
+//! commands and container states with a time limit.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -7,11 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The busybox fixture image (an OCI layout).
 pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/oci-multi")
 }
 
+/// Its name once loaded.
 pub const IMAGE: &str = "oci-multi";
+/// How long a command or a wait may take.
 pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Reads `from` to its end in a thread; the result comes through the returned channel.
@@ -52,19 +56,21 @@ pub fn finish(mut child: Child, limit: Duration) -> Output {
 /// A store with the fixture image loaded, in a temp dir of its own; containers left by a
 /// failing test are removed when it is dropped.
 pub struct Env {
-    /// The temp dir holding the store.
+    /// The temp dir the store (`root/`) and the test's own files are in.
     pub dir: tempfile::TempDir,
-    /// The strata binary used.
+    /// The strata binary run.
     pub bin: PathBuf,
     /// Run `strata` as this user (setpriv) instead of root.
     pub as_user: Option<u32>,
 }
 
 impl Env {
+    /// A store used as root.
     pub fn new() -> Env {
         Env::with_user(None)
     }
 
+    /// A store used as root, or by the user `as_user` (rootless).
     pub fn with_user(as_user: Option<u32>) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mut env = Env { bin: PathBuf::from(env!("CARGO_BIN_EXE_strata")), dir, as_user };
@@ -83,10 +89,12 @@ impl Env {
         env
     }
 
+    /// The store root.
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
 
+    /// `strata --root ROOT ARGS`, as the store's user.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = match self.as_user {
             Some(uid) => {
@@ -101,10 +109,12 @@ impl Env {
         c
     }
 
+    /// Starts `strata ARGS` with stdin empty and the output piped.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
     }
 
+    /// Runs `strata ARGS` to its end (within [`LIMIT`]).
     pub fn run(&self, args: &[&str]) -> Output {
         finish(self.spawn(args), LIMIT)
     }
@@ -148,6 +158,7 @@ impl Env {
         self.find(name).unwrap_or_else(|| panic!("no container {name}"))
     }
 
+    /// The directory of the container called `name`.
     pub fn dir_of(&self, name: &str) -> PathBuf {
         self.root().join("containers").join(self.record(name)["id"].as_str().unwrap())
     }
@@ -160,6 +171,35 @@ impl Env {
         self.record(name)
     }
 
+    /// Runs the shell `script` as the store's user, in a mount namespace of its own where
+    /// `/etc/subuid` and `/etc/subgid` give that user the range 300000-365535 (newuidmap reads
+    /// them there; the host's files stay as they are). `$S` is the strata command line, quoted:
+    /// `eval "$S run ..."`.
+    pub fn with_subordinate_ids(&self, script: &str) -> Output {
+        let (subuid, subgid) = (self.dir.path().join("subuid"), self.dir.path().join("subgid"));
+        for f in [&subuid, &subgid] {
+            std::fs::write(f, "nobody:300000:65536\n").unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let strata = self.cmd(&[]);
+        let mut line: Vec<String> = vec![strata.get_program().to_string_lossy().into()];
+        line.extend(strata.get_args().map(|a| a.to_string_lossy().into_owned()));
+        let quoted = line.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+        let script = format!(
+            "mount --bind {} /etc/subuid && mount --bind {} /etc/subgid && S=\"{quoted}\" && {script}",
+            subuid.display(),
+            subgid.display()
+        );
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        finish(child, LIMIT)
+    }
+
     /// Whether anything of this store is mounted (in the host's mount table).
     pub fn mounted(&self) -> bool {
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
@@ -167,6 +207,7 @@ impl Env {
             || self.container_ids().iter().any(|id| mounts.contains(id.as_str()))
     }
 
+    /// The ids of the store's containers.
     pub fn container_ids(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.root().join("containers")) else { return Vec::new() };
         entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 64).collect()
@@ -190,12 +231,7 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Whether a process on the host has this exact command line (NUL-separated).
-pub fn host_has_process(cmdline: &str) -> bool {
-    let procs = std::fs::read_dir("/proc").unwrap().flatten();
-    procs.filter_map(|e| std::fs::read(e.path().join("cmdline")).ok()).any(|c| c == cmdline.as_bytes())
-}
-
+/// The lines of `s`.
 pub fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
