@@ -269,6 +269,13 @@ fn published(env: &Env, network: &str) {
         "{ps}"
     );
     assert_eq!(helpers_of(env), 1);
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "pub"])).unwrap();
+    let net = &inspect[0]["NetworkSettings"];
+    let helper = if network == "slirp4netns" { "slirp4netns" } else { "pasta" };
+    assert!(net["Helper"].as_str().unwrap().ends_with(helper), "the helper is named: {net}");
+    assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], helper);
+    assert_eq!(net["Ports"]["80/tcp"][0], serde_json::json!({"HostIp": "127.0.0.1", "HostPort": web.to_string()}));
+    assert_eq!(net["Ports"]["5300/udp"][0], serde_json::json!({"HostIp": "0.0.0.0", "HostPort": udp.to_string()}));
     env.ok(&["stop", "-t", "1", "pub"]);
     assert!(!port_taken(web) && !port_taken(udp), "a port still listens after stop");
     assert_eq!(helpers_of(env), 0, "the helper ended with the container");
@@ -312,6 +319,10 @@ fn root_port_ranges_and_publish_all_of_exposed_ports() {
     let all = env.ok(&["port", "all"]);
     assert_eq!(all.lines().filter(|l| l.contains("0.0.0.0:")).count(), 3, "every exposed port: {all}");
     assert!(all.contains("5353/udp -> 0.0.0.0:"), "{all}");
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "all"])).unwrap();
+    let exposed = &inspect[0]["Config"]["ExposedPorts"];
+    assert_eq!(*exposed, serde_json::json!({"80/tcp": {}, "8081/tcp": {}, "5353/udp": {}}));
+    assert_eq!(inspect[0]["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"], port.to_string());
     env.ok(&["rm", "-f", "all"]);
     // A range: three ports, three servers.
     let base = loop {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::store_root::open_store;
 use crate::container::mounts::{Mount, Source};
 use crate::container::record::{self, Container, RecordError, Status};
-use crate::container::{state, volumes};
+use crate::container::{network, ports, state, volumes};
 use crate::image::store::{Image, Store};
 
 /// What kind of object a name is looked up as.
@@ -94,6 +94,7 @@ struct ContainerView {
     host_config: HostConfigView,
     mounts: Vec<MountPoint>,
     config: ConfigView,
+    network_settings: NetworkView,
 }
 
 #[derive(Serialize)]
@@ -111,9 +112,23 @@ struct StateView {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct HostConfigView {
-    network_mode: Value,
+    network_mode: &'static str,
+    port_bindings: Value,
+    dns: Vec<String>,
+    extra_hosts: Vec<String>,
     auto_remove: bool,
     init: bool,
+}
+
+/// `NetworkSettings`: docker's `Ports` (published ports while the container runs, exposed ones
+/// as `null`), the network namespace, and which user-mode networking program connects it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkView {
+    /// `pasta` or `slirp4netns` (its path), empty for `none` and `host`.
+    helper: String,
+    sandbox_key: String,
+    ports: Value,
 }
 
 #[derive(Serialize)]
@@ -127,6 +142,7 @@ struct ConfigView {
     cmd: Vec<String>,
     image: String,
     working_dir: String,
+    exposed_ports: Value,
 }
 
 /// One of docker's `Mounts`.
@@ -165,6 +181,25 @@ impl MountPoint {
     }
 }
 
+impl NetworkView {
+    fn of(c: &Container) -> NetworkView {
+        let (cfg, running) = (&c.config, c.state.status == Status::Running);
+        let helper = cfg.network.helper().and_then(network::find_program);
+        NetworkView {
+            helper: helper.map(|p| p.display().to_string()).unwrap_or_default(),
+            sandbox_key: match c.state.pid {
+                Some(pid) if running && cfg.network.own_namespace() => format!("/proc/{pid}/ns/net"),
+                _ => String::new(),
+            },
+            ports: if running {
+                ports::settings(&cfg.ports, &cfg.exposed, cfg.network.publishes_ipv6())
+            } else {
+                json!({})
+            },
+        }
+    }
+}
+
 /// Docker's time for "never".
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
@@ -189,7 +224,10 @@ impl ContainerView {
             image: c.image_id.clone(),
             name: format!("/{}", c.name),
             host_config: HostConfigView {
-                network_mode: serde_json::to_value(cfg.network).unwrap_or_default(),
+                network_mode: cfg.network.name(),
+                port_bindings: ports::settings(&cfg.ports, &[], false),
+                dns: cfg.dns.clone(),
+                extra_hosts: cfg.extra_hosts.clone(),
                 auto_remove: cfg.auto_remove,
                 init: cfg.init,
             },
@@ -203,7 +241,9 @@ impl ContainerView {
                 cmd: c.command.clone(),
                 image: c.image.clone(),
                 working_dir: cfg.cwd.clone(),
+                exposed_ports: cfg.exposed.iter().map(|p| (p.clone(), json!({}))).collect(),
             },
+            network_settings: NetworkView::of(c),
         }
     }
 }
