@@ -16,26 +16,8 @@ use std::time::{Duration, Instant};
 use common::container::*;
 use common::debian::debian_base;
 
-/// What the official image's entrypoint does, in short: on first start, set the root password
-/// from `MYSQL_ROOT_PASSWORD` (or `MARIADB_ROOT_PASSWORD`) for connections from anywhere, with a
-/// server that listens on no port; then the server itself becomes PID 1. root@localhost gets it
-/// too: pasta hands a connection from the host's loopback to the container's loopback, so the
-/// server sees such a client as `localhost`.
-const ENTRYPOINT: &str = r#"#!/bin/sh
-set -e
-mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
-pw="${MARIADB_ROOT_PASSWORD:-$MYSQL_ROOT_PASSWORD}"
-if [ -n "$pw" ] && [ ! -e /var/lib/mysql/.root-password-set ]; then
-    mariadbd --user=mysql --skip-networking &
-    for i in $(seq 1 150); do mariadb-admin ping --silent 2>/dev/null && break; sleep 0.2; done
-    mariadb -uroot -e "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$pw'; GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION; \
-        ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('$pw'); FLUSH PRIVILEGES;"
-    touch /var/lib/mysql/.root-password-set
-    mariadb-admin shutdown
-    wait
-fi
-exec mariadbd --user=mysql --bind-address=0.0.0.0
-"#;
+/// The image's entrypoint (the README's walkthrough uses the same file).
+const ENTRYPOINT: &str = include_str!("../examples/mariadb/entrypoint.sh");
 
 /// Runs the host's `mariadb` client against `127.0.0.1:port`.
 fn sql(port: u16, query: &str) -> Result<String, String> {
