@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::mount::{RunMode, mount_spec};
-use super::options::MountSpec;
 use super::store_root::open_store;
 use crate::fs::layers::StackSpec;
+use crate::fs::options::MountSpec;
 use crate::image::store::{MountRecord, Store};
 use crate::sys;
 

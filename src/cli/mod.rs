@@ -16,7 +16,6 @@ mod layers;
 mod load;
 mod login;
 pub mod mount;
-pub mod options;
 mod prune;
 mod ps;
 mod pull;

@@ -2,18 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use fuser::{MountOption, Session, SessionACL};
+use anyhow::Context;
+use fuser::Session;
 
-use super::options::{MountSpec, split_layers, split_options};
 use crate::fs::fuse::StrataFuse;
-use crate::fs::layers::Stack;
-use crate::fs::{Config, Overlay};
+use crate::fs::options::{MountSpec, split_layers, split_options};
+use crate::fs::session::prepare;
 use crate::sys::daemon::{self, Forked};
-use crate::sys::{self};
 
 /// Arguments of `strata mount`.
 #[derive(clap::Args, Debug)]
@@ -140,73 +136,6 @@ pub fn mount_spec(spec: &MountSpec, mnt: &Path, mode: RunMode) -> anyhow::Result
     }
 }
 
-/// Mounts `spec` on `mnt`, served by threads of the calling process (a container's monitor)
-/// until the returned session is unmounted or the process ends.
-pub fn spawn_mount(spec: &MountSpec, mnt: &Path) -> anyhow::Result<fuser::BackgroundSession> {
-    let session = prepare(spec, mnt, false)?;
-    session.spawn().context("starting the mount threads")
-}
-
-/// Checks the setup, opens the layers and mounts; the kernel is ready to send requests after it.
-fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<StrataFuse>> {
-    check_mountpoint(mnt)?;
-    let stack = Stack::open(&spec.stack)?;
-    for note in &stack.notes {
-        log::warn!("{note}");
-    }
-    let config = Config { ttl: spec.timeout.unwrap_or(Config::default().ttl), trace };
-    let ov = Overlay::new(stack, config).context("reading the layer roots")?;
-    let root = rustix::process::geteuid().is_root();
-    let mut fc = fuser::Config::default();
-    fc.mount_options = vec![
-        MountOption::FSName(spec.fsname.clone().unwrap_or_else(|| "strata".into())),
-        MountOption::Subtype("strata".into()),
-        MountOption::DefaultPermissions,
-    ];
-    fc.mount_options.extend(spec.flags.iter().cloned());
-    if spec.stack.upper.is_none() {
-        fc.mount_options.push(MountOption::RO);
-    }
-    fc.acl = if root || spec.allow_other == Some(true) { SessionACL::All } else { SessionACL::Owner };
-    fc.n_threads = Some(spec.threads.unwrap_or_else(default_threads));
-    fc.clone_fd = true;
-    let ov = Arc::new(ov);
-    let session = Session::new(StrataFuse::new(ov.clone()), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
-    ov.set_invalidator(Box::new(crate::fs::fuse::Notify(session.notifier())));
-    start_shrinker(ov, spec.cache_entries.unwrap_or(DEFAULT_CACHE_ENTRIES))?;
-    Ok(session)
-}
-
-/// How many inodes the daemon keeps before asking the kernel to let the oldest go (~20 MB):
-/// a walk of 50k files stays under it, and memory stays flat on bigger trees.
-const DEFAULT_CACHE_ENTRIES: usize = 65_536;
-
-/// Keeps the daemon's memory flat on huge trees: ten times a second, if the kernel holds more
-/// nodes than `keep`, ask it to drop the least recently used entries, down to 7/8 of `keep` (so
-/// that a long walk does not call for it at every turn). Runs outside request handlers.
-fn start_shrinker(ov: Arc<Overlay>, keep: usize) -> anyhow::Result<()> {
-    let weak = Arc::downgrade(&ov);
-    drop(ov);
-    std::thread::Builder::new()
-        .name("strata-shrink".into())
-        .spawn(move || {
-            while let Some(ov) = weak.upgrade() {
-                let asked = if ov.inodes.len() > keep { ov.shrink_kernel_cache(keep - keep / 8) } else { 0 };
-                drop(ov);
-                if asked > 0 {
-                    log::debug!("asked the kernel to drop {asked} cached entries");
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-        .context("starting the cache shrinker")?;
-    Ok(())
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4)
-}
-
 /// Serves requests until the mount goes (umount, or SIGTERM/SIGINT/SIGHUP, which unmount).
 /// Catches SIGTERM, SIGINT and SIGHUP; taken before mounting, so that no signal can end the
 /// daemon between the mount appearing and the handler being in place.
@@ -228,42 +157,4 @@ fn serve(mut session: Session<StrataFuse>, mut signals: signal_hook::iterator::S
         })
         .context("starting the signal thread")?;
     session.run().context("serving the mount")
-}
-
-fn check_mountpoint(mnt: &Path) -> anyhow::Result<()> {
-    let md = match std::fs::metadata(mnt) {
-        Ok(md) => md,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("mount point {}: no such directory", mnt.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            bail!("mount point {}: permission denied", mnt.display())
-        }
-        Err(e) => return Err(e).with_context(|| format!("mount point {}", mnt.display())),
-    };
-    if !md.is_dir() {
-        bail!("mount point {}: not a directory", mnt.display());
-    }
-    if sys::mount::is_mount_point(mnt) {
-        bail!("mount point {} is busy: something is already mounted there", mnt.display());
-    }
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("/dev/fuse not found: load the fuse module (modprobe fuse) or give the container the device")
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !rustix::process::geteuid().is_root() => {
-            // fusermount3 (setuid) opens it for unprivileged users.
-            Ok(())
-        }
-        Err(e) => Err(e).context("/dev/fuse"),
-    }
-}
-
-fn mount_error(e: std::io::Error, mnt: &Path) -> anyhow::Error {
-    match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            anyhow::anyhow!("mounting on {}: permission denied", mnt.display())
-        }
-        Some(libc::EBUSY) => anyhow::anyhow!("mounting on {}: mount point is busy", mnt.display()),
-        _ => anyhow::Error::new(e).context(format!("mounting on {}", mnt.display())),
-    }
 }

@@ -18,7 +18,7 @@ use super::record::{self, Container, Status};
 use super::report::{self, Report};
 use super::rootfs::Plan;
 use super::signals::Forwarder;
-use crate::cli::options::MountSpec;
+use crate::fs::options::MountSpec;
 use crate::sys::ns::{self, Exit, Namespaces};
 use crate::sys::{creds, fdpass};
 
@@ -119,11 +119,11 @@ fn enter_user_namespace(client: &OwnedFd) -> std::io::Result<()> {
 /// Mounts the rootfs, fills new volumes, lets PID 1 go, and follows it to its end.
 fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
     let merged = l.container.dir(&l.root).join("merged");
-    let session = match crate::cli::mount::spawn_mount(&l.mount, &merged) {
+    let session = match crate::fs::session::spawn(&l.mount, &merged) {
         Ok(s) => s,
         Err(e) => {
             kill_init(pid);
-            return fail(l, 125, &format!("mounting the rootfs: {}", crate::cli::one_line(&e)));
+            return fail(l, 125, &format!("mounting the rootfs: {e:#}"));
         }
     };
     if let Err(e) = super::prefill::fill(&l.root, &merged, &l.container.config.mounts) {

@@ -16,10 +16,12 @@ pub mod handles;
 pub mod inode;
 pub mod layers;
 pub mod lookup;
+pub mod options;
 pub mod passthrough;
 pub mod readdir;
 pub mod remove;
 pub mod rename;
+pub mod session;
 #[cfg(test)]
 mod tests;
 pub mod whiteout;
