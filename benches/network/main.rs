@@ -17,6 +17,9 @@
 //! network, saved and loaded into podman. Run as root. Under `cargo test` (no `--bench`) it
 //! checks its report code and measures nothing.
 
+#[path = "../common/stats.rs"]
+mod stats;
+
 #[path = "../../tests/common/debian.rs"]
 #[allow(dead_code)]
 mod debian;
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use stats::median;
 
 /// Strata's published ports against podman's, with the host's network as the limit.
 #[derive(Parser, Debug)]
@@ -56,17 +60,6 @@ struct Row {
     label: &'static str,
     unit: &'static str,
     samples: BTreeMap<&'static str, Vec<f64>>,
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    match s.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(s[m]),
-        _ => Some((s[m - 1] + s[m]) / 2.0),
-    }
 }
 
 impl Row {

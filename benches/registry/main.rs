@@ -10,6 +10,9 @@
 //! Run as root (dropping caches, podman's and docker's overlay mounts). Under `cargo test` (no
 //! `--bench` argument) it checks its report code and measures nothing.
 
+#[path = "../common/stats.rs"]
+mod stats;
+
 mod image;
 mod report;
 mod servers;

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::stats::median;
+
 /// Seconds or bytes; lower is better for both.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,18 +35,6 @@ pub struct Row {
     pub targets: Vec<Target>,
     /// Samples per column, in the order taken.
     pub samples: BTreeMap<&'static str, Vec<f64>>,
-}
-
-/// The median of `v` (mean of the middle two for an even count).
-fn median(v: &[f64]) -> Option<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    match s.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(s[m]),
-        _ => Some((s[m - 1] + s[m]) / 2.0),
-    }
 }
 
 /// A value for people: seconds as ms/s, bytes as MiB.
