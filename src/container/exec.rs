@@ -9,12 +9,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use super::config::{self, ConfigError, ImageRuntime};
-use super::init;
 use super::namespaces;
 use super::process;
 use super::record::{Container, RecordError, Status};
 use super::report::{self, Report};
 use super::state;
+use super::tty;
 use crate::sys::pty::{self, Size};
 use crate::sys::{creds, fdpass, ns};
 
@@ -189,9 +189,9 @@ fn command_main(child: &Child<'_>, req: &Request, size: Option<Size>) -> ! {
 
 fn stdio(child: &Child<'_>, req: &Request, size: Option<Size>) -> io::Result<()> {
     if req.tty {
-        let p = init::open_terminal(size)?;
+        let p = tty::open_terminal(size)?;
         report::send(child.channel.as_fd(), &Report::Pty, Some(p.master.as_fd()))?;
-        return init::attach_terminal(p.slave);
+        return tty::attach_terminal(p.slave);
     }
     if !req.interactive {
         let null = std::fs::File::open("/dev/null")?;

@@ -16,16 +16,8 @@ use super::process::{self, ProcessError};
 use super::report::{self, Report};
 use super::rootfs::{self, Plan, RootfsError};
 use super::syscall::LinuxSyscall;
-use crate::sys::pty::{self, Size};
+use super::tty::{self, Stdio};
 use crate::sys::{creds, ns};
-
-/// The stdio of a container process.
-pub enum Stdio {
-    /// These descriptors become 0, 1 and 2.
-    Fds([OwnedFd; 3]),
-    /// A new terminal, of this size if known.
-    Tty(Option<Size>),
-}
 
 /// What PID 1 needs.
 pub struct Init {
@@ -76,7 +68,7 @@ pub fn main(init: Init) -> ! {
         _ => creds::exit_now(1),
     }
     let e = match enter(&init) {
-        Ok(()) if init.config.init => super::reaper::main(init),
+        Ok(()) if init.config.init => super::reaper::main(init.channel, init.config, init.command, init.stdio),
         Ok(()) => match become_command(&init) {
             Ok(never) => match never {},
             Err(e) => e,
@@ -118,27 +110,9 @@ fn stdio(init: &Init) -> std::io::Result<()> {
             Ok(())
         }
         Stdio::Tty(size) => {
-            let p = open_terminal(*size)?;
+            let p = tty::open_terminal(*size)?;
             report::send(init.channel.as_fd(), &Report::Pty, Some(p.master.as_fd()))?;
-            attach_terminal(p.slave)
+            tty::attach_terminal(p.slave)
         }
     }
-}
-
-/// A new pty from the caller's `/dev/ptmx`, sized.
-pub fn open_terminal(size: Option<Size>) -> std::io::Result<pty::Pty> {
-    let p = pty::open_pty()?;
-    if let Some(s) = size {
-        pty::set_size(p.slave.as_fd(), s)?;
-    }
-    Ok(p)
-}
-
-/// Makes `slave` the controlling terminal of a new session and stdio 0, 1, 2.
-pub fn attach_terminal(slave: OwnedFd) -> std::io::Result<()> {
-    pty::make_controlling(&slave)?;
-    for i in 0..3 {
-        creds::dup_to(slave.as_fd(), i)?;
-    }
-    Ok(())
 }

@@ -13,11 +13,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::init::{self, Init, Stdio};
+use super::init::{self, Init};
 use super::record::{self, Container, Status};
 use super::report::{self, Report};
 use super::rootfs::Plan;
 use super::signals::Forwarder;
+use super::tty::Stdio;
 use crate::fs::options::MountSpec;
 use crate::sys::ns::{self, Exit, Namespaces};
 use crate::sys::{creds, fdpass};

@@ -12,19 +12,19 @@ use std::os::fd::{AsFd, OwnedFd};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
 
-use super::init::{self, Init, InitError, Stdio};
+use super::config::RunConfig;
 use super::process::{self, ProcessError};
 use super::report::{self, Report};
 use super::signals::FORWARDED;
+use super::tty::{self, Stdio};
 use crate::sys::{creds, ns};
 
 /// Becomes the reaper: sets the command's stdio up, forks it, and follows it. Never returns;
 /// a failure before the command runs is reported to the monitor.
-pub fn main(init: Init) -> ! {
-    let Init { channel, config, command, stdio, .. } = init;
+pub fn main(channel: OwnedFd, config: RunConfig, command: Vec<String>, stdio: Stdio) -> ! {
     let slave = match terminal(&channel, stdio) {
         Ok(s) => s,
-        Err(e) => fail(&channel, &InitError::Stdio(e)),
+        Err(e) => fail(&channel, 125, &stdio_error(&e)),
     };
     let mut caught = FORWARDED.to_vec();
     caught.push(SIGCHLD);
@@ -33,7 +33,7 @@ pub fn main(init: Init) -> ! {
     let child = match ns::fork() {
         Ok(None) => command_main(&channel, slave, &config, &command),
         Ok(Some(pid)) => pid,
-        Err(e) => fail(&channel, &InitError::Process(setup("forking the command", e))),
+        Err(e) => process_failed(&channel, &setup("forking the command", e)),
     };
     // The command holds the channel until it executes: the monitor sees the end then.
     drop((channel, slave));
@@ -55,7 +55,7 @@ fn terminal(channel: &OwnedFd, stdio: Stdio) -> std::io::Result<Option<OwnedFd>>
             Ok(None)
         }
         Stdio::Tty(size) => {
-            let p = init::open_terminal(size)?;
+            let p = tty::open_terminal(size)?;
             report::send(channel.as_fd(), &Report::Pty, Some(p.master.as_fd()))?;
             Ok(Some(p.slave))
         }
@@ -65,9 +65,9 @@ fn terminal(channel: &OwnedFd, stdio: Stdio) -> std::io::Result<Option<OwnedFd>>
 /// The command, PID 2: its terminal, then the same last steps as a PID 1 without `--init`.
 fn command_main(channel: &OwnedFd, slave: Option<OwnedFd>, config: &super::config::RunConfig, args: &[String]) -> ! {
     if let Some(slave) = slave
-        && let Err(e) = init::attach_terminal(slave)
+        && let Err(e) = tty::attach_terminal(slave)
     {
-        fail(channel, &InitError::Stdio(e));
+        fail(channel, 125, &stdio_error(&e));
     }
     let spec = process::Spec {
         args,
@@ -76,7 +76,7 @@ fn command_main(channel: &OwnedFd, slave: Option<OwnedFd>, config: &super::confi
         user: &config.user,
         no_new_privs: config.no_new_privs,
     };
-    fail(channel, &InitError::Process(process::exec(&spec)))
+    process_failed(channel, &process::exec(&spec))
 }
 
 /// Passes signals on to `child` and reaps every child until `child` ends; returns its status.
@@ -116,8 +116,17 @@ fn setup(what: &str, source: std::io::Error) -> ProcessError {
     ProcessError::Setup { what: what.to_string(), source }
 }
 
-/// Reports `e` to the monitor and exits with its code.
-fn fail(channel: &OwnedFd, e: &InitError) -> ! {
-    let _ = report::send(channel.as_fd(), &Report::Error { code: e.code(), message: e.to_string() }, None);
-    creds::exit_now(e.code())
+/// How a stdio failure is reported (as PID 1 without `--init` reports it).
+fn stdio_error(e: &std::io::Error) -> String {
+    format!("setting up stdio: {e}")
+}
+
+fn process_failed(channel: &OwnedFd, e: &ProcessError) -> ! {
+    fail(channel, e.code(), &e.to_string())
+}
+
+/// Reports a failure to the monitor and exits with its code.
+fn fail(channel: &OwnedFd, code: i32, message: &str) -> ! {
+    let _ = report::send(channel.as_fd(), &Report::Error { code, message: message.to_string() }, None);
+    creds::exit_now(code)
 }

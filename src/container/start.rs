@@ -7,13 +7,13 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use super::init::Stdio;
 use super::monitor::{self, Launch};
 use super::namespaces::{self, NsError};
 use super::ports::{self, PortError};
 use super::record::{Container, RecordError, Status};
 use super::report::{self, Report};
 use super::state;
+use super::tty::Stdio;
 use crate::fs::layers::StackSpec;
 use crate::fs::options::MountSpec;
 use crate::image::digest::Digest;

@@ -1,4 +1,5 @@
-//! Terminals of containers: the user's side of `run -it`/`exec -it` (raw mode, copying between
+//! Terminals of containers: the container's side (its stdio: given descriptors or a new pty made
+//! the controlling terminal), the user's side of `run -it`/`exec -it` (raw mode, copying between
 //! the user's terminal and the pty master both ways, window size), and the log of a detached
 //! container with a terminal.
 
@@ -6,7 +7,34 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
-use crate::sys::pty::{self, RawMode};
+use crate::sys::creds;
+use crate::sys::pty::{self, RawMode, Size};
+
+/// The stdio of a container process.
+pub enum Stdio {
+    /// These descriptors become 0, 1 and 2.
+    Fds([OwnedFd; 3]),
+    /// A new terminal, of this size if known.
+    Tty(Option<Size>),
+}
+
+/// A new pty from the caller's `/dev/ptmx`, sized.
+pub fn open_terminal(size: Option<Size>) -> std::io::Result<pty::Pty> {
+    let p = pty::open_pty()?;
+    if let Some(s) = size {
+        pty::set_size(p.slave.as_fd(), s)?;
+    }
+    Ok(p)
+}
+
+/// Makes `slave` the controlling terminal of a new session and stdio 0, 1, 2.
+pub fn attach_terminal(slave: OwnedFd) -> std::io::Result<()> {
+    pty::make_controlling(&slave)?;
+    for i in 0..3 {
+        creds::dup_to(slave.as_fd(), i)?;
+    }
+    Ok(())
+}
 
 /// Copies from `from` to `to` until end of input or an error (EIO from a pty master whose
 /// slave side is closed counts as the end).

@@ -14,6 +14,12 @@ use rustix::fs::{FileType, XattrFlags};
 
 use crate::sys::{self, Errno, fd, xattr};
 
+/// Where rootless unpacking records an owner it could not set (`uid:gid`).
+pub const OWNER_XATTR: &str = "user.strata.owner";
+/// Set on the root of a layer in which some owner is only recorded ([`OWNER_XATTR`]): a mount
+/// then knows to show the recorded owners (where its user namespace maps them).
+pub const OWNERS_MARK: &str = "user.strata.owners";
+
 /// Index of a layer in [`Stack::layers`]; when the mount is writable, index 0 is the upper dir.
 pub type LayerIdx = u16;
 
@@ -293,8 +299,7 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
             devs.push(dev);
             devs.len() - 1
         });
-        let recorded_owners =
-            matches!(xattr::get(root.as_fd(), None, OsStr::new(crate::image::unpack::OWNERS_MARK)), Ok(Some(_)));
+        let recorded_owners = matches!(xattr::get(root.as_fd(), None, OsStr::new(OWNERS_MARK)), Ok(Some(_)));
         let ino_prefix = (idx as u64) << 56;
         out.push(Layer { root, path, dev, ino_prefix, hardlinks: OnceLock::new(), recorded_owners });
     }

@@ -197,7 +197,7 @@ impl Overlay {
         {
             return st;
         }
-        if let Ok(Some(v)) = xattr::get(dir, name, OsStr::new(crate::image::unpack::OWNER_XATTR))
+        if let Ok(Some(v)) = xattr::get(dir, name, OsStr::new(crate::fs::layers::OWNER_XATTR))
             && let Some((uid, gid)) = std::str::from_utf8(&v).ok().and_then(|t| t.split_once(':'))
             && let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse())
             && maps.maps(uid, gid)

@@ -35,7 +35,7 @@ use rustix::fs::{FileType, Stat};
 
 use super::lower::{Inst, LowerError, Lowers, Shown};
 use super::owners::IdMap;
-use super::unpack::OWNER_XATTR;
+use crate::fs::layers::OWNER_XATTR;
 use crate::fs::lookup::{INO_XATTR, redirect_of};
 use crate::fs::whiteout::{self, OPAQUE_MARKER, is_private_xattr};
 use crate::sys::{Errno, fd, xattr};

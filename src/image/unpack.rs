@@ -24,17 +24,11 @@ use std::rc::Rc;
 use rustix::fs::{FileType, Mode, OFlags, Timespec, XattrFlags};
 use tar::{EntryType, Header};
 
-use crate::fs::layers::{XattrNs, remove_tree};
+use crate::fs::layers::{OWNER_XATTR, OWNERS_MARK, XattrNs, remove_tree};
 use crate::fs::whiteout;
 use crate::fs::whiteout::{OPAQUE_MARKER, WH_PREFIX, is_private_xattr};
 use crate::sys::fd::{self, SetTime};
 use crate::sys::{Errno, xattr};
-
-/// Where rootless unpacking records an owner it could not set (`uid:gid`).
-pub const OWNER_XATTR: &str = "user.strata.owner";
-/// Set on the root of a layer in which some owner is only recorded ([`OWNER_XATTR`]): a mount
-/// then knows to show the recorded owners (where its user namespace maps them).
-pub const OWNERS_MARK: &str = "user.strata.owners";
 
 /// Why a layer could not be unpacked; each names the tar entry at fault.
 #[derive(Debug, thiserror::Error)]
