@@ -348,9 +348,11 @@ fn root_a_taken_port_is_one_line_and_leaves_nothing() {
     let Some(env) = prepare("root_a_taken_port_is_one_line_and_leaves_nothing", None) else { return };
     let taken = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let e = env.fails(125, &["run", "-d", "--name", "clash", "-p", &format!("{port}:80"), IMAGE, "sleep", "100"]);
+    let publish = format!("{port}:80");
+    let e = env.fails(125, &["run", "-d", "--name", "clash", "-p", &publish, "-v", "/data", IMAGE, "sleep", "100"]);
     assert_eq!(e.trim(), format!("strata: publishing port 80/tcp: 0.0.0.0:{port} is already in use"));
     assert!(env.container_ids().is_empty(), "no container is left behind");
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "", "nor its anonymous volume");
     assert_eq!(env.ok(&["ps", "-a"]).lines().count(), 1);
     assert_eq!(helpers_of(&env), 0);
     // A port taken after the container was made: `start` names it too.

@@ -128,6 +128,8 @@ fn volume_verbs(env: &Env) {
     env.ok(&["run", "--name", "user", "-v", "pgdata:/db", IMAGE, "true"]);
     assert_eq!(env.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]), format!("{random}\n"));
     assert_eq!(env.ok(&["volume", "ls", "-q", "-f", "dangling=false"]), "pgdata\n");
+    let formatted = env.ok(&["volume", "ls", "-f", "name=pgdata", "--format", "{{.Name}} {{.Driver}} {{.Mountpoint}}"]);
+    assert_eq!(formatted, format!("pgdata local {}\n", env.root().join("volumes/pgdata/_data").display()));
     assert_eq!(env.ok(&["volume", "ls", "-q", "-f", "name=gdat"]), "pgdata\n");
     assert_eq!(env.ok(&["volume", "ls", "-q", "-f", "label=team=db", "-f", "label=tier"]), "pgdata\n");
     assert!(env.fails(1, &["volume", "ls", "-f", "colour=red"]).contains("invalid filter"));

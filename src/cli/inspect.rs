@@ -225,7 +225,7 @@ impl ContainerView {
             name: format!("/{}", c.name),
             host_config: HostConfigView {
                 network_mode: cfg.network.name(),
-                port_bindings: ports::settings(&cfg.ports, &[], false),
+                port_bindings: ports::host_config(&cfg.ports),
                 dns: cfg.dns.clone(),
                 extra_hosts: cfg.extra_hosts.clone(),
                 auto_remove: cfg.auto_remove,

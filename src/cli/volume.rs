@@ -58,6 +58,9 @@ pub struct LsArgs {
     /// Only volumes that match: dangling=true|false, name=PART, label=K[=V], driver=local.
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     filters: Vec<String>,
+    /// Print each volume through this template ({{.Name}}, {{.Mountpoint}}, {{json .Labels}}).
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// Arguments of `strata volume inspect`.
@@ -179,6 +182,9 @@ fn ls(a: LsArgs, root: &Path) -> anyhow::Result<ExitCode> {
         .collect();
     if a.quiet {
         shown.iter().for_each(|v| println!("{}", v.name));
+    } else if let Some(f) = &a.format {
+        let described: Vec<Value> = shown.iter().map(|v| describe(root, v)).collect();
+        super::inspect::print(&described, Some(f))?;
     } else {
         let rows: Vec<Vec<String>> = shown.iter().map(|v| vec![v.driver.clone(), v.name.clone()]).collect();
         print_table_min(&["DRIVER", "VOLUME NAME"], &rows, 10);

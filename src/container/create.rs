@@ -109,11 +109,11 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
     let _names = record::lock(&dirs)?;
     let name = pick_name(root, req.name.as_deref(), &id)?;
     // Held until the record names the volumes: no `volume rm` in between.
-    let _volumes = match cfg.mounts.iter().any(|m| m.volume().is_some()) {
+    let volumes_lock = match cfg.mounts.iter().any(|m| m.volume().is_some()) {
         true => Some(volumes::lock(root, LockKind::Shared)?),
         false => None,
     };
-    volumes::provide(root, &mut cfg.mounts)?;
+    let provided = volumes::provide(root, &mut cfg.mounts);
     let c = Container {
         id: id.clone(),
         name,
@@ -126,10 +126,20 @@ pub fn create(root: &Path, req: &Request) -> Result<Container, CreateError> {
         config: cfg,
     };
     let dir = c.dir(root);
-    make_dir(&dir, &c.config)?;
-    match_image_dirs(&dir, &lowers)?;
-    keep_image(&store, &c, &img)?;
-    c.save(root)?;
+    let made = provided.map_err(CreateError::from).and_then(|()| {
+        make_dir(&dir, &c.config)?;
+        match_image_dirs(&dir, &lowers)?;
+        keep_image(&store, &c, &img)?;
+        c.save(root)?;
+        Ok(())
+    });
+    if let Err(e) = made {
+        // Nothing half-made stays: the anonymous volumes made for it, its directory.
+        drop(volumes_lock);
+        let _ = volumes::remove_anonymous(root, &c);
+        let _ = crate::image::store::remove_path(&dir);
+        return Err(e);
+    }
     Ok(c)
 }
 

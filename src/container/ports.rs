@@ -299,6 +299,16 @@ pub fn lines(bindings: &[PortBinding], only: Option<&str>, ipv6: bool) -> Vec<St
         .collect()
 }
 
+/// `HostConfig.PortBindings`: what was asked for, `HostIp` empty for every address.
+pub fn host_config(bindings: &[PortBinding]) -> serde_json::Value {
+    let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for b in bindings {
+        let ip = b.host_ip.map(|i| i.to_string()).unwrap_or_default();
+        map.entry(b.key()).or_default().push(serde_json::json!({"HostIp": ip, "HostPort": b.host_port.to_string()}));
+    }
+    serde_json::to_value(map).unwrap_or_default()
+}
+
 /// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "443/tcp": null}`.
 pub fn settings(bindings: &[PortBinding], exposed: &[String], ipv6: bool) -> serde_json::Value {
     let mut map: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -364,6 +374,7 @@ mod tests {
         assert_eq!(s["443/tcp"], serde_json::Value::Null);
         assert_eq!(s["53/udp"][0]["HostIp"], "127.0.0.1");
         assert_eq!(s["80/tcp"][0]["HostPort"], "8000");
+        assert_eq!(host_config(&b)["80/tcp"][0], serde_json::json!({"HostIp": "", "HostPort": "8000"}));
     }
 
     #[test]
