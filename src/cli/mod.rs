@@ -1,6 +1,7 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
 mod bench;
+mod check;
 mod commit;
 mod container_ref;
 mod container_verbs;
@@ -110,6 +111,8 @@ enum Command {
     Volume(volume::VolumeCommand),
     /// Show what a container changed relative to its image (A, C, D per path).
     Diff(diff::DiffArgs),
+    /// Check that the store is whole: blobs, images, unpacked layers (`--repair` removes what is broken).
+    Check(check::CheckArgs),
     /// Make a new image from a container's changes.
     Commit(commit::CommitArgs),
     /// Write images to an archive or OCI layout (docker-archive, oci-archive, oci-dir).
@@ -159,6 +162,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Port(a) => container_verbs::port(a, &root),
         Command::Volume(c) => volume::run(c, &root),
         Command::Diff(a) => diff::run(a, &root),
+        Command::Check(a) => check::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),
         Command::Save(a) => save::run(a, &root),
         Command::Bench(c) => bench::run(c),

@@ -19,6 +19,7 @@
 //! - [`compress`]: layer blobs compressed, and converted to another compression for a push.
 //! - [`commit`]: a container's changes as a new image in the store.
 
+pub mod check;
 pub mod commit;
 pub mod compress;
 pub mod diff;

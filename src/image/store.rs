@@ -261,6 +261,43 @@ impl Store {
         self.root.join("tmp")
     }
 
+    /// The blobs and layers some image of `index.json` or some mount record reaches.
+    fn live_set(&self) -> Result<LiveSet> {
+        let mut manifests: Vec<Descriptor> = self.index()?.manifests;
+        for (_, rec) in self.mounts()? {
+            let d = Descriptor::new(super::spec::MediaType::OciManifest, rec.manifest, 0);
+            manifests.push(d);
+        }
+        let mut live = LiveSet::default();
+        for desc in manifests {
+            if !live.blobs.insert(desc.digest.clone()) {
+                continue;
+            }
+            let img = self.load_image(&desc)?;
+            live.blobs.insert(img.manifest.config.digest.clone());
+            live.blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+            live.layers.extend(img.config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+        }
+        Ok(live)
+    }
+
+    /// The blob hex digests and layer dir names that no image nor mount reaches: what
+    /// [`WriteLock::gc`] removes.
+    pub fn unreachable(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let live = self.live_set()?;
+        let blobs = list_dir(&self.root.join("blobs/sha256"))?
+            .into_iter()
+            .map(|(_, n)| n)
+            .filter(|n| Digest::parse(&format!("sha256:{n}")).map(|d| !live.blobs.contains(&d)).unwrap_or(true))
+            .collect();
+        let layers = list_dir(&self.root.join("layers"))?
+            .into_iter()
+            .map(|(_, n)| n)
+            .filter(|n| !n.ends_with(".json") && !live.layers.contains(n.as_str()))
+            .collect();
+        Ok((blobs, layers))
+    }
+
     /// Reads a blob whole, checking its content against its digest.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(d);
@@ -629,7 +666,7 @@ impl WriteLock<'_> {
     /// and returns what went. Stops without deleting anything if a live image cannot be read.
     pub fn gc(&self) -> Result<GcReport> {
         self.exclusive("removing what no image reaches")?;
-        let live = self.live_set()?;
+        let live = self.store.live_set()?;
         let mut report = GcReport::default();
         let sha = self.store.root.join("blobs/sha256");
         for (path, name) in list_dir(&sha)? {
@@ -658,6 +695,16 @@ impl WriteLock<'_> {
         Ok(report)
     }
 
+    /// Removes the unpacked layer `hex` (its dir, then its metadata), whichever parts are there.
+    pub fn remove_layer(&self, hex: &str) -> Result<()> {
+        self.exclusive("removing a layer")?;
+        let dir = self.store.root.join("layers").join(hex);
+        if dir.exists() {
+            self.remove_layer_dir(&dir)?;
+        }
+        remove_path(&self.store.layer_meta_path(hex))
+    }
+
     /// Moves a layer dir out of `layers/` in one rename, then deletes it: a crash midway leaves
     /// garbage in `tmp/` (emptied by the next writer), never a half-deleted layer.
     fn remove_layer_dir(&self, path: &Path) -> Result<()> {
@@ -666,25 +713,6 @@ impl WriteLock<'_> {
         let dest = doomed.path().join("layer");
         fs::rename(path, &dest).map_err(io_err(path))?;
         remove_path(doomed.path())
-    }
-
-    fn live_set(&self) -> Result<LiveSet> {
-        let mut manifests: Vec<Descriptor> = self.store.index()?.manifests;
-        for (_, rec) in self.store.mounts()? {
-            let d = Descriptor::new(super::spec::MediaType::OciManifest, rec.manifest, 0);
-            manifests.push(d);
-        }
-        let mut live = LiveSet::default();
-        for desc in manifests {
-            if !live.blobs.insert(desc.digest.clone()) {
-                continue;
-            }
-            let img = self.store.load_image(&desc)?;
-            live.blobs.insert(img.manifest.config.digest.clone());
-            live.blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
-            live.layers.extend(img.config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
-        }
-        Ok(live)
     }
 }
 
