@@ -4,5 +4,11 @@
 //!   heredocs, JSON and shell forms).
 //! - [`shell`]: word expansion (`$VAR`, `${VAR:-x}`, quotes, escapes).
 pub mod args;
+pub mod cache;
+pub mod config;
+pub mod context;
+pub mod dockerignore;
+pub mod executor;
+pub mod files;
 pub mod parser;
 pub mod shell;

@@ -1,6 +1,7 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
 mod bench;
+mod build;
 mod commit;
 mod container_ref;
 mod container_verbs;
@@ -109,6 +110,8 @@ enum Command {
     /// Manage volumes: create, ls, inspect, rm, prune.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
     /// Show what a container changed relative to its image (A, C, D per path).
     Diff(diff::DiffArgs),
     /// Make a new image from a container's changes.
@@ -159,6 +162,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Logs(a) => container_verbs::logs(a, &root),
         Command::Port(a) => container_verbs::port(a, &root),
         Command::Volume(c) => volume::run(c, &root),
+        Command::Build(a) => build::run(a, &root),
         Command::Diff(a) => diff::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),
         Command::Save(a) => save::run(a, &root),
