@@ -534,6 +534,11 @@ impl Builder<'_> {
             .join(" ")
     }
 
+    /// The cache key of a step that takes no files: parent, text, the args it uses.
+    fn step_key(&self, st: &Stage, text: &str, used: &BTreeSet<String>) -> String {
+        cache::key(&st.image.descriptor.digest.to_string(), &format!("{text}\n{}", self.used_args(st, used)), None)
+    }
+
     /// Looks `key` up; on a hit, takes the cached image.
     fn cached(&mut self, st: &mut Stage, key: &str) -> bool {
         if self.opts.no_cache {
@@ -557,11 +562,7 @@ impl Builder<'_> {
         text: String,
         used: BTreeSet<String>,
     ) -> Result<(), BuildError> {
-        let key = cache::key(
-            &st.image.descriptor.digest.to_string(),
-            &format!("{text}\n{}", self.used_args(st, &used)),
-            None,
-        );
+        let key = self.step_key(st, &text, &used);
         if self.cached(st, &key) {
             return Ok(());
         }
@@ -623,11 +624,7 @@ impl Builder<'_> {
         if t.is_dir_in_image(&dir) {
             return self.config_step(st, ins, text, used);
         }
-        let key = cache::key(
-            &st.image.descriptor.digest.to_string(),
-            &format!("{text}\n{}", self.used_args(st, &used)),
-            None,
-        );
+        let key = self.step_key(st, &text, &used);
         if self.cached(st, &key) {
             return Ok(());
         }
