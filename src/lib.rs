@@ -7,8 +7,10 @@
 //! - [`registry`]: OCI distribution registries: references, credentials, pull, push.
 //! - [`explain`]: where each path of an image or container comes from, and what each layer did.
 //! - [`container`]: containers (`strata run`, `ps`, `exec`, `stop`, `start`, `rm`, `logs`).
+//! - [`build`]: `strata build`: Dockerfiles parsed, expanded and built into images.
 //! - [`cli`]: the `strata` command line.
 
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod explain;

@@ -72,6 +72,7 @@ pub fn run(a: CommitArgs, root: &Path) -> anyhow::Result<ExitCode> {
         message: a.message.clone(),
         changes: a.changes.clone(),
         created_by: created_by(&c.record.command),
+        config: None,
         compression: a.compression,
     };
     let id = commit::finish_image(&store_lock, &c.image, &layer, &opts, name.as_ref())?;

@@ -1,6 +1,7 @@
 //! The `strata` command line: one file per verb; clap structs' doc comments are the help text.
 
 mod bench;
+mod build;
 mod check;
 mod commit;
 mod container_ref;
@@ -109,6 +110,8 @@ enum Command {
     /// Manage volumes: create, ls, inspect, rm, prune.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
     /// Show what a container changed relative to its image (A, C, D per path).
     Diff(diff::DiffArgs),
     /// Check that the store is whole: blobs, images, unpacked layers (`--repair` removes what is broken).
@@ -161,6 +164,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Logs(a) => container_verbs::logs(a, &root),
         Command::Port(a) => container_verbs::port(a, &root),
         Command::Volume(c) => volume::run(c, &root),
+        Command::Build(a) => build::run(a, &root),
         Command::Diff(a) => diff::run(a, &root),
         Command::Check(a) => check::run(a, &root),
         Command::Commit(a) => commit::run(a, &root),

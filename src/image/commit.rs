@@ -74,6 +74,8 @@ pub struct Options {
     pub changes: Vec<String>,
     /// The history entry's `created_by` (the container's command).
     pub created_by: String,
+    /// A runtime config replacing the image's (before `changes`); `None` keeps the image's.
+    pub config: Option<Map<String, Value>>,
     /// How the layer blob is compressed.
     pub compression: Compression,
 }
@@ -155,11 +157,25 @@ pub fn finish_image(
     opts: &Options,
     name: Option<&Name>,
 ) -> Result<Digest> {
-    let config_raw = new_config(image, &layer.diff_id, opts)?;
-    let config = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(&config_raw), config_raw.len() as u64);
-    lock.put_blob(&config_raw, Some(&config))?;
+    let config_raw = new_config(image, Some(&layer.diff_id), opts)?;
+    let names: Vec<Name> = name.into_iter().cloned().collect();
+    Ok(store_image(lock, image, Some(layer), &config_raw, &names)?.0)
+}
+
+/// Stores `config_raw` and a manifest listing `image`'s layers (plus `layer`), and names the
+/// image `names` (none: untagged) in `index.json`. Returns the config digest and the
+/// manifest's descriptor.
+pub fn store_image(
+    lock: &WriteLock<'_>,
+    image: &Image,
+    layer: Option<&Layer>,
+    config_raw: &[u8],
+    names: &[Name],
+) -> Result<(Digest, Descriptor)> {
+    let config = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(config_raw), config_raw.len() as u64);
+    lock.put_blob(config_raw, Some(&config))?;
     let mut layers: Vec<Descriptor> = image.manifest.layers.iter().map(as_oci).collect();
-    layers.push(layer.blob.clone());
+    layers.extend(layer.map(|l| l.blob.clone()));
     let manifest = ImageManifest {
         schema_version: 2,
         media_type: Some(MediaType::OciManifest),
@@ -172,12 +188,14 @@ pub fn finish_image(
     let mdesc = Descriptor::new(MediaType::OciManifest, Digest::sha256_of(&raw), raw.len() as u64);
     lock.put_blob(&raw, Some(&mdesc))?;
     let mut index = lock.store().index()?;
-    match name {
-        Some(n) => store::set_name(&mut index, n, &mdesc),
-        None => store::add_untagged(&mut index, &mdesc),
+    if names.is_empty() {
+        store::add_untagged(&mut index, &mdesc);
+    }
+    for n in names {
+        store::set_name(&mut index, n, &mdesc);
     }
     lock.save_index(&index)?;
-    Ok(config.digest)
+    Ok((config.digest, mdesc))
 }
 
 /// A layer descriptor of the base image in OCI terms (a docker gzip layer is an OCI gzip layer).
@@ -189,8 +207,9 @@ fn as_oci(d: &Descriptor) -> Descriptor {
     d
 }
 
-/// The new config: the image's, read as JSON, with the new layer, history entry and changes.
-pub fn new_config(image: &Image, diff_id: &Digest, opts: &Options) -> Result<Vec<u8>> {
+/// The new config: the image's, read as JSON, with the new layer (none: the history entry is
+/// an `empty_layer` one), history entry and changes.
+pub fn new_config(image: &Image, diff_id: Option<&Digest>, opts: &Options) -> Result<Vec<u8>> {
     let bad = |reason: &str| CommitError::Config { digest: image.id().clone(), reason: reason.to_string() };
     let mut v: Value = serde_json::from_slice(&image.config_raw).map_err(|e| bad(&e.to_string()))?;
     let obj = v.as_object_mut().ok_or_else(|| bad("not a JSON object"))?;
@@ -199,8 +218,9 @@ pub fn new_config(image: &Image, diff_id: &Digest, opts: &Options) -> Result<Vec
     if let Some(a) = &opts.author {
         obj.insert("author".into(), Value::String(a.clone()));
     }
-    let mut config = match obj.remove("config") {
-        Some(Value::Object(m)) => m,
+    let mut config = match (obj.remove("config"), &opts.config) {
+        (_, Some(given)) => given.clone(),
+        (Some(Value::Object(m)), None) => m,
         _ => Map::new(),
     };
     for change in &opts.changes {
@@ -210,7 +230,7 @@ pub fn new_config(image: &Image, diff_id: &Digest, opts: &Options) -> Result<Vec
     let rootfs = obj.entry("rootfs").or_insert_with(|| serde_json::json!({"type": "layers"}));
     let diff_ids = rootfs.as_object_mut().ok_or_else(|| bad("rootfs is not an object"))?;
     match diff_ids.entry("diff_ids").or_insert_with(|| Value::Array(Vec::new())) {
-        Value::Array(a) => a.push(Value::String(diff_id.to_string())),
+        Value::Array(a) => a.extend(diff_id.map(|d| Value::String(d.to_string()))),
         _ => return Err(bad("rootfs.diff_ids is not an array")),
     }
     let mut step = Map::new();
@@ -221,6 +241,9 @@ pub fn new_config(image: &Image, diff_id: &Digest, opts: &Options) -> Result<Vec
     }
     if let Some(m) = &opts.message {
         step.insert("comment".into(), Value::String(m.clone()));
+    }
+    if diff_id.is_none() {
+        step.insert("empty_layer".into(), Value::Bool(true));
     }
     match obj.entry("history").or_insert_with(|| Value::Array(Vec::new())) {
         Value::Array(a) => a.push(Value::Object(step)),

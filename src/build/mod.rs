@@ -1,0 +1,14 @@
+//! `strata build`: images from a Dockerfile, layer by layer, with a cache.
+//!
+//! - [`parser`] and [`args`]: the Dockerfile as BuildKit parses it (directives, continuations,
+//!   heredocs, JSON and shell forms).
+//! - [`shell`]: word expansion (`$VAR`, `${VAR:-x}`, quotes, escapes).
+pub mod args;
+pub mod cache;
+pub mod config;
+pub mod context;
+pub mod dockerignore;
+pub mod executor;
+pub mod files;
+pub mod parser;
+pub mod shell;
