@@ -54,7 +54,7 @@ fn root_check_finds_damage_and_repair_removes_it() {
     let (code, out) = check(&env, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("unpacked layer {}: /{rel}:", first[0])), "{out}");
-    assert!(out.ends_with("1 problems\n"), "{out}");
+    assert!(out.ends_with("1 problem\n"), "{out}");
     // --quick does not unpack again, so it does not see it.
     assert_eq!(check(&env, &["--quick"]).0, 0);
     let (code, out) = check(&env, &["--repair"]);

@@ -22,12 +22,13 @@ pub struct CheckArgs {
 
 fn summary(r: &Report) -> String {
     format!(
-        "{} blobs, {} images, {} layers checked; {} unreachable (prune removes them); {} problems",
+        "{} blobs, {} images, {} layers checked; {} unreachable (prune removes them); {} problem{}",
         r.blobs,
         r.images,
         r.layers,
         r.unreachable,
-        r.problems.len()
+        r.problems.len(),
+        if r.problems.len() == 1 { "" } else { "s" }
     )
 }
 
