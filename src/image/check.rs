@@ -7,8 +7,9 @@
 //!   digest is the layer's diff_id, and unpacking it again (into `tmp/`, by the same code as a
 //!   load or pull) gives the same tree — types, modes, owners, sizes, content, symlink targets,
 //!   device numbers, xattrs and hard links (times are not compared);
-//! - nothing is left that `prune` would not remove: a layer dir without its metadata or the
-//!   other way round is reported; unreachable blobs and layers are counted (prune removes them).
+//! - nothing is left that `prune` would not remove: a layer dir without its metadata is
+//!   reported; unreachable blobs and layers, and the metadata of a layer whose writer was
+//!   stopped before its dir was put in place, are counted (prune removes them).
 //!
 //! [`repair`] removes what is broken: bad blobs, bad layers, and the index entries of the images
 //! they break (an image is complete or not listed). Every walk of a layer is by fd.
@@ -117,7 +118,7 @@ pub fn check(store: &Store, deep: bool) -> Result<Report, StoreError> {
         }
     }
     let (blobs, layers) = store.unreachable()?;
-    r.unreachable = blobs.len() + layers.len();
+    r.unreachable += blobs.len() + layers.len();
     Ok(r)
 }
 
@@ -149,7 +150,8 @@ fn check_blobs(store: &Store, r: &mut Report) -> Result<BTreeSet<Digest>, StoreE
     Ok(bad)
 }
 
-/// A layer dir and its metadata come and go together.
+/// A layer dir and its metadata come and go together: the metadata is written first and the
+/// dir renamed into place last, so metadata alone is a leftover; a dir alone is damage.
 fn check_layer_files(store: &Store, r: &mut Report) -> Result<(), StoreError> {
     let dir = store.root().join("layers");
     let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
@@ -160,9 +162,15 @@ fn check_layer_files(store: &Store, r: &mut Report) -> Result<(), StoreError> {
             None => (n.as_str(), false),
         };
         let other = if is_meta { hex.to_string() } else { format!("{hex}.json") };
-        if !names.contains(&other) {
-            let what = if is_meta { "has metadata but no unpacked dir" } else { "has no metadata" };
-            r.problems.push(Problem { what: format!("layer {hex} {what}"), fix: Fix::Layer(hex.to_string()) });
+        match (names.contains(&other), is_meta) {
+            (true, _) => {}
+            // A writer stopped between the two (the dir is the last step, so no image uses it):
+            // what `prune` removes.
+            (false, true) => r.unreachable += 1,
+            (false, false) => r.problems.push(Problem {
+                what: format!("layer {hex} has no metadata"),
+                fix: Fix::Layer(hex.to_string()),
+            }),
         }
     }
     Ok(())
