@@ -48,8 +48,6 @@ pub enum Fix {
     Layer(String),
     /// The index entries of this manifest, which cannot be used.
     Image(Digest),
-    /// A file that has no business in the store.
-    Stray(PathBuf),
 }
 
 /// What a check found.
@@ -132,8 +130,8 @@ fn check_blobs(store: &Store, r: &mut Report) -> Result<BTreeSet<Digest>, StoreE
         let name = entry.file_name().to_string_lossy().into_owned();
         r.blobs += 1;
         let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
-            let what = format!("blobs/sha256/{name}: not a digest");
-            r.problems.push(Problem { what, fix: Fix::Stray(entry.path()) });
+            // Not a blob (a stopped writer's temp file, say): counted as unreachable, as `prune`
+            // removes it.
             continue;
         };
         let path = entry.path();
@@ -157,6 +155,11 @@ fn check_layer_files(store: &Store, r: &mut Report) -> Result<(), StoreError> {
     let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
     let names: BTreeSet<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     for n in &names {
+        if n.starts_with('.') {
+            // The temp name of a metadata file being written when its writer stopped: counted as
+            // unreachable, as `prune` removes it.
+            continue;
+        }
         let (hex, is_meta) = match n.strip_suffix(".json") {
             Some(h) => (h, true),
             None => (n.as_str(), false),
@@ -167,10 +170,9 @@ fn check_layer_files(store: &Store, r: &mut Report) -> Result<(), StoreError> {
             // A writer stopped between the two (the dir is the last step, so no image uses it):
             // what `prune` removes.
             (false, true) => r.unreachable += 1,
-            (false, false) => r.problems.push(Problem {
-                what: format!("layer {hex} has no metadata"),
-                fix: Fix::Layer(hex.to_string()),
-            }),
+            (false, false) => r
+                .problems
+                .push(Problem { what: format!("layer {hex} has no metadata"), fix: Fix::Layer(hex.to_string()) }),
         }
     }
     Ok(())
@@ -333,10 +335,6 @@ pub fn repair(lock: &WriteLock<'_>, report: &Report) -> Result<Vec<String>, Stor
                 store::remove_path(&store.blob_path(d))?;
                 gone_blobs.insert(d.clone());
                 done.push(format!("removed blob {d}"));
-            }
-            Fix::Stray(path) => {
-                store::remove_path(path)?;
-                done.push(format!("removed {}", path.display()));
             }
             Fix::Layer(hex) => {
                 lock.remove_layer(hex)?;
