@@ -66,3 +66,44 @@ fn bad_input_names_step_and_line() {
     }
     assert!(!env.run(&["inspect", "bad:1"]).status.success());
 }
+
+/// Builds `dockerfile` in a fresh context dir `name` under the env; asserts success; the output.
+fn build_ok(env: &Env, name: &str, dockerfile: &str, extra: &[&str]) -> String {
+    let ctx = env.dir.path().join(name);
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let out = build(env, &ctx, extra);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// `strata run --rm IMAGE sh -c SCRIPT`'s stdout.
+fn run_sh(env: &Env, image: &str, script: &str) -> String {
+    let out = env.run(&["run", "--rm", "--network", "none", image, "sh", "-c", script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+const MULTI_STAGE: &str = "FROM oci-multi AS base\n\
+    RUN mkdir -p /w/sub && echo keep > /w/keep && echo gone > /w/gone && echo s > /w/sub/s\n\
+    RUN rm /w/gone && rm -r /w/sub && mkdir /w/sub && echo new > /w/sub/n\n\
+    FROM oci-multi AS unused\n\
+    RUN echo UNUSED-STEP-RAN\n\
+    FROM oci-multi\n\
+    COPY --from=base /w /w\n\
+    COPY --from=0 /w/kee* /single/\n\
+    COPY --from=oci-multi /bin/busybox /bb\n";
+
+#[test]
+fn root_multi_stage_copy_from_sees_the_merged_stage_and_skips_unneeded_stages() {
+    let env = Env::new();
+    let text = build_ok(&env, "ctx", MULTI_STAGE, &["-t", "multi:1"]);
+    assert!(!text.contains("UNUSED-STEP-RAN") && !text.contains("RUN echo UNUSED"), "{text}");
+    assert!(text.contains("Step 7/7 : COPY --from=oci-multi /bin/busybox /bb"), "{text}");
+    let listing = run_sh(&env, "multi:1", "find /w /single | sort; cat /w/keep /w/sub/n; test -x /bb && echo bb");
+    assert_eq!(listing, "/single\n/single/keep\n/w\n/w/keep\n/w/sub\n/w/sub/n\nkeep\nnew\nbb\n");
+    let target = build_ok(&env, "ctx", MULTI_STAGE, &["--target", "unused", "-t", "unused:1"]);
+    assert!(target.contains("UNUSED-STEP-RAN") && target.contains("Step 2/2 : RUN echo UNUSED"), "{target}");
+    assert!(!target.contains("FROM oci-multi AS base") && !target.contains("COPY"), "{target}");
+}

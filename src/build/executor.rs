@@ -17,6 +17,7 @@ use super::cache::{self, Cache};
 use super::config;
 use super::context::Context;
 use super::files::{self, Target};
+use super::merged;
 use super::parser::{self, Instruction};
 use super::shell::Lexer;
 use crate::container::config::Overrides;
@@ -780,7 +781,7 @@ impl Builder<'_> {
         let from_ctx;
         let ctx: &Context = match flag("from") {
             Some(f) => {
-                from_ctx = self.stage_context(&f).map_err(|e| self.fail(ins, e))?;
+                from_ctx = self.stage_context(&f, srcs).map_err(|e| self.fail(ins, e))?;
                 &from_ctx.1
             }
             None => self.ctx,
@@ -815,25 +816,17 @@ impl Builder<'_> {
         self.commit(st, Some((upper.path(), &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
     }
 
-    /// The files of a stage or image, for `COPY --from`: its layers copied bottom up into a
-    /// temp dir (what a later layer has replaces what an earlier one had).
-    fn stage_context(&self, from: &str) -> Result<(tempfile::TempDir, Context), Fail> {
-        let lower = from.to_ascii_lowercase();
-        let image = match lower.parse::<usize>().ok().and_then(|i| self.done.get(i)) {
+    /// The files `srcs` name in a stage or image, for `COPY --from`: read from its merged
+    /// view into a temp dir, which becomes the step's context.
+    fn stage_context(&self, from: &str, srcs: &[String]) -> Result<(tempfile::TempDir, Context), Fail> {
+        let image = match from.parse::<usize>().ok().and_then(|i| self.done.get(i)) {
             Some((_, img)) => img.clone(),
             None => self.base(from)?,
         };
         let tmp = self.upper()?;
-        for dir in self.lower_dirs(&image).iter().rev() {
-            let status = std::process::Command::new("cp")
-                .args(["-a", "--no-preserve=xattr", "--"])
-                .arg(dir.join("."))
-                .arg(tmp.path())
-                .status()
-                .map_err(|e| format!("copying {}: {e}", dir.display()))?;
-            if !status.success() {
-                return Err(format!("copying the files of {from} failed"));
-            }
+        let lowers = Lowers::open(&self.lower_dirs(&image)).map_err(|e| e.to_string())?;
+        for s in srcs {
+            merged::extract(&lowers, s, tmp.path()).map_err(|e| e.to_string())?;
         }
         let ctx = Context::dir(tmp.path()).map_err(|e| e.to_string())?;
         Ok((tmp, ctx))
