@@ -107,3 +107,72 @@ fn root_multi_stage_copy_from_sees_the_merged_stage_and_skips_unneeded_stages() 
     assert!(target.contains("UNUSED-STEP-RAN") && target.contains("Step 2/2 : RUN echo UNUSED"), "{target}");
     assert!(!target.contains("FROM oci-multi AS base") && !target.contains("COPY"), "{target}");
 }
+
+#[test]
+fn root_onbuild_triggers_are_recorded_and_fire_in_a_child_build() {
+    let env = Env::new();
+    let parent = "FROM oci-multi\nONBUILD RUN echo triggered > /trig\nONBUILD COPY a.txt /from-child-ctx/\n";
+    build_ok(&env, "parent", parent, &["-t", "parent:1"]);
+    let inspect = String::from_utf8_lossy(&env.run(&["inspect", "parent:1"]).stdout).to_string();
+    assert!(inspect.contains("\"OnBuild\"") && inspect.contains("RUN echo triggered > /trig"), "{inspect}");
+    assert_eq!(run_sh(&env, "parent:1", "test -e /trig || echo none"), "none\n");
+    let child_ctx = env.dir.path().join("child");
+    fs::create_dir_all(&child_ctx).unwrap();
+    fs::write(child_ctx.join("a.txt"), "from the child\n").unwrap();
+    let text = build_ok(&env, "child", "FROM parent:1\nRUN cat /trig\n", &["-t", "child:1"]);
+    assert!(text.contains("# Executing 2 build triggers"), "{text}");
+    assert_eq!(run_sh(&env, "child:1", "cat /trig /from-child-ctx/a.txt"), "triggered\nfrom the child\n");
+    let child = String::from_utf8_lossy(&env.run(&["inspect", "child:1"]).stdout).to_string();
+    assert!(!child.contains("\"OnBuild\": [\n"), "{child}");
+}
+
+/// `strata build ARGS` with `stdin` as its standard input.
+fn build_stdin(env: &Env, args: &[&str], stdin: fs::File) -> std::process::Output {
+    let mut c = env.cmd(&[&["build"], args].concat());
+    let child =
+        c.stdin(stdin).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    common::container::finish(child, common::container::LIMIT)
+}
+
+#[test]
+fn root_context_tar_on_stdin_and_dockerfile_on_stdin() {
+    let env = Env::new();
+    let ctx = env.dir.path().join("ctx");
+    fs::create_dir_all(ctx.join("sub")).unwrap();
+    fs::write(ctx.join("sub/f.txt"), "in the tar\n").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM oci-multi\nCOPY sub /sub\n").unwrap();
+    let tar = env.dir.path().join("ctx.tar");
+    let st = std::process::Command::new("tar").arg("-C").arg(&ctx).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(st.success());
+    let out = build_stdin(&env, &["-t", "fromtar:1", "-"], fs::File::open(&tar).unwrap());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(run_sh(&env, "fromtar:1", "cat /sub/f.txt"), "in the tar\n");
+    let df = env.dir.path().join("other.Dockerfile");
+    fs::write(&df, "FROM oci-multi\nCOPY sub/f.txt /g.txt\n").unwrap();
+    let out = build_stdin(&env, &["-f", "-", "-t", "dfstdin:1", ctx.to_str().unwrap()], fs::File::open(&df).unwrap());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(run_sh(&env, "dfstdin:1", "cat /g.txt"), "in the tar\n");
+}
+
+#[test]
+fn root_cache_ignores_mtime_follows_build_args_and_no_cache_reuses_nothing() {
+    let env = Env::new();
+    let ctx = env.dir.path().join("ctx");
+    let df = "FROM oci-multi\nCOPY a.txt /a\nRUN echo fixed > /f\nARG V=1\nRUN echo $V > /v\nENV X=1\n";
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("a.txt"), "a\n").unwrap();
+    let first = build_ok(&env, "ctx", df, &["-t", "c:1"]);
+    assert_eq!(first.matches("Using cache").count(), 0, "{first}");
+    let f = fs::File::options().write(true).open(ctx.join("a.txt")).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    let touched = build_ok(&env, "ctx", df, &[]);
+    assert_eq!(touched.matches("Using cache").count(), 5, "{touched}");
+    let changed = build_ok(&env, "ctx", df, &["--build-arg", "V=2"]);
+    assert_eq!(changed.matches("Using cache").count(), 3, "{changed}");
+    assert!(changed.contains("Step 5/6 : RUN echo $V > /v\n ---> Running in"), "{changed}");
+    assert!(first.contains("\nRemoving intermediate container "), "{first}");
+    let none = build_ok(&env, "ctx", df, &["--no-cache", "-t", "c:2"]);
+    assert_eq!(none.matches("Using cache").count(), 0, "{none}");
+    assert_eq!(none.matches("Running in").count(), 2, "{none}");
+    assert_eq!(run_sh(&env, "c:2", "cat /a /f /v"), "a\nfixed\n1\n");
+}

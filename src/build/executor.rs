@@ -570,8 +570,21 @@ impl Builder<'_> {
         self.commit(st, None, &text, &key).map_err(|e| self.fail(ins, e))
     }
 
-    /// Stores the stage's next image (with `layer`, or config only) and caches it.
+    /// Stores the stage's next image (with `layer`, or config only), caches it, prints its id.
     fn commit(&mut self, st: &mut Stage, layer: Option<(&Path, &Lowers)>, text: &str, key: &str) -> Result<(), Fail> {
+        self.store_step(st, layer, text, key)?;
+        self.say(&format!(" ---> {}", st.image.id().short()));
+        Ok(())
+    }
+
+    /// Stores the stage's next image (with `layer`, or config only) and caches it.
+    fn store_step(
+        &mut self,
+        st: &mut Stage,
+        layer: Option<(&Path, &Lowers)>,
+        text: &str,
+        key: &str,
+    ) -> Result<(), Fail> {
         let s = |e: &dyn std::fmt::Display| e.to_string();
         let lock = self.store.write().map_err(|e| s(&e))?;
         let layer: Option<Layer> = match layer {
@@ -595,7 +608,6 @@ impl Builder<'_> {
         st.image = self.store.load_image(&mdesc).map_err(|e| s(&e))?;
         drop(lock);
         self.cache.put(key, &mdesc.digest).map_err(|e| s(&e))?;
-        self.say(&format!(" ---> {}", st.image.id().short()));
         Ok(())
     }
 
@@ -729,12 +741,15 @@ impl Builder<'_> {
             return Err(format!("The command '{}' returned a non-zero code: {code}", shell_words(&argv)));
         }
         let dirs = self.lower_dirs(&st.image);
-        let r = Lowers::open(&dirs)
+        let committed = Lowers::open(&dirs)
             .map_err(|e| e.to_string())
-            .and_then(|lowers| self.commit(st, Some((&c.upper_dir(self.root), &lowers)), text, key));
+            .and_then(|lowers| self.store_step(st, Some((&c.upper_dir(self.root), &lowers)), text, key));
         cleanup(&c);
-        self.say(&format!(" ---> Removed intermediate container {}", c.short_id()));
-        r
+        // Docker's order: the container goes, then the step's image is named.
+        self.say(&format!("Removing intermediate container {}", c.short_id()));
+        committed?;
+        self.say(&format!(" ---> {}", st.image.id().short()));
+        Ok(())
     }
 }
 
