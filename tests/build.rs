@@ -176,3 +176,43 @@ fn root_cache_ignores_mtime_follows_build_args_and_no_cache_reuses_nothing() {
     assert_eq!(none.matches("Running in").count(), 2, "{none}");
     assert_eq!(run_sh(&env, "c:2", "cat /a /f /v"), "a\nfixed\n1\n");
 }
+
+#[test]
+fn root_add_unpacks_a_local_tar_gz_copy_keeps_it_and_chown_chmod_apply() {
+    let env = Env::new();
+    let ctx = env.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let gz = flate2::write::GzEncoder::new(fs::File::create(ctx.join("app.tar.gz")).unwrap(), Default::default());
+    let mut tar = tar::Builder::new(gz);
+    for (path, mode, uid, data) in [("app/", 0o750, 1000, &b""[..]), ("app/run.sh", 0o741, 1000, b"echo hi\n")] {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path).unwrap();
+        h.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(65534);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        tar.append(&h, data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    fs::write(ctx.join("a.txt"), "a\n").unwrap();
+    let df = "FROM oci-multi\nADD app.tar.gz /opt/\nCOPY app.tar.gz /copied/\n\
+              COPY --chown=1234:5678 --chmod=600 a.txt /num\nCOPY --chown=user:nogroup a.txt /named\n\
+              COPY --chown=nobody a.txt /user-only\n";
+    build_ok(&env, "ctx", df, &["-t", "add:1"]);
+    let got = run_sh(
+        &env,
+        "add:1",
+        "cd / && stat -c '%n %u:%g %a %F' opt/app opt/app/run.sh copied/app.tar.gz num named user-only",
+    );
+    assert_eq!(
+        got,
+        "opt/app 1000:65534 750 directory\nopt/app/run.sh 1000:65534 741 regular file\n\
+         copied/app.tar.gz 0:0 644 regular file\nnum 1234:5678 600 regular file\n\
+         named 1000:65534 644 regular file\nuser-only 65534:65534 644 regular file\n"
+    );
+    fs::write(ctx.join("Dockerfile"), "FROM oci-multi\nCOPY --chown=nosuch a.txt /x\n").unwrap();
+    let out = build(&env, &ctx, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"nosuch\""), "{out:?}");
+}

@@ -777,9 +777,7 @@ impl Builder<'_> {
         let flag =
             |name: &str| ins.flags.iter().find_map(|f| f.strip_prefix(&format!("--{name}=")).map(str::to_string));
         let owner = match flag("chown") {
-            Some(o) => Some(
-                parse_owner(&o).ok_or_else(|| self.fail(ins, format!("--chown={o}: numeric UID[:GID] expected")))?,
-            ),
+            Some(o) => Some(self.owner_of(st, &o).map_err(|e| self.fail(ins, e))?),
             None => None,
         };
         let mode = match flag("chmod") {
@@ -894,8 +892,48 @@ impl Builder<'_> {
     }
 }
 
-/// `UID[:GID]`, numeric.
-fn parse_owner(s: &str) -> Option<(u32, u32)> {
-    let (u, g) = s.split_once(':').unwrap_or((s, s));
-    Some((u.parse().ok()?, g.parse().ok()?))
+impl Builder<'_> {
+    /// `--chown=USER[:GROUP]`: numbers, or names from the image's `/etc/passwd` and
+    /// `/etc/group`; without a group, the user's (docker: the uid's own number when numeric).
+    fn owner_of(&self, st: &Stage, spec: &str) -> Result<(u32, u32), Fail> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        let lowers = Lowers::open(&self.lower_dirs(&st.image)).map_err(|e| e.to_string())?;
+        let table = |file: &str| -> Result<String, Fail> {
+            let text = merged::read_file(&lowers, Path::new(file)).map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&text.unwrap_or_default()).into_owned())
+        };
+        let (uid, user_gid) = match numeric(user) {
+            Some(u) => (u, u),
+            None => id_entry(&table("etc/passwd")?, user, true)
+                .ok_or_else(|| format!("--chown={spec}: no user {user:?} in the image's /etc/passwd"))?,
+        };
+        let gid = match group {
+            None => user_gid,
+            Some(g) => match numeric(g) {
+                Some(g) => g,
+                None => id_entry(&table("etc/group")?, g, false)
+                    .map(|(gid, _)| gid)
+                    .ok_or_else(|| format!("--chown={spec}: no group {g:?} in the image's /etc/group"))?,
+            },
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// In a passwd (`name:x:uid:gid:…`) or group (`name:x:gid:…`) file, `name`'s id and (passwd
+/// only) primary group.
+fn id_entry(table: &str, name: &str, passwd: bool) -> Option<(u32, u32)> {
+    table.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 3 || f[0] != name {
+            return None;
+        }
+        let id = f[2].parse().ok()?;
+        let gid = if passwd { f.get(3)?.parse().ok()? } else { id };
+        Some((id, gid))
+    })
 }

@@ -72,6 +72,19 @@ pub fn extract(lowers: &Lowers, src: &str, into: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The content of the regular file the merged image shows at `rel` (relative), if any.
+pub fn read_file(lowers: &Lowers, rel: &Path) -> Result<Option<Vec<u8>>> {
+    let Some(Shown::NonDir { layer, path, st }) = lowers.lookup(rel)? else { return Ok(None) };
+    if fd::kind_of(&st) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let f = fd::open_beneath(lowers.fd(layer), &path, OFlags::RDONLY, Mode::empty())
+        .map_err(lowers.error(layer, &path, "open"))?;
+    let mut buf = Vec::new();
+    io::Read::read_to_end(&mut fs::File::from(f), &mut buf).map_err(io_err(&path))?;
+    Ok(Some(buf))
+}
+
 /// Writes `shown` (a directory with what it holds) at the host path `to`.
 fn write(lowers: &Lowers, shown: &Shown, to: &Path) -> Result<()> {
     let st = *shown.st();
