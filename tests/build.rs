@@ -216,3 +216,24 @@ fn root_add_unpacks_a_local_tar_gz_copy_keeps_it_and_chown_chmod_apply() {
     let out = build(&env, &ctx, &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"nosuch\""), "{out:?}");
 }
+
+#[test]
+fn root_rootless_build_as_an_unprivileged_user() {
+    if !common::require_root("root_rootless_build_as_an_unprivileged_user") {
+        return;
+    }
+    // The build drops to uid 65534, which must be able to open /dev/fuse.
+    fs::set_permissions("/dev/fuse", std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let env = Env::with_user(Some(65534));
+    let ctx = env.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("a.txt"), "rootless\n").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM oci-multi\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n").unwrap();
+    for p in [&ctx, &ctx.join("a.txt"), &ctx.join("Dockerfile")] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let out = build(&env, &ctx, &["--network", "none", "-t", "rl:1"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let run = env.run(&["run", "--rm", "--network", "none", "rl:1", "cat", "/b.txt"]);
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "rootless\n", "{}", String::from_utf8_lossy(&run.stderr));
+}
