@@ -237,3 +237,17 @@ fn root_rootless_build_as_an_unprivileged_user() {
     let run = env.run(&["run", "--rm", "--network", "none", "rl:1", "cat", "/b.txt"]);
     assert_eq!(String::from_utf8_lossy(&run.stdout), "rootless\n", "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+#[test]
+fn root_step_images_show_only_with_all_and_prune_leaves_the_cache_a_miss() {
+    let env = Env::new();
+    build_ok(&env, "ctx", "FROM oci-multi\nRUN echo x > /x\nENV A=1\n", &["-t", "steps:1"]);
+    let list = |args: &[&str]| String::from_utf8_lossy(&env.run(args).stdout).lines().count();
+    assert_eq!(list(&["images"]), 3, "header, oci-multi, steps:1");
+    assert_eq!(list(&["images", "-a"]), 4, "and the RUN step's image");
+    env.run(&["rmi", "steps:1"]);
+    let pruned = env.run(&["prune"]);
+    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    let again = build_ok(&env, "ctx", "FROM oci-multi\nRUN echo x > /x\nENV A=1\n", &["-t", "steps:1"]);
+    assert!(again.contains("Running in"), "{again}");
+}
