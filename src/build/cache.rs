@@ -38,6 +38,17 @@ impl Cache {
         store.images().ok()?.into_iter().find(|i| i.descriptor.digest == manifest)
     }
 
+    /// The manifests the cache's entries name: the build's step images, which `strata images`
+    /// lists only with `-a` when they have no name.
+    pub fn manifests(&self) -> std::collections::BTreeSet<Digest> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Default::default() };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| Digest::parse(t.trim()).ok())
+            .collect()
+    }
+
     /// Records that `key` made the image whose manifest is `manifest`.
     pub fn put(&self, key: &str, manifest: &Digest) -> Result<(), StoreError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;

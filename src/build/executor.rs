@@ -17,6 +17,7 @@ use super::cache::{self, Cache};
 use super::config;
 use super::context::Context;
 use super::files::{self, Target};
+use super::merged;
 use super::parser::{self, Instruction};
 use super::shell::Lexer;
 use crate::container::config::Overrides;
@@ -569,8 +570,21 @@ impl Builder<'_> {
         self.commit(st, None, &text, &key).map_err(|e| self.fail(ins, e))
     }
 
-    /// Stores the stage's next image (with `layer`, or config only) and caches it.
+    /// Stores the stage's next image (with `layer`, or config only), caches it, prints its id.
     fn commit(&mut self, st: &mut Stage, layer: Option<(&Path, &Lowers)>, text: &str, key: &str) -> Result<(), Fail> {
+        self.store_step(st, layer, text, key)?;
+        self.say(&format!(" ---> {}", st.image.id().short()));
+        Ok(())
+    }
+
+    /// Stores the stage's next image (with `layer`, or config only) and caches it.
+    fn store_step(
+        &mut self,
+        st: &mut Stage,
+        layer: Option<(&Path, &Lowers)>,
+        text: &str,
+        key: &str,
+    ) -> Result<(), Fail> {
         let s = |e: &dyn std::fmt::Display| e.to_string();
         let lock = self.store.write().map_err(|e| s(&e))?;
         let layer: Option<Layer> = match layer {
@@ -594,7 +608,6 @@ impl Builder<'_> {
         st.image = self.store.load_image(&mdesc).map_err(|e| s(&e))?;
         drop(lock);
         self.cache.put(key, &mdesc.digest).map_err(|e| s(&e))?;
-        self.say(&format!(" ---> {}", st.image.id().short()));
         Ok(())
     }
 
@@ -728,12 +741,15 @@ impl Builder<'_> {
             return Err(format!("The command '{}' returned a non-zero code: {code}", shell_words(&argv)));
         }
         let dirs = self.lower_dirs(&st.image);
-        let r = Lowers::open(&dirs)
+        let committed = Lowers::open(&dirs)
             .map_err(|e| e.to_string())
-            .and_then(|lowers| self.commit(st, Some((&c.upper_dir(self.root), &lowers)), text, key));
+            .and_then(|lowers| self.store_step(st, Some((&c.upper_dir(self.root), &lowers)), text, key));
         cleanup(&c);
-        self.say(&format!(" ---> Removed intermediate container {}", c.short_id()));
-        r
+        // Docker's order: the container goes, then the step's image is named.
+        self.say(&format!("Removing intermediate container {}", c.short_id()));
+        committed?;
+        self.say(&format!(" ---> {}", st.image.id().short()));
+        Ok(())
     }
 }
 
@@ -761,9 +777,7 @@ impl Builder<'_> {
         let flag =
             |name: &str| ins.flags.iter().find_map(|f| f.strip_prefix(&format!("--{name}=")).map(str::to_string));
         let owner = match flag("chown") {
-            Some(o) => Some(
-                parse_owner(&o).ok_or_else(|| self.fail(ins, format!("--chown={o}: numeric UID[:GID] expected")))?,
-            ),
+            Some(o) => Some(self.owner_of(st, &o).map_err(|e| self.fail(ins, e))?),
             None => None,
         };
         let mode = match flag("chmod") {
@@ -780,7 +794,7 @@ impl Builder<'_> {
         let from_ctx;
         let ctx: &Context = match flag("from") {
             Some(f) => {
-                from_ctx = self.stage_context(&f).map_err(|e| self.fail(ins, e))?;
+                from_ctx = self.stage_context(&f, srcs).map_err(|e| self.fail(ins, e))?;
                 &from_ctx.1
             }
             None => self.ctx,
@@ -815,25 +829,17 @@ impl Builder<'_> {
         self.commit(st, Some((upper.path(), &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
     }
 
-    /// The files of a stage or image, for `COPY --from`: its layers copied bottom up into a
-    /// temp dir (what a later layer has replaces what an earlier one had).
-    fn stage_context(&self, from: &str) -> Result<(tempfile::TempDir, Context), Fail> {
-        let lower = from.to_ascii_lowercase();
-        let image = match lower.parse::<usize>().ok().and_then(|i| self.done.get(i)) {
+    /// The files `srcs` name in a stage or image, for `COPY --from`: read from its merged
+    /// view into a temp dir, which becomes the step's context.
+    fn stage_context(&self, from: &str, srcs: &[String]) -> Result<(tempfile::TempDir, Context), Fail> {
+        let image = match from.parse::<usize>().ok().and_then(|i| self.done.get(i)) {
             Some((_, img)) => img.clone(),
             None => self.base(from)?,
         };
         let tmp = self.upper()?;
-        for dir in self.lower_dirs(&image).iter().rev() {
-            let status = std::process::Command::new("cp")
-                .args(["-a", "--no-preserve=xattr", "--"])
-                .arg(dir.join("."))
-                .arg(tmp.path())
-                .status()
-                .map_err(|e| format!("copying {}: {e}", dir.display()))?;
-            if !status.success() {
-                return Err(format!("copying the files of {from} failed"));
-            }
+        let lowers = Lowers::open(&self.lower_dirs(&image)).map_err(|e| e.to_string())?;
+        for s in srcs {
+            merged::extract(&lowers, s, tmp.path()).map_err(|e| e.to_string())?;
         }
         let ctx = Context::dir(tmp.path()).map_err(|e| e.to_string())?;
         Ok((tmp, ctx))
@@ -886,8 +892,48 @@ impl Builder<'_> {
     }
 }
 
-/// `UID[:GID]`, numeric.
-fn parse_owner(s: &str) -> Option<(u32, u32)> {
-    let (u, g) = s.split_once(':').unwrap_or((s, s));
-    Some((u.parse().ok()?, g.parse().ok()?))
+impl Builder<'_> {
+    /// `--chown=USER[:GROUP]`: numbers, or names from the image's `/etc/passwd` and
+    /// `/etc/group`; without a group, the user's (docker: the uid's own number when numeric).
+    fn owner_of(&self, st: &Stage, spec: &str) -> Result<(u32, u32), Fail> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().ok();
+        let lowers = Lowers::open(&self.lower_dirs(&st.image)).map_err(|e| e.to_string())?;
+        let table = |file: &str| -> Result<String, Fail> {
+            let text = merged::read_file(&lowers, Path::new(file)).map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&text.unwrap_or_default()).into_owned())
+        };
+        let (uid, user_gid) = match numeric(user) {
+            Some(u) => (u, u),
+            None => id_entry(&table("etc/passwd")?, user, true)
+                .ok_or_else(|| format!("--chown={spec}: no user {user:?} in the image's /etc/passwd"))?,
+        };
+        let gid = match group {
+            None => user_gid,
+            Some(g) => match numeric(g) {
+                Some(g) => g,
+                None => id_entry(&table("etc/group")?, g, false)
+                    .map(|(gid, _)| gid)
+                    .ok_or_else(|| format!("--chown={spec}: no group {g:?} in the image's /etc/group"))?,
+            },
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// In a passwd (`name:x:uid:gid:…`) or group (`name:x:gid:…`) file, `name`'s id and (passwd
+/// only) primary group.
+fn id_entry(table: &str, name: &str, passwd: bool) -> Option<(u32, u32)> {
+    table.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 3 || f[0] != name {
+            return None;
+        }
+        let id = f[2].parse().ok()?;
+        let gid = if passwd { f.get(3)?.parse().ok()? } else { id };
+        Some((id, gid))
+    })
 }

@@ -10,5 +10,6 @@ pub mod context;
 pub mod dockerignore;
 pub mod executor;
 pub mod files;
+pub mod merged;
 pub mod parser;
 pub mod shell;

@@ -1,4 +1,5 @@
-//! `strata images`: list the images of the store, as `docker images` does.
+//! `strata images`: list the images of the store, as `docker images` does (a build's unnamed
+//! step images only with `-a`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ pub struct ImagesArgs {
     /// Full image ids.
     #[arg(long)]
     no_trunc: bool,
+    /// Also the unnamed images a build made for its steps (kept for its cache).
+    #[arg(short = 'a', long)]
+    all: bool,
 }
 
 /// Prints REPOSITORY TAG IMAGE ID CREATED SIZE, newest first.
@@ -23,6 +27,10 @@ pub fn run(a: ImagesArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let _lock = store.read()?;
     let mut images = store.images()?;
     images.sort_by(|x, y| y.config.created.cmp(&x.config.created));
+    if !a.all {
+        let steps = crate::build::cache::Cache::new(root).manifests();
+        images.retain(|i| !i.names.is_empty() || !steps.contains(&i.descriptor.digest));
+    }
     let mut rows = Vec::new();
     for img in &images {
         let id = if a.no_trunc { img.id().to_string() } else { img.id().short().to_string() };
