@@ -38,6 +38,15 @@ fn build_layers(t: &Path, prefix: &str, layers: &[Vec<Entry>]) -> Vec<PathBuf> {
 /// Runs `ops` on both filesystems over `layers` (top first) and returns every disagreement.
 /// Strata reads the layers as given; the kernel reads them in its own forms.
 fn differential(layers: &[Vec<Entry>], ops: &[Op]) -> Vec<String> {
+    differential_with_upper(layers, ops, |_| Vec::new())
+}
+
+/// [`differential`], then `upper_problems` looks at Strata's upper dir (unmounted).
+fn differential_with_upper(
+    layers: &[Vec<Entry>],
+    ops: &[Op],
+    upper_problems: impl Fn(&Path) -> Vec<String>,
+) -> Vec<String> {
     let tmp = tempfile::Builder::new().prefix("strata-diff-").tempdir_in("/tmp").unwrap();
     let t = tmp.path();
     let lowers = build_layers(t, "l", layers);
@@ -65,6 +74,7 @@ fn differential(layers: &[Vec<Entry>], ops: &[Op]) -> Vec<String> {
     problems.extend(ss.diff(&sk, false).into_iter().map(|d| format!("final tree: {d}")));
     ms.unmount();
     mk.unmount();
+    problems.extend(upper_problems(&su).into_iter().map(|p| format!("strata's upper: {p}")));
     problems.extend(reread_upper(&lowers, &klowers, &su, &ss, t));
     // The other way round: Strata reads the upper dir the kernel wrote as the kernel itself reads
     // it with its default options (without `index=on`, whose index directory only the kernel
@@ -308,6 +318,97 @@ fn root_hardlinks_stay_one_object_across_copy_up() {
         Op::Link(s("d"), s("dlink")),
     ];
     check("root_hardlinks_stay_one_object_across_copy_up", &base(), &ops);
+}
+
+/// A lower directory `a` whose file `c/c` has a second name `c/e`, and a file `b/f` linked to
+/// it from another directory.
+fn linked_under_dir_layers() -> Vec<Vec<Entry>> {
+    vec![vec![
+        file("a/c/c", "lower 13 byte"),
+        Entry::Hardlink(s("a/c/e"), s("a/c/c")),
+        file("a/k/k", "lower 13 byte"),
+        Entry::Hardlink(s("a/k/l"), s("a/k/k")),
+        Entry::Dir("d", 0o755),
+        file("x/y", "other 13 byte"),
+        Entry::Hardlink(s("x/z"), s("x/y")),
+        Entry::Hardlink(s("b/f"), s("x/y")),
+    ]]
+}
+
+/// Both names of the renamed directory's file, as read, stat'ed and listed.
+fn both_names(dir: &str, names: &[&str]) -> Vec<Op> {
+    let mut ops = vec![Op::List(s(dir))];
+    for n in names {
+        ops.push(Op::Read(format!("{dir}/{n}")));
+        ops.push(Op::Stat(format!("{dir}/{n}")));
+    }
+    ops
+}
+
+/// Whether `a` and `b` (under `upper`) are one file.
+fn one_upper_file(upper: &Path, a: &str, b: &str) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(upper.join(a)), std::fs::symlink_metadata(upper.join(b))) {
+        (Ok(x), Ok(y)) if x.ino() == y.ino() => Vec::new(),
+        (x, y) => vec![format!("{a} and {b} are not one file: {:?} / {:?}", x.map(|m| m.ino()), y.map(|m| m.ino()))],
+    }
+}
+
+/// The hardlink-under-a-renamed-directory case: a write through one name after the directory
+/// moved (an `overlay.redirect`) copies up every name as one file, `held`: with a reader of the
+/// written name open during the write.
+fn linked_under_renamed_dir(test: &str, held: bool) {
+    if !require_root(test) {
+        return;
+    }
+    let written = b"0123456789abcdefghi".to_vec();
+    let write = |path: &str| {
+        let w = Op::Write(s(path), written.clone());
+        if held { Op::HoldOpen(s(path), Box::new(w)) } else { w }
+    };
+    // Looked up in both orders first: the name a copy-up starts from must not matter.
+    let mut ops = vec![Op::Stat(s("a/c/c")), Op::Stat(s("a/c/e")), Op::Stat(s("x/z")), Op::Stat(s("x/y"))];
+    ops.push(Op::Rename(s("a"), s("d/new1"), 0));
+    ops.push(write("d/new1/c/c"));
+    ops.extend(both_names("d/new1/c", &["c", "e"]));
+    // Stat'ed through the other name while a writer is open (and a reader: its kernel inode
+    // passes through to the lower file, so the object gets a new one).
+    let reader = if held { "exec 3<k; " } else { "" };
+    ops.push(Op::Sh(
+        0,
+        0,
+        format!(
+            "cd d/new1/k; {reader}cat l >/dev/null; exec 4>k; stat -c '%n %s %h' k l; echo 0123456789abcdefgh >&4; \
+             stat -c '%n %s %h' k l; cat l k; exec 4>&-; stat -c '%n %s %h' k l"
+        ),
+    ));
+    // The other name of the second file is in another renamed directory.
+    ops.push(Op::Rename(s("b"), s("d/nb"), 0));
+    ops.push(Op::Rename(s("x"), s("d/nx"), 0));
+    ops.push(write("d/nx/z"));
+    ops.extend(both_names("d/nx", &["y", "z"]));
+    ops.extend(both_names("d/nb", &["f"]));
+    ops.push(Op::Remount);
+    ops.extend(both_names("d/new1/c", &["c", "e"]));
+    ops.extend(both_names("d/nx", &["y", "z"]));
+    ops.extend(both_names("d/nb", &["f"]));
+    let problems = differential_with_upper(&linked_under_dir_layers(), &ops, |u| {
+        let mut p = one_upper_file(u, "d/new1/c/c", "d/new1/c/e");
+        p.extend(one_upper_file(u, "d/nx/y", "d/nx/z"));
+        p.extend(one_upper_file(u, "d/nx/y", "d/nb/f"));
+        p
+    });
+    assert!(problems.is_empty(), "{test}: {} disagreements:\n{}", problems.len(), problems.join("\n"));
+}
+
+#[test]
+fn root_hardlinks_under_a_renamed_directory_stay_one_object_when_written() {
+    linked_under_renamed_dir("root_hardlinks_under_a_renamed_directory_stay_one_object_when_written", false);
+}
+
+#[test]
+fn root_hardlinks_under_a_renamed_directory_stay_one_object_with_a_reader_open() {
+    linked_under_renamed_dir("root_hardlinks_under_a_renamed_directory_stay_one_object_with_a_reader_open", true);
 }
 
 #[test]

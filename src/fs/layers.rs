@@ -63,6 +63,8 @@ pub struct Layer {
     pub ino_prefix: u64,
     /// Names of multiply-linked files, by inode number (built on first need).
     pub hardlinks: OnceLock<HashMap<u64, Vec<PathBuf>>>,
+    /// Paths of directories with an `overlay.redirect` (built on first need; lower layers only).
+    pub redirects: OnceLock<Vec<PathBuf>>,
     /// The layer was unpacked rootless and records some owners in `user.strata.owner` (its
     /// root carries `user.strata.owners`): the mount shows them where it can.
     pub recorded_owners: bool,
@@ -296,7 +298,15 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
         let recorded_owners =
             matches!(xattr::get(root.as_fd(), None, OsStr::new(crate::image::unpack::OWNERS_MARK)), Ok(Some(_)));
         let ino_prefix = (idx as u64) << 56;
-        out.push(Layer { root, path, dev, ino_prefix, hardlinks: OnceLock::new(), recorded_owners });
+        out.push(Layer {
+            root,
+            path,
+            dev,
+            ino_prefix,
+            hardlinks: OnceLock::new(),
+            redirects: OnceLock::new(),
+            recorded_owners,
+        });
     }
     Ok(out)
 }
