@@ -8,9 +8,13 @@
 //! first the directories on the way to the copied name; for a name those do not reach, every
 //! redirected directory of the layers above. Each candidate is checked by a lookup: it must
 //! show this very object of this layer.
+//!
+//! Names of the original that the view does not show (a layer above hides them) still count in
+//! its link count, as kernel overlayfs counts them (`index=on`): the copy keeps one link for each
+//! in [`HIDDEN_LINKS`], so its link count is the original's, under Strata and under the kernel.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +27,10 @@ use super::lookup::{Found, redirect_of};
 use super::{Errno, Overlay, Result};
 use crate::sys::fd::{self, RawEntry};
 
+/// The directory beside the work dir that holds a link to a copied-up file for each name of its
+/// original the view does not show. A file left with no other link is removed at mount.
+pub const HIDDEN_LINKS: &str = "hidden-links";
+
 /// A merged directory and where its instances are in their layers.
 struct Anchor {
     merged: PathBuf,
@@ -31,42 +39,79 @@ struct Anchor {
 
 impl Overlay {
     /// After the lower file `found` was copied up to `path`: links every other name of it that
-    /// the view shows to the copy. A name that cannot be linked is logged and keeps showing
-    /// the lower file.
+    /// the view shows to the copy, and keeps a link in [`HIDDEN_LINKS`] for each other one. A
+    /// name that cannot be linked is logged and keeps showing the lower file.
     pub(crate) fn link_other_names(&self, path: &Path, found: &Found) {
         let Src::File(idx, lower) = &found.src else { return };
         if found.st.st_nlink <= 1 {
             return;
         }
-        let aliases = self.hardlink_aliases(*idx, found.st.st_ino, lower);
+        let mut linked = 0;
+        for name in self.other_names(*idx, lower, path, found.st.st_ino) {
+            match self.link_alias(path, &name) {
+                Ok(()) => {
+                    linked += 1;
+                    self.trace(format_args!("copy-up   /{}  (hardlink of /{})", name.display(), path.display()));
+                }
+                Err(e) => {
+                    log::warn!("hardlink /{} of /{} not linked after copy-up: {e}", name.display(), path.display())
+                }
+            }
+        }
+        let hidden = found.st.st_nlink.saturating_sub(1 + linked);
+        if let Err(e) = self.keep_hidden_links(path, found.ino, hidden) {
+            log::warn!("/{}: {hidden} hidden names not counted after copy-up: {e}", path.display());
+        }
+    }
+
+    /// The merged paths of the other names of inode `ino` at `lower` in layer `idx`, shown at
+    /// `path`, that the view still shows from there.
+    fn other_names(&self, idx: LayerIdx, lower: &Path, path: &Path, ino: u64) -> Vec<PathBuf> {
+        let aliases = self.hardlink_aliases(idx, ino, lower);
         if aliases.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut along = Vec::new();
         let walked = self.resolve_path_with(path, |merged, layers| {
             along.push(Anchor { merged: merged.to_path_buf(), layers: layers.to_vec() })
         });
         if let Err(e) = walked {
-            log::warn!("hardlinks of /{} not linked after copy-up: {e}", path.display());
-            return;
+            log::warn!("hardlinks of /{} not found after copy-up: {e}", path.display());
+            return Vec::new();
         }
         let mut redirected = None;
+        let mut names = Vec::new();
         for alias in aliases {
-            let mut names = self.shown_at(*idx, &alias, &along);
-            if names.is_empty() {
-                names = self.shown_at(*idx, &alias, redirected.get_or_insert_with(|| self.redirect_anchors(*idx)));
+            let mut shown = self.shown_at(idx, &alias, &along);
+            if shown.is_empty() {
+                shown = self.shown_at(idx, &alias, redirected.get_or_insert_with(|| self.redirect_anchors(idx)));
             }
-            for name in names {
-                match self.link_alias(path, &name) {
-                    Ok(()) => {
-                        self.trace(format_args!("copy-up   /{}  (hardlink of /{})", name.display(), path.display()))
-                    }
-                    Err(e) => {
-                        log::warn!("hardlink /{} of /{} not linked after copy-up: {e}", name.display(), path.display())
-                    }
+            names.extend(shown);
+        }
+        names
+    }
+
+    /// Links the upper copy at `copied` (object `ino`) `n` times into [`HIDDEN_LINKS`].
+    fn keep_hidden_links(&self, copied: &Path, ino: u64, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let upper = self.stack.upper()?;
+        let from = self.at_in_layer(0, copied)?;
+        let name = from.name().ok_or(Errno::INVAL)?;
+        for k in 0..n {
+            let link = OsString::from(format!("{ino:016x}.{k}"));
+            match fd::link_at(from.dir(), name, upper.hidden.as_fd(), &link) {
+                Ok(()) => {}
+                // Left by an earlier copy of an object with this number: replaced.
+                Err(Errno::EXIST) => {
+                    fd::unlink_at(upper.hidden.as_fd(), &link)?;
+                    fd::link_at(from.dir(), name, upper.hidden.as_fd(), &link)?;
                 }
+                Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
 
     /// Links the merged name `alias` (which shows a lower file) to the upper copy at `copied`.
@@ -136,6 +181,30 @@ impl Overlay {
         }
         anchors
     }
+}
+
+/// Opens (creating it if needed) [`HIDDEN_LINKS`] in the work dir `workdir`, and removes the
+/// links of files that have no other link left (every name the view showed was removed).
+pub fn open_hidden_links(workdir: BorrowedFd<'_>) -> Result<OwnedFd> {
+    match fd::mkdir_at(workdir, OsStr::new(HIDDEN_LINKS), 0o700) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let dir = fd::open_dir(workdir, Path::new(HIDDEN_LINKS))?;
+    let mut by_file: HashMap<u64, (u64, Vec<OsString>)> = HashMap::new();
+    for e in fd::read_dir(fd::open_dir_read(dir.as_fd(), Path::new(""))?)? {
+        let st = fd::stat_at(dir.as_fd(), &e.name)?;
+        let file = by_file.entry(st.st_ino).or_insert((st.st_nlink, Vec::new()));
+        file.1.push(e.name);
+    }
+    for (nlink, names) in by_file.into_values() {
+        if nlink <= names.len() as u64 {
+            for name in names {
+                fd::ok_if_missing(fd::unlink_at(dir.as_fd(), &name))?;
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// Whether `found` is the object at `path` of layer `idx` (a file shown from there, or a

@@ -82,6 +82,8 @@ impl Layer {
 pub struct Upper {
     /// `O_PATH` fd of `WORKDIR/work`, where copies and new objects are built before a rename.
     pub work: OwnedFd,
+    /// `O_PATH` fd of `WORKDIR/hidden-links` (see [`super::hardlinks::HIDDEN_LINKS`]).
+    pub hidden: OwnedFd,
     /// Namespace of the overlay xattrs Strata writes.
     pub ns: XattrNs,
     /// How whiteouts are written.
@@ -374,6 +376,7 @@ fn prepare_upper(wfd: &OwnedFd, w: &Path, spec: &StackSpec, notes: &mut Vec<Stri
     }
     let work = fd::open_dir(wfd.as_fd(), Path::new("work")).map_err(werr)?;
     clean_dir(work.as_fd()).map_err(werr)?;
+    let hidden = super::hardlinks::open_hidden_links(wfd.as_fd()).map_err(werr)?;
     let ns = if spec.userxattr { XattrNs::User } else { probe_ns(work.as_fd()) };
     let whiteouts = probe_whiteouts(work.as_fd()).map_err(werr)?;
     if whiteouts == WhiteoutMode::WhFile {
@@ -387,7 +390,7 @@ fn prepare_upper(wfd: &OwnedFd, w: &Path, spec: &StackSpec, notes: &mut Vec<Stri
             .map(|st| (st.st_uid, st.st_gid)),
         WhiteoutMode::WhFile => None,
     };
-    Ok(Upper { work, ns, whiteouts, volatile: spec.volatile, new_owner })
+    Ok(Upper { work, hidden, ns, whiteouts, volatile: spec.volatile, new_owner })
 }
 
 fn probe_ns(work: BorrowedFd<'_>) -> XattrNs {

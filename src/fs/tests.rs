@@ -275,6 +275,10 @@ fn a_copy_up_links_every_name_the_view_shows_also_through_renamed_directories() 
     f.file("l1/o/f", "other");
     std::fs::create_dir(f.p("l1/p")).unwrap();
     std::fs::hard_link(f.p("l1/o/f"), f.p("l1/p/g")).unwrap();
+    // A name no layer above shows still counts, as with kernel overlayfs.
+    std::fs::create_dir(f.p("l1/h")).unwrap();
+    std::fs::hard_link(f.p("l1/o/f"), f.p("l1/h/x")).unwrap();
+    f.whiteout("l0/h");
     std::fs::create_dir(f.p("l0/q")).unwrap();
     let ns = if rustix::process::geteuid().is_root() { "trusted" } else { "user" };
     rustix::fs::lsetxattr(f.p("l0/q"), format!("{ns}.overlay.redirect").as_str(), b"/p", XattrFlags::empty()).unwrap();
@@ -294,6 +298,7 @@ fn a_copy_up_links_every_name_the_view_shows_also_through_renamed_directories() 
             assert_eq!(ov.getattr(ino_of(ov, name).unwrap(), None).unwrap().size, 7, "{name}");
         }
         assert_eq!(read(ov, "q/g"), "again");
+        assert_eq!(ov.getattr(ino_of(ov, "o/f").unwrap(), None).unwrap().nlink, 3);
     };
     check(&ov);
     let upper_ino = |rel: &str| std::fs::symlink_metadata(f.p(rel)).unwrap().ino();
@@ -301,7 +306,16 @@ fn a_copy_up_links_every_name_the_view_shows_also_through_renamed_directories() 
     assert_eq!(upper_ino("upper/new1/c/c"), upper_ino("upper/nb/f"));
     assert_eq!(upper_ino("upper/o/f"), upper_ino("upper/q/g"));
     drop(ov);
-    check(&f.overlay());
+    let ov = f.overlay();
+    check(&ov);
+    // Once no name of it is left in the view, its hidden link goes at the next mount.
+    let hidden = || std::fs::read_dir(f.p("work/hidden-links")).unwrap().count();
+    assert_eq!(hidden(), 1);
+    ov.unlink(ino_of(&ov, "o").unwrap(), OsStr::new("f")).unwrap();
+    ov.unlink(ino_of(&ov, "q").unwrap(), OsStr::new("g")).unwrap();
+    drop(ov);
+    let _ov = f.overlay();
+    assert_eq!(hidden(), 0);
 }
 
 #[test]
