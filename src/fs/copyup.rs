@@ -6,7 +6,6 @@
 //! top-down; the parent's times are restored afterwards. Every name of a multiply-linked lower
 //! file that the view still shows becomes a hardlink of the one upper copy.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -16,7 +15,7 @@ use std::sync::Arc;
 use rustix::fs::{FileType, Mode, OFlags, RenameFlags, Stat, XattrFlags};
 
 use super::inode::{DirLayer, Node, Src};
-use super::layers::{self, LayerIdx};
+use super::layers;
 use super::lookup::{At, Found, INO_XATTR};
 use super::whiteout::is_private_xattr;
 use super::{Errno, FaultPoint, Overlay, Result};
@@ -177,8 +176,6 @@ impl Overlay {
         let parent = self.ensure_upper_dir(parent_path)?;
         let lower_path = self.top_path(path, &found.src);
         let from = self.at_in_layer(layer, &lower_path)?;
-        let aliases =
-            if found.st.st_nlink > 1 { self.hardlink_aliases(layer, found.st.st_ino, &lower_path) } else { Vec::new() };
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         let built = self.build_copy(&from, work, &tmp, found, with_data);
@@ -190,11 +187,7 @@ impl Overlay {
             return Err(e);
         }
         self.trace(format_args!("copy-up   /{}  from {}", path.display(), self.stack.describe(layer)));
-        for alias in aliases {
-            if let Err(e) = self.link_alias(path, &alias, found) {
-                log::warn!("hardlink /{} of /{} not linked after copy-up: {e}", alias.display(), path.display());
-            }
-        }
+        self.link_other_names(path, found);
         Ok(())
     }
 
@@ -290,7 +283,7 @@ impl Overlay {
 
     /// [`Self::mark_impure`] for an upper directory whose stat is at hand: one already known to
     /// be marked is not asked again.
-    fn mark_impure_known(&self, dir: BorrowedFd<'_>, st: &Stat) {
+    pub(crate) fn mark_impure_known(&self, dir: BorrowedFd<'_>, st: &Stat) {
         if !self.dirs.known_impure(st.st_ino) {
             self.mark_impure(dir);
             self.dirs.note_impure(st.st_ino);
@@ -299,7 +292,7 @@ impl Overlay {
 
     /// Drops the kernel's cached attributes of the upper directory `dir` (stat `st`): an entry
     /// Strata placed in it changed its change time behind the kernel's back.
-    fn dir_changed(&self, dir: BorrowedFd<'_>, st: &Stat) {
+    pub(crate) fn dir_changed(&self, dir: BorrowedFd<'_>, st: &Stat) {
         if self.invalidate.get().is_none() {
             return;
         }
@@ -333,33 +326,6 @@ impl Overlay {
         if let Err(e) = xattr::set(dir, None, OsStr::new(&key), b"y", XattrFlags::empty()) {
             log::debug!("marking directory impure: {e}");
         }
-    }
-
-    /// Links name `alias` to the upper copy at `copied`, if the view still shows the same file.
-    fn link_alias(&self, copied: &Path, alias: &Path, original: &Found) -> Result<()> {
-        let Some(found) = self.resolve_path(alias)? else {
-            return Ok(());
-        };
-        if found.ino != original.ino || self.in_upper(&found.src) {
-            return Ok(());
-        }
-        let name = alias.file_name().ok_or(Errno::INVAL)?;
-        let parent = self.ensure_upper_dir(alias.parent().unwrap_or(Path::new("")))?;
-        let from = self.at_in_layer(0, copied)?;
-        let pst = fd::stat_fd(parent.as_fd())?;
-        self.changed();
-        fd::link_at(from.dir(), from.name().ok_or(Errno::INVAL)?, parent.as_fd(), name)?;
-        self.restore_times(parent.as_fd(), &pst);
-        self.mark_impure_known(parent.as_fd(), &pst);
-        self.dir_changed(parent.as_fd(), &pst);
-        Ok(())
-    }
-
-    /// Other names of inode `ino` in layer `idx` (the layer is scanned once, on first need).
-    fn hardlink_aliases(&self, idx: LayerIdx, ino: u64, except: &Path) -> Vec<PathBuf> {
-        let layer = self.stack.layer(idx);
-        let map = layer.hardlinks.get_or_init(|| scan_hardlinks(layer.fd()));
-        map.get(&ino).map(|v| v.iter().filter(|p| p.as_path() != except).cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -399,37 +365,4 @@ pub(crate) fn copy_xattrs(
         }
     }
     Ok(())
-}
-
-/// Finds every multiply-linked non-directory of a layer, by inode number.
-fn scan_hardlinks(root: BorrowedFd<'_>) -> HashMap<u64, Vec<PathBuf>> {
-    let mut map: HashMap<u64, Vec<PathBuf>> = HashMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rfd) = fd::open_dir_read(root, &dir) else {
-            continue;
-        };
-        let Ok(dfd) = fd::dup(rfd.as_fd()) else {
-            continue;
-        };
-        let Ok(entries) = fd::read_dir(rfd) else {
-            continue;
-        };
-        for e in entries {
-            let path = dir.join(&e.name);
-            if e.kind == FileType::Directory {
-                stack.push(path);
-                continue;
-            }
-            let Ok(st) = fd::stat_at(dfd.as_fd(), &e.name) else {
-                continue;
-            };
-            if fd::kind_of(&st) == FileType::Directory {
-                stack.push(path);
-            } else if st.st_nlink > 1 && !fd::is_whiteout_dev(&st) {
-                map.entry(st.st_ino).or_default().push(path);
-            }
-        }
-    }
-    map
 }

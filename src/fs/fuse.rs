@@ -76,6 +76,14 @@ impl StrataFuse {
         self.ov.config.ttl
     }
 
+    /// How long the kernel may keep the attributes of node `nodeid`: not at all for a node its
+    /// object no longer answers as (see `InodeTable::renumber`), whose names the kernel may still
+    /// hold while the object changes through its new node — writes passed through there never
+    /// reach Strata to invalidate this one.
+    fn attr_ttl(&self, nodeid: u64) -> Duration {
+        if self.ov.inodes.is_superseded(nodeid) { Duration::ZERO } else { self.ttl() }
+    }
+
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let attr = fuse_attr(&attr_of(node.ino, &node.src(), st));
         reply.entry_for_node(INodeNo(node.nodeid), &self.ttl(), &attr, Generation(0));
@@ -239,7 +247,7 @@ impl Filesystem for StrataFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.ov.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&self.ttl(), &fuse_attr(&a)),
+            Ok(a) => reply.attr(&self.attr_ttl(ino.0), &fuse_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -272,7 +280,7 @@ impl Filesystem for StrataFuse {
             kill_privs: fuser::kill_suidgid_asked().then(|| ctx(req)),
         };
         match self.ov.setattr(ino.0, fh.map(|f| f.0), &set) {
-            Ok(a) => reply.attr(&self.ttl(), &fuse_attr(&a)),
+            Ok(a) => reply.attr(&self.attr_ttl(ino.0), &fuse_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }

@@ -203,6 +203,11 @@ impl InodeTable {
         self.renumbered.read().get(&ino).copied().unwrap_or(ino)
     }
 
+    /// Whether node `nodeid` is one its object no longer answers as (it was renumbered since).
+    pub fn is_superseded(&self, nodeid: u64) -> bool {
+        self.find(nodeid).is_some_and(|n| self.nodeid_of(n.ino) != nodeid)
+    }
+
     /// Gives object `ino` a new node id: the next lookup makes a new kernel inode for it, while
     /// the old one lives on for files already open on it.
     pub fn renumber(&self, ino: u64) -> u64 {

@@ -69,6 +69,8 @@ pub struct Layer {
     pub ino_prefix: u64,
     /// Names of multiply-linked files, by inode number (built on first need).
     pub hardlinks: OnceLock<HashMap<u64, Vec<PathBuf>>>,
+    /// Paths of directories with an `overlay.redirect` (built on first need; lower layers only).
+    pub redirects: OnceLock<Vec<PathBuf>>,
     /// The layer was unpacked rootless and records some owners in `user.strata.owner` (its
     /// root carries `user.strata.owners`): the mount shows them where it can.
     pub recorded_owners: bool,
@@ -86,6 +88,8 @@ impl Layer {
 pub struct Upper {
     /// `O_PATH` fd of `WORKDIR/work`, where copies and new objects are built before a rename.
     pub work: OwnedFd,
+    /// `O_PATH` fd of `WORKDIR/hidden-links` (see [`super::hardlinks::HIDDEN_LINKS`]).
+    pub hidden: OwnedFd,
     /// Namespace of the overlay xattrs Strata writes.
     pub ns: XattrNs,
     /// How whiteouts are written.
@@ -301,7 +305,15 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
         });
         let recorded_owners = matches!(xattr::get(root.as_fd(), None, OsStr::new(OWNERS_MARK)), Ok(Some(_)));
         let ino_prefix = (idx as u64) << 56;
-        out.push(Layer { root, path, dev, ino_prefix, hardlinks: OnceLock::new(), recorded_owners });
+        out.push(Layer {
+            root,
+            path,
+            dev,
+            ino_prefix,
+            hardlinks: OnceLock::new(),
+            redirects: OnceLock::new(),
+            recorded_owners,
+        });
     }
     Ok(out)
 }
@@ -369,6 +381,7 @@ fn prepare_upper(wfd: &OwnedFd, w: &Path, spec: &StackSpec, notes: &mut Vec<Stri
     }
     let work = fd::open_dir(wfd.as_fd(), Path::new("work")).map_err(werr)?;
     clean_dir(work.as_fd()).map_err(werr)?;
+    let hidden = super::hardlinks::open_hidden_links(wfd.as_fd()).map_err(werr)?;
     let ns = if spec.userxattr { XattrNs::User } else { probe_ns(work.as_fd()) };
     let whiteouts = probe_whiteouts(work.as_fd()).map_err(werr)?;
     if whiteouts == WhiteoutMode::WhFile {
@@ -382,7 +395,7 @@ fn prepare_upper(wfd: &OwnedFd, w: &Path, spec: &StackSpec, notes: &mut Vec<Stri
             .map(|st| (st.st_uid, st.st_gid)),
         WhiteoutMode::WhFile => None,
     };
-    Ok(Upper { work, ns, whiteouts, volatile: spec.volatile, new_owner })
+    Ok(Upper { work, hidden, ns, whiteouts, volatile: spec.volatile, new_owner })
 }
 
 fn probe_ns(work: BorrowedFd<'_>) -> XattrNs {

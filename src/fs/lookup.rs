@@ -238,6 +238,16 @@ impl Overlay {
 
     /// Resolves a whole path from the root (used for hardlink aliases and directory trees).
     pub(crate) fn resolve_path(&self, path: &Path) -> Result<Option<Found>> {
+        self.resolve_path_with(path, |_, _| {})
+    }
+
+    /// [`Self::resolve_path`], telling `dir` each directory it walks through (the root first)
+    /// with its merged path and layers.
+    pub(crate) fn resolve_path_with(
+        &self,
+        path: &Path,
+        mut dir: impl FnMut(&Path, &[DirLayer]),
+    ) -> Result<Option<Found>> {
         let root = self.inodes.get(super::inode::ROOT)?;
         let Src::Dir(mut layers) = root.src() else {
             return Err(Errno::NOTDIR);
@@ -248,6 +258,7 @@ impl Overlay {
             if found.is_some() && !matches!(found, Some(Found { src: Src::Dir(_), .. })) {
                 return Ok(None);
             }
+            dir(&cur, &layers);
             let Some(f) = self.find_child(&cur, &layers, comp)? else {
                 return Ok(None);
             };

@@ -4,7 +4,8 @@
 //! `Result<T, Errno>`, called by the thin FUSE adapter in [`fuse`] and directly by unit tests.
 //! The methods are spread over files by concern: [`lookup`] (resolving names through layers),
 //! [`readdir`] (merged listings), [`copyup`] (atomic copy-up), [`create`], [`remove`], [`rename`] (namespace changes),
-//! [`attr`] (getattr/setattr), [`xattrs`], [`handles`] (open files and their I/O).
+//! [`attr`] (getattr/setattr), [`xattrs`], [`handles`] (open files and their I/O), [`hardlinks`]
+//! (the other names of a lower file at its copy-up).
 
 pub mod acl;
 pub mod attr;
@@ -13,6 +14,7 @@ pub mod create;
 pub mod dircache;
 pub mod fuse;
 pub mod handles;
+pub mod hardlinks;
 pub mod inode;
 pub mod layers;
 pub mod lookup;

@@ -257,6 +257,67 @@ fn renaming_a_lower_directory_writes_a_redirect_and_keeps_its_content() {
     assert_eq!(read(&again, "dst/sub/file"), "content");
 }
 
+/// Opens `path` with `O_WRONLY|O_TRUNC` and writes `data`.
+fn truncate_and_write(ov: &Overlay, path: &str, data: &str) {
+    let fh = ov.open(ino_of(ov, path).unwrap(), libc::O_WRONLY | libc::O_TRUNC, None).unwrap();
+    ov.write(fh, 0, data.as_bytes(), None).unwrap();
+    ov.release(fh);
+}
+
+#[test]
+fn a_copy_up_links_every_name_the_view_shows_also_through_renamed_directories() {
+    let f = Fixture::new(2);
+    f.file("l1/a/c/c", "lower");
+    std::fs::hard_link(f.p("l1/a/c/c"), f.p("l1/a/c/e")).unwrap();
+    std::fs::create_dir(f.p("l1/b")).unwrap();
+    std::fs::hard_link(f.p("l1/a/c/c"), f.p("l1/b/f")).unwrap();
+    // A lower layer's own redirect: `q` shows `p` of the layer below, whose name is hidden.
+    f.file("l1/o/f", "other");
+    std::fs::create_dir(f.p("l1/p")).unwrap();
+    std::fs::hard_link(f.p("l1/o/f"), f.p("l1/p/g")).unwrap();
+    // A name no layer above shows still counts, as with kernel overlayfs.
+    std::fs::create_dir(f.p("l1/h")).unwrap();
+    std::fs::hard_link(f.p("l1/o/f"), f.p("l1/h/x")).unwrap();
+    f.whiteout("l0/h");
+    std::fs::create_dir(f.p("l0/q")).unwrap();
+    let ns = if rustix::process::geteuid().is_root() { "trusted" } else { "user" };
+    rustix::fs::lsetxattr(f.p("l0/q"), format!("{ns}.overlay.redirect").as_str(), b"/p", XattrFlags::empty()).unwrap();
+    f.whiteout("l0/p");
+    let ov = f.overlay();
+    assert_eq!(read(&ov, "q/g"), "other");
+    ov.rename(ROOT, OsStr::new("a"), ROOT, OsStr::new("new1"), rustix::fs::RenameFlags::empty()).unwrap();
+    ov.rename(ROOT, OsStr::new("b"), ROOT, OsStr::new("nb"), rustix::fs::RenameFlags::empty()).unwrap();
+    // Both names looked up, the written one first: a copy-up may start from either.
+    let ino = ino_of(&ov, "new1/c/c").unwrap();
+    assert_eq!(ino_of(&ov, "new1/c/e").unwrap(), ino);
+    truncate_and_write(&ov, "new1/c/c", "written");
+    truncate_and_write(&ov, "o/f", "again");
+    let check = |ov: &Overlay| {
+        for name in ["new1/c/c", "new1/c/e", "nb/f"] {
+            assert_eq!(read(ov, name), "written", "{name}");
+            assert_eq!(ov.getattr(ino_of(ov, name).unwrap(), None).unwrap().size, 7, "{name}");
+        }
+        assert_eq!(read(ov, "q/g"), "again");
+        assert_eq!(ov.getattr(ino_of(ov, "o/f").unwrap(), None).unwrap().nlink, 3);
+    };
+    check(&ov);
+    let upper_ino = |rel: &str| std::fs::symlink_metadata(f.p(rel)).unwrap().ino();
+    assert_eq!(upper_ino("upper/new1/c/c"), upper_ino("upper/new1/c/e"));
+    assert_eq!(upper_ino("upper/new1/c/c"), upper_ino("upper/nb/f"));
+    assert_eq!(upper_ino("upper/o/f"), upper_ino("upper/q/g"));
+    drop(ov);
+    let ov = f.overlay();
+    check(&ov);
+    // Once no name of it is left in the view, its hidden link goes at the next mount.
+    let hidden = || std::fs::read_dir(f.p("work/hidden-links")).unwrap().count();
+    assert_eq!(hidden(), 1);
+    ov.unlink(ino_of(&ov, "o").unwrap(), OsStr::new("f")).unwrap();
+    ov.unlink(ino_of(&ov, "q").unwrap(), OsStr::new("g")).unwrap();
+    drop(ov);
+    let _ov = f.overlay();
+    assert_eq!(hidden(), 0);
+}
+
 #[test]
 fn the_root_reports_the_top_layers_root_inode_number() {
     let f = Fixture::new(1);

@@ -192,20 +192,29 @@ pub fn mount(fs: Fs, lowers: &[PathBuf], upper: Option<&Path>, work: Option<&Pat
         std::fs::create_dir_all(w).unwrap();
         opts.push_str(&format!(",upperdir={},workdir={}", escape(u), escape(w)));
     }
+    if fs == Fs::Kernel && upper.is_some() {
+        opts.push_str(",index=on,redirect_dir=on");
+    }
     let status = match fs {
         Fs::Strata => Command::new(strata()).args(["mount", "-o", &opts]).arg(mnt).status().unwrap(),
-        Fs::Kernel => {
-            if upper.is_some() {
-                opts.push_str(",index=on,redirect_dir=on");
-            }
-            Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(mnt).status().unwrap()
-        }
-        Fs::KernelPlain => {
-            Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(mnt).status().unwrap()
-        }
+        Fs::Kernel | Fs::KernelPlain => kernel_mount(&opts, mnt),
     };
     assert!(status.success(), "mounting {fs:?} on {} failed", mnt.display());
     Mount { fs, mnt: mnt.to_path_buf(), upper: upper.map(Path::to_path_buf) }
+}
+
+/// `mount -t overlay` with `opts`. A mount of an upper dir just unmounted may fail for a while
+/// (`upperdir is in-use`, with `index=on`): a mount namespace another process made at that
+/// moment holds a copy of the old mount until it lets go of it.
+fn kernel_mount(opts: &str, mnt: &Path) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = Command::new("mount").args(["-t", "overlay", "overlay", "-o", opts]).arg(mnt).status().unwrap();
+        if status.success() || std::time::Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 impl Mount {

@@ -51,6 +51,10 @@ pub enum Op {
     /// Runs the operation and tells, for each path, whether its mtime (`M`) and ctime (`C`)
     /// changed (`m`, `c`: unchanged; `-`: missing before or after).
     Changes(Vec<String>, Box<Op>),
+    /// Runs the operation while the path is held open read-only (if it opens): what the
+    /// operation does must not depend on a reader. What the held file reads afterwards is
+    /// not compared: kernel overlayfs switches it to the copy-up, Strata may keep the lower file.
+    HoldOpen(String, Box<Op>),
 }
 
 /// The result of an operation: a normalised value or an errno name.
@@ -254,6 +258,12 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
             Ok(format!("{r:?} {}", marks.join(" ")))
         }
         Op::UnlinkedMeta(f) => unlinked_meta(&p(f)),
+        Op::HoldOpen(f, op) => {
+            let held = open(&p(f), false, false);
+            let r = run_op(root, op);
+            drop(held);
+            r
+        }
         Op::MknodWhiteout(f) => {
             let c = CString::new(p(f).as_os_str().as_bytes()).unwrap();
             rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), rustix::fs::FileType::CharacterDevice, 0o644.into(), 0)
