@@ -436,6 +436,68 @@ fn root_hardlinks_under_a_renamed_directory_stay_one_object_with_a_reader_open()
     linked_under_renamed_dir("root_hardlinks_under_a_renamed_directory_stay_one_object_with_a_reader_open", true);
 }
 
+/// `n` directory names of 99 bytes, joined: `n * 100 - 1` bytes.
+fn chain(n: usize) -> String {
+    vec!["d".repeat(99); n].join("/")
+}
+
+/// Runs `op` in the directory `dir` (reached one component at a time).
+fn under(dir: &str, op: Op) -> Op {
+    Op::Under(dir.to_string(), Box::new(op))
+}
+
+#[test]
+fn root_paths_near_and_beyond_path_max_work_as_on_the_kernel() {
+    // `a/CHAIN40` is 4001 bytes from the root: names of 93, 94 and 95 bytes in it end at
+    // 4095, 4096 and 4097 bytes. `a/CHAIN41/f` is beyond PATH_MAX.
+    let (near, deep) = (format!("a/{}", chain(40)), format!("a/{}", chain(41)));
+    let layers = vec![vec![
+        Entry::DeepFile(format!("{near}/g"), b"near".to_vec()),
+        Entry::DeepFile(format!("{deep}/f"), b"deep lower".to_vec()),
+        Entry::DeepFile(format!("{deep}/h"), b"to unlink".to_vec()),
+    ]];
+    let mut ops = vec![under(&near, Op::Read(s("g"))), under(&deep, Op::Read(s("f"))), under(&deep, Op::Stat(s("f")))];
+    for n in 92..=96 {
+        let name = "x".repeat(n);
+        ops.push(under(&near, Op::Mkdir(name.clone(), 0o755)));
+        ops.push(under(&near, Op::Stat(name.clone())));
+        ops.push(under(&near, Op::Write(format!("{name}/new"), b"created".to_vec())));
+        ops.push(under(&near, Op::Unlink(format!("{name}/new"))));
+        ops.push(under(&near, Op::Rmdir(name.clone())));
+        ops.push(under(&near, Op::Write(name.clone(), b"file".to_vec())));
+        ops.push(under(&near, Op::Rename(name.clone(), format!("{name}.r"), 0)));
+        ops.push(under(&near, Op::Unlink(format!("{name}.r"))));
+    }
+    // Copy-up of a file beyond PATH_MAX (with its parents), then of its metadata.
+    ops.push(under(&deep, Op::Append(s("f"), b"+more".to_vec())));
+    ops.push(under(&deep, Op::Chmod(s("g"), 0o600)));
+    ops.push(under(&near, Op::Chmod(s("g"), 0o600)));
+    ops.push(under(&deep, Op::Unlink(s("h"))));
+    ops.push(under(&deep, Op::List(s(""))));
+    // Deeper still: a tree of about 8 KiB below the root, made and partly removed.
+    let mut dir = deep.clone();
+    for _ in 0..40 {
+        ops.push(under(&dir, Op::Mkdir("e".repeat(99), 0o700)));
+        dir = format!("{dir}/{}", "e".repeat(99));
+    }
+    ops.push(under(&dir, Op::Write(s("bottom"), b"8k deep".to_vec())));
+    ops.push(under(&dir, Op::Rename(s("bottom"), s("moved"), 0)));
+    let parent = dir.rsplit_once('/').unwrap().0.to_string();
+    ops.push(under(&parent, Op::Rmdir("e".repeat(99))));
+    ops.push(under(&dir, Op::Unlink(s("moved"))));
+    ops.push(under(&parent, Op::Rmdir("e".repeat(99))));
+    // The whole deep tree moves (a redirect), and is used through its new name.
+    ops.push(Op::Rename(s("a"), s("b"), 0));
+    let moved = deep.replacen('a', "b", 1);
+    ops.push(under(&moved, Op::Read(s("f"))));
+    ops.push(under(&moved, Op::Write(s("f"), b"rewritten".to_vec())));
+    ops.push(Op::Remount);
+    ops.push(under(&moved, Op::Read(s("f"))));
+    ops.push(under(&moved, Op::List(s(""))));
+    ops.push(under(&near.replacen('a', "b", 1), Op::Read(s("g"))));
+    check("root_paths_near_and_beyond_path_max_work_as_on_the_kernel", &layers, &ops);
+}
+
 #[test]
 fn root_open_files_across_unlink_and_copy_up() {
     let ops = vec![

@@ -322,7 +322,7 @@ impl InodeTable {
         let names = node.state.lock().names.clone();
         let mut last = Errno::NOENT;
         for (parent, name) in names {
-            match self.path_from(parent, &name, 0) {
+            match self.path_from(parent, &name) {
                 Ok(p) => return Ok(p),
                 Err(e) => last = e,
             }
@@ -330,18 +330,21 @@ impl InodeTable {
         Err(last)
     }
 
-    fn path_from(&self, parent: u64, name: &OsStr, depth: usize) -> Result<PathBuf> {
-        if depth > 4096 {
-            return Err(Errno::LOOP);
+    /// The path of `name` in directory node `parent`: the names of the directories up to the
+    /// root, each through its one name. A walk longer than the table is a loop.
+    fn path_from(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
+        let mut names = vec![name.to_owned()];
+        let mut cur = parent;
+        while cur != ROOT {
+            if names.len() > self.len() {
+                return Err(Errno::LOOP);
+            }
+            let pnode = self.find(cur).ok_or(Errno::NOENT)?;
+            let (pp, pname) = pnode.state.lock().names.first().cloned().ok_or(Errno::NOENT)?;
+            names.push(pname);
+            cur = pp;
         }
-        if parent == ROOT {
-            return Ok(PathBuf::from(name));
-        }
-        let pnode = self.find(parent).ok_or(Errno::NOENT)?;
-        let (pp, pname) = pnode.state.lock().names.first().cloned().ok_or(Errno::NOENT)?;
-        let mut p = self.path_from(pp, &pname, depth + 1)?;
-        p.push(name);
-        Ok(p)
+        Ok(names.iter().rev().collect())
     }
 }
 

@@ -156,7 +156,7 @@ impl Overlay {
                 break;
             }
             if let Some(target) = redirect_of(sub.as_fd()) {
-                self.follow_redirect(&mut cands, i, idx, &target);
+                self.follow_redirect(&mut cands, i, idx, &target)?;
             }
         }
         Ok(top.map(|(st, ino)| Found { src: Src::Dir(dirs), st, ino }))
@@ -214,19 +214,61 @@ impl Overlay {
     }
 
     /// Points the candidates after `from` (the layers below `idx`) at a redirect target.
-    fn follow_redirect(&self, cands: &mut Vec<(LayerIdx, PathBuf, bool)>, from: usize, idx: LayerIdx, target: &[u8]) {
-        if let Some(abs) = target.strip_prefix(b"/") {
-            let path = PathBuf::from(OsStr::from_bytes(abs));
-            cands.truncate(from);
-            let below = (idx as usize + 1)..self.stack.layers.len();
-            cands.extend(below.map(|l| (l as LayerIdx, path.clone(), false)));
-        } else {
+    ///
+    /// An absolute target is looked up from the root of each layer below, as the kernel does:
+    /// a layer where a directory on the way is missing has no part; one where something else
+    /// is on the way (a file, a whiteout) ends the walk, and so does one where a directory on
+    /// the way is opaque, after its own part.
+    fn follow_redirect(
+        &self,
+        cands: &mut Vec<(LayerIdx, PathBuf, bool)>,
+        from: usize,
+        idx: LayerIdx,
+        target: &[u8],
+    ) -> Result<()> {
+        let Some(abs) = target.strip_prefix(b"/") else {
             let name = OsStr::from_bytes(target);
             for c in cands.iter_mut().skip(from) {
                 c.1.set_file_name(name);
             }
+            return Ok(());
+        };
+        let path = PathBuf::from(OsStr::from_bytes(abs));
+        cands.truncate(from);
+        for l in (idx as usize + 1)..self.stack.layers.len() {
+            let l = l as LayerIdx;
+            let (present, last) = self.walk_to_redirect(l, &path)?;
+            if present {
+                cands.push((l, path.clone(), false));
+            }
+            if last {
+                break;
+            }
         }
+        Ok(())
     }
+
+    /// Walks the directories on the way to `path` in layer `idx`: whether they are all there,
+    /// and whether the layers below must not be walked (something else is on the way, or a
+    /// directory on the way is opaque).
+    fn walk_to_redirect(&self, idx: LayerIdx, path: &Path) -> Result<(bool, bool)> {
+        let mut cur = PathBuf::new();
+        let mut last = false;
+        for comp in path.parent().into_iter().flat_map(Path::iter) {
+            let dir = self.open_layer_dir(idx, &cur)?;
+            let hidden = self.may_hold_wh(idx, &cur, dir.as_fd())? && whiteout::has_wh_file(dir.as_fd(), comp)?;
+            match fd::try_stat_at(dir.as_fd(), comp)? {
+                None if hidden => return Ok((false, true)),
+                None => return Ok((false, last)),
+                Some(st) if fd::kind_of(&st) != FileType::Directory => return Ok((false, true)),
+                Some(_) => {}
+            }
+            cur.push(comp);
+            last |= hidden || whiteout::dir_marks(self.open_layer_dir(idx, &cur)?.as_fd())?.opaque;
+        }
+        Ok((true, last))
+    }
+
     /// Whether a layer below the upper one shows `name` in the directory at `dir_path`.
     pub(crate) fn lower_shows(&self, dir_path: &Path, layers: &[DirLayer], name: &OsStr) -> Result<Option<Found>> {
         let lowers: Vec<DirLayer> = layers.iter().filter(|d| !self.stack.is_upper(d.idx)).cloned().collect();

@@ -319,6 +319,27 @@ fn a_copy_up_links_every_name_the_view_shows_also_through_renamed_directories() 
 }
 
 #[test]
+fn a_redirect_is_followed_as_the_kernel_walks_it_from_each_layers_root() {
+    let f = Fixture::new(4);
+    f.file("l0/a/a/k", "kept");
+    // In l1 a file is on the way to `a/a`: nothing below it belongs to the moved directory.
+    f.file("l1/a", "a file");
+    f.file("l2/a/a/hidden", "");
+    f.file("l0/b/b/k", "kept");
+    // In l1 a directory on the way is opaque: l1's part stays, nothing below it.
+    f.file("l1/b/b/low", "");
+    rustix::fs::lsetxattr(f.p("l1/b"), f.opaque_key(), b"y", XattrFlags::empty()).unwrap();
+    f.file("l2/b/b/hidden", "");
+    let ov = f.overlay();
+    let a = ino_of(&ov, "a").unwrap();
+    ov.rename(a, OsStr::new("a"), ROOT, OsStr::new("n"), rustix::fs::RenameFlags::empty()).unwrap();
+    assert_eq!(names(&ov, ino_of(&ov, "n").unwrap()), [".", "..", "k"]);
+    let b = ino_of(&ov, "b").unwrap();
+    ov.rename(b, OsStr::new("b"), ROOT, OsStr::new("m"), rustix::fs::RenameFlags::empty()).unwrap();
+    assert_eq!(names(&ov, ino_of(&ov, "m").unwrap()), [".", "..", "k", "low"]);
+}
+
+#[test]
 fn the_root_reports_the_top_layers_root_inode_number() {
     let f = Fixture::new(1);
     let ov = f.overlay();

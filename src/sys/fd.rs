@@ -12,10 +12,36 @@ use super::{Errno, Result};
 /// How every path inside a layer is resolved: never above the root, never through a symlink.
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
+/// The longest path one `openat2` takes (`PATH_MAX` counts the terminating NUL).
+const MAX_PATH: usize = libc::PATH_MAX as usize - 1;
+
 /// Opens `path` (relative; empty means the root itself) beneath `root`.
 ///
 /// The last component is not followed either: `O_PATH | O_NOFOLLOW` on a symlink gives the link.
+/// A path longer than `PATH_MAX` is walked a part at a time, each part beneath the directory
+/// the part before it opened: how deep a tree is never limits what can be reached in it.
 pub fn open_beneath(root: BorrowedFd<'_>, path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd> {
+    match split_long(path) {
+        Some((head, rest)) => {
+            let dir = open_beneath_once(root, head, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+            open_beneath(dir.as_fd(), rest, flags, mode)
+        }
+        None => open_beneath_once(root, path, flags, mode),
+    }
+}
+
+/// A path too long for one `openat2`, split after as many leading components as one takes.
+fn split_long(path: &Path) -> Option<(&Path, &Path)> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() <= MAX_PATH {
+        return None;
+    }
+    let cut = bytes[..=MAX_PATH].iter().rposition(|b| *b == b'/').filter(|&i| i > 0)?;
+    let rest = bytes[cut..].iter().position(|b| *b != b'/').map(|skip| cut + skip)?;
+    Some((Path::new(OsStr::from_bytes(&bytes[..cut])), Path::new(OsStr::from_bytes(&bytes[rest..]))))
+}
+
+fn open_beneath_once(root: BorrowedFd<'_>, path: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd> {
     let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     loop {
         match rustix::fs::openat2(root, path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, mode, RESOLVE) {
@@ -283,4 +309,31 @@ pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// The `st_dev` of an fd.
 pub fn dev_of(fd: impl AsFd) -> Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_longer_than_path_max_open_a_part_at_a_time_and_stay_beneath() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = open_user_dir(tmp.path()).unwrap();
+        let comp = OsStr::new(&"d".repeat(200)).to_owned();
+        let mut dir = dup(root.as_fd()).unwrap();
+        let mut path = std::path::PathBuf::new();
+        for _ in 0..50 {
+            mkdir_at(dir.as_fd(), &comp, 0o755).unwrap();
+            dir = open_dir(dir.as_fd(), Path::new(&comp)).unwrap();
+            path.push(&comp);
+        }
+        assert!(path.as_os_str().len() > 2 * MAX_PATH);
+        let deep = open_dir(root.as_fd(), &path).unwrap();
+        assert_eq!(stat_fd(deep.as_fd()).unwrap().st_ino, stat_fd(dir.as_fd()).unwrap().st_ino);
+        // A symlink on the way is refused in every part, as in a short path.
+        symlink_at(OsStr::new("/"), dir.as_fd(), OsStr::new("up")).unwrap();
+        assert!(open_dir(root.as_fd(), &path.join("up")).is_err());
+        assert!(open_dir(root.as_fd(), &path.join("..").join("..")).is_ok());
+        assert_eq!(split_long(Path::new("short")), None);
+    }
 }

@@ -66,6 +66,9 @@ pub enum Entry {
     Xattr(String, String, Vec<u8>),
     /// Owner of a path (lchown).
     Owner(String, u32, u32),
+    /// A regular file (mode 0644) at a path that may be longer than `PATH_MAX`: made one
+    /// directory at a time, relative to the one before.
+    DeepFile(String, Vec<u8>),
 }
 
 /// Shorthand for a file entry with mode 0644.
@@ -142,6 +145,7 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
             Entry::Xattr(p, n, v) => {
                 rustix::fs::lsetxattr(root.join(p), n.as_str(), v, rustix::fs::XattrFlags::empty()).unwrap();
             }
+            Entry::DeepFile(p, data) => deep_file(root, p, data),
             Entry::Owner(p, u, g) => {
                 rustix::fs::chownat(
                     rustix::fs::CWD,
@@ -154,6 +158,24 @@ pub fn build_layer(root: &Path, entries: &[Entry]) {
             }
         }
     }
+}
+
+/// Creates `rel` under `root` with `data`, its parents made one at a time (any depth).
+fn deep_file(root: &Path, rel: &str, data: &[u8]) {
+    use rustix::fs::{Mode, OFlags};
+    let (dirs, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let mut dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for comp in dirs.split('/').filter(|c| !c.is_empty()) {
+        match rustix::fs::mkdirat(&dir, comp, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => panic!("mkdir {comp} in {rel}: {e}"),
+        }
+        dir =
+            rustix::fs::openat(&dir, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW, Mode::empty()).unwrap();
+    }
+    let f = rustix::fs::openat(&dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o644))
+        .unwrap();
+    rustix::io::write(&f, data).unwrap();
 }
 
 /// Which union filesystem a mount is.

@@ -55,6 +55,9 @@ pub enum Op {
     /// operation does must not depend on a reader. What the held file reads afterwards is
     /// not compared: kernel overlayfs switches it to the copy-up, Strata may keep the lower file.
     HoldOpen(String, Box<Op>),
+    /// Runs the operation in a directory reached one component at a time (its paths relative
+    /// to it), however deep it is: paths from the mount root may be longer than `PATH_MAX`.
+    Under(String, Box<Op>),
 }
 
 /// The result of an operation: a normalised value or an errno name.
@@ -258,6 +261,11 @@ pub fn run_op(root: &Path, op: &Op) -> Outcome {
             Ok(format!("{r:?} {}", marks.join(" ")))
         }
         Op::UnlinkedMeta(f) => unlinked_meta(&p(f)),
+        Op::Under(d, op) => {
+            use std::os::fd::AsRawFd;
+            let dir = open_deep_dir(root, d).map_err(rx)?;
+            run_op(Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())), op)
+        }
         Op::HoldOpen(f, op) => {
             let held = open(&p(f), false, false);
             let r = run_op(root, op);
@@ -351,6 +359,17 @@ fn unlinked_meta(path: &Path) -> Outcome {
     let md = fh.metadata().map_err(errno)?;
     out.push(format!("{} mtime={}", stat_line(&md), md.mtime()));
     Ok(out.join(" "))
+}
+
+/// Opens the directory `rel` under `root` one component at a time (an `O_PATH` fd).
+pub fn open_deep_dir(root: &Path, rel: &str) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, flags, Mode::empty())?;
+    for comp in rel.split('/').filter(|c| !c.is_empty()) {
+        dir = rustix::fs::openat(&dir, comp, flags | OFlags::NOFOLLOW, Mode::empty())?;
+    }
+    Ok(dir)
 }
 
 /// Whether `path` (followed) is a FIFO.

@@ -1,8 +1,10 @@
 //! Snapshots of a whole tree (as a mount shows it), for comparing two union filesystems.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 /// What a snapshot records of one path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,14 +49,20 @@ fn user_xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Walks `root` without following symlinks.
+/// Walks `root` without following symlinks. Each entry is reached through an fd of its
+/// directory (`/proc/self/fd/N/NAME`), so trees deeper than `PATH_MAX` are walked whole.
 pub fn snapshot(root: &Path) -> Snapshot {
+    use std::os::fd::AsRawFd;
     let mut nodes = BTreeMap::new();
     let mut inos: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     let mut by_path = BTreeMap::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let path = if rel.is_empty() { root.to_path_buf() } else { root.join(&rel) };
+    type Parent = Option<(Arc<OwnedFd>, String)>;
+    let mut stack: Vec<(String, Parent)> = vec![(String::new(), None)];
+    while let Some((rel, parent)) = stack.pop() {
+        let path = match &parent {
+            None => root.to_path_buf(),
+            Some((dir, name)) => Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name),
+        };
         let md = match std::fs::symlink_metadata(&path) {
             Ok(md) => md,
             // Kernel overlayfs lists a whiteout of the bottom layer in a directory that is not
@@ -110,13 +118,19 @@ pub fn snapshot(root: &Path) -> Snapshot {
         inos.entry((md.dev(), md.ino())).or_default().push(rel.clone());
         by_path.insert(rel.clone(), md.ino());
         if ft.is_dir() {
+            let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW;
+            let dir = match rustix::fs::open(&path, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) {
+                Ok(fd) => Arc::new(fd),
+                Err(e) => panic!("opening /{rel}: {e}"),
+            };
             let mut names: Vec<String> = match std::fs::read_dir(&path) {
                 Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
                 Err(e) => vec![format!("<readdir error {e}>")],
             };
             names.sort();
             for n in names {
-                stack.push(if rel.is_empty() { n } else { format!("{rel}/{n}") });
+                let child = if rel.is_empty() { n.clone() } else { format!("{rel}/{n}") };
+                stack.push((child, Some((dir.clone(), n))));
             }
         }
     }
