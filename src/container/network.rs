@@ -223,16 +223,6 @@ impl Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    /// The helper's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `pasta` or `slirp4netns`.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
 }
 
 impl Drop for Helper {
