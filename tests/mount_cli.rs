@@ -236,6 +236,32 @@ fn daemon_of(mnt: &Path) -> Option<i32> {
 }
 
 #[test]
+fn root_a_daemon_unmounted_from_outside_leaves_a_newer_mount_at_the_same_place_alone() {
+    if !require_root("root_a_daemon_unmounted_from_outside_leaves_a_newer_mount_at_the_same_place_alone") {
+        return;
+    }
+    let t = tmp();
+    dirs(t.path(), &["a", "b", "m"]);
+    std::fs::write(t.path().join("b/marker"), "b").unwrap();
+    let m = t.path().join("m");
+    let mut first =
+        Command::new(strata()).args(["mount", "-f", "--lower"]).arg(t.path().join("a")).arg(&m).spawn().unwrap();
+    assert!(wait_mounted(&m, true), "the first mount did not appear");
+    let pid = rustix::process::Pid::from_raw(first.id() as i32).unwrap();
+    // Hold the first daemon still while its mount goes away and a second one takes the place.
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    assert!(Command::new("umount").arg(&m).status().unwrap().success());
+    let out = run(Command::new(strata()).args(["mount", "--lower"]).arg(t.path().join("b")).arg(&m));
+    assert!(out.status.success() && is_mounted(&m));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert!(first.wait().unwrap().success(), "the first daemon should end cleanly");
+    let _guard = Unmounter(vec![m.clone()]);
+    assert!(is_mounted(&m), "the first daemon unmounted the second mount on its way out");
+    assert_eq!(std::fs::read_to_string(m.join("marker")).unwrap(), "b");
+    assert!(run(Command::new(strata()).arg("umount").arg(&m)).status.success());
+}
+
+#[test]
 fn root_debug_mode_logs_in_the_foreground_and_a_background_daemon_unmounts_on_sigterm() {
     if !require_root("root_debug_mode_logs_in_the_foreground_and_a_background_daemon_unmounts_on_sigterm") {
         return;

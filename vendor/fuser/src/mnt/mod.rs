@@ -207,9 +207,12 @@ fn is_mounted(fuse_device: &DevFuse) -> bool {
         let res = poll(slice::from_mut(&mut poll_fd), PollTimeout::ZERO);
         break match res {
             Ok(0) => true,
+            // The kernel answers POLLERR once the connection is gone (unmounted or aborted);
+            // 0.18 read that as "still mounted", so a daemon unmounted from outside unmounted
+            // its mount point again on exit -- taking down a newer mount at the same place.
             Ok(1) => poll_fd
                 .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLERR)),
+                .is_none_or(|r| !r.contains(PollFlags::POLLERR)),
             Ok(_) => unreachable!(),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => {
