@@ -40,6 +40,9 @@ pub struct ImageMountArgs {
     /// Writable, over a scratch upper dir under the store (dropped at umount).
     #[arg(short = 'w', long)]
     writable: bool,
+    /// Pull the image lazily first if the store does not have it (see `strata pull --lazy`).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "only")]
+    lazy: Option<super::pull::LazyArg>,
 }
 
 /// Arguments of `strata image umount`.
@@ -63,6 +66,9 @@ pub fn run(cmd: ImageCommand, root: &Path) -> anyhow::Result<ExitCode> {
 
 fn mount(a: ImageMountArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let mnt = a.mountpoint.canonicalize().with_context(|| format!("mount point {}", a.mountpoint.display()))?;
+    if let Some(lazy) = a.lazy {
+        super::pull::lazy_if_missing(root, &a.image, lazy)?;
+    }
     let store = open_store(root)?;
     let (spec, mut rec, dir) = {
         let lock = store.write()?;

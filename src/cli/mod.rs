@@ -6,6 +6,7 @@ mod check;
 mod commit;
 mod container_ref;
 mod container_verbs;
+mod convert;
 mod diff;
 mod exec;
 mod explain;
@@ -78,6 +79,8 @@ enum Command {
     History(history::HistoryArgs),
     /// Give an image another name.
     Tag(tag::TagArgs),
+    /// Write an image's layers again as eStargz (lazily pullable, still plain gzip to others).
+    Convert(convert::ConvertArgs),
     /// Remove images.
     Rmi(rmi::RmiArgs),
     /// Remove untagged images and everything no image uses.
@@ -133,6 +136,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(usage_error(&e)),
     };
     let root = cli.root.unwrap_or_else(store_root::default_root);
+    // Lazy layers fetch from registries; the filesystem asks through this.
+    crate::fs::lazy::install(Box::new(crate::registry::lazy::factory));
     if !matches!(cli.command, Command::Mount(_) | Command::Umount(_) | Command::Image(_)) {
         init_logging(log::LevelFilter::Warn);
     }
@@ -149,6 +154,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a, &root),
         Command::History(a) => history::run(a, &root),
         Command::Tag(a) => tag::run(a, &root),
+        Command::Convert(a) => convert::run(a, &root),
         Command::Rmi(a) => rmi::run(a, &root),
         Command::Prune(a) => prune::run(a, &root),
         Command::Image(c) => image_mount::run(c, &root),
@@ -239,7 +245,7 @@ fn image_mount_form(mut args: Vec<OsString>) -> Vec<OsString> {
     while j < s.len() {
         match s[j] {
             "--root" => j += 1,
-            a if a.starts_with("--root=") || a == "-w" || a == "--writable" => {}
+            a if a.starts_with("--root=") || a == "-w" || a == "--writable" || a == "--lazy" || a == "--lazy=only" => {}
             a if !a.starts_with('-') => operands += 1,
             _ => return args,
         }

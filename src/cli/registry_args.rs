@@ -47,6 +47,11 @@ impl AuthfileArgs {
 }
 
 impl RegistryArgs {
+    /// The defaults (what no flag asks for).
+    pub fn default_for_lazy() -> RegistryArgs {
+        RegistryArgs { tls_verify: true, cert_dir: None, authfile: AuthfileArgs { authfile: None } }
+    }
+
     /// The TLS settings asked for.
     pub fn tls(&self) -> TlsOptions {
         TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone() }

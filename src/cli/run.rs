@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// An extra line of /etc/hosts: NAME:IP, or NAME:host-gateway for the host.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_hosts: Vec<String>,
+    /// Pull the image lazily first if the store does not have it (see `strata pull --lazy`).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "only")]
+    lazy: Option<super::pull::LazyArg>,
     /// The image: a name or an id.
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -120,6 +123,11 @@ pub(super) fn failed(code: i32, e: &dyn std::fmt::Display) -> ExitCode {
 
 /// Runs `strata run`.
 pub fn run(a: RunArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(lazy) = a.lazy
+        && let Err(e) = super::pull::lazy_if_missing(root, &a.image, lazy)
+    {
+        return Ok(failed(125, &e));
+    }
     let c = match create::create(root, &a.request()) {
         Ok(c) => c,
         Err(e) => return Ok(failed(125, &e)),

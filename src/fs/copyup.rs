@@ -176,6 +176,11 @@ impl Overlay {
         let parent = self.ensure_upper_dir(parent_path)?;
         let lower_path = self.top_path(path, &found.src);
         let from = self.at_in_layer(layer, &lower_path)?;
+        if let Some(fetcher) = self.stack.layer(layer).lazy.as_ref().filter(|_| with_data)
+            && fd::kind_of(&found.st) == FileType::RegularFile
+        {
+            super::lazy::ensure(fetcher.as_ref(), from.dir(), from.name().ok_or(Errno::INVAL)?)?;
+        }
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         let built = self.build_copy(&from, work, &tmp, found, with_data);

@@ -104,6 +104,9 @@ impl Overlay {
         }
         let at = self.locate(&node)?;
         let name = at.name().ok_or(Errno::INVAL)?;
+        if let Some(fetcher) = &self.stack.layer(node.src().top()).lazy {
+            super::lazy::ensure(fetcher.as_ref(), at.dir(), name)?;
+        }
         let file = File::from(fd::open_at(at.dir(), name, real_flags(flags), Mode::empty())?);
         if let Some(caller) = kill_privs.filter(|_| trunc)
             && kill_privs_fd(&file, caller)?

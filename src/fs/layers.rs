@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rustix::fs::{FileType, XattrFlags};
 
@@ -74,6 +74,9 @@ pub struct Layer {
     /// The layer was unpacked rootless and records some owners in `user.strata.owner` (its
     /// root carries `user.strata.owners`): the mount shows them where it can.
     pub recorded_owners: bool,
+    /// A lazy layer's fetcher: its regular files get their content on first use (see
+    /// [`super::lazy`]).
+    pub lazy: Option<Arc<dyn super::lazy::Fetcher>>,
 }
 
 impl Layer {
@@ -237,7 +240,14 @@ impl Stack {
             }
             roots.push((l.clone(), lfd));
         }
-        let layers = assign_ino_prefixes(roots).map_err(|(p, e)| bad_dir("layer", &p, e))?;
+        let mut layers = assign_ino_prefixes(roots).map_err(|(p, e)| bad_dir("layer", &p, e))?;
+        for l in layers.iter_mut().skip(usize::from(upper.is_some())) {
+            l.lazy = super::lazy::fetcher_for(l.fd()).map_err(|e| SetupError::BadDir {
+                role: "lazy layer",
+                path: l.path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        }
         // Only a daemon that is root (of its user namespace: a rootless container's) shows
         // them; a user mounting a store of their own sees the owners they can read as.
         let shows_owners = rustix::process::geteuid().is_root() && layers.iter().any(|l| l.recorded_owners);
@@ -313,6 +323,7 @@ fn assign_ino_prefixes(roots: Vec<(PathBuf, OwnedFd)>) -> Result<Vec<Layer>, (Pa
             hardlinks: OnceLock::new(),
             redirects: OnceLock::new(),
             recorded_owners,
+            lazy: None,
         });
     }
     Ok(out)

@@ -17,6 +17,7 @@ pub mod handles;
 pub mod hardlinks;
 pub mod inode;
 pub mod layers;
+pub mod lazy;
 pub mod lookup;
 pub mod options;
 pub mod passthrough;

@@ -50,6 +50,12 @@ pub fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Sess
     let ov = Arc::new(ov);
     let session = Session::new(StrataFuse::new(ov.clone()), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
     ov.set_invalidator(Box::new(super::fuse::Notify(session.notifier())));
+    for layer in ov.stack.layers.iter() {
+        if let Some(fetcher) = &layer.lazy {
+            let root = sys::fd::dup(layer.fd()).context("lazy layer root")?;
+            super::lazy::spawn_background(root, fetcher.clone());
+        }
+    }
     start_shrinker(ov, spec.cache_entries.unwrap_or(DEFAULT_CACHE_ENTRIES))?;
     Ok(session)
 }

@@ -22,8 +22,10 @@
 pub mod check;
 pub mod commit;
 pub mod compress;
+pub mod convert;
 pub mod diff;
 pub mod digest;
+pub mod estargz;
 pub mod export;
 pub mod import;
 pub mod instruction;

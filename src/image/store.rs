@@ -242,6 +242,19 @@ impl Store {
         self.layer_path(diff_id).is_dir()
     }
 
+    /// Whether the layer `diff_id` is lazy: made from an eStargz table of contents, its files
+    /// filled as they are used, its blob not in the store.
+    pub fn is_lazy_layer(&self, diff_id: &Digest) -> bool {
+        let root = self.layer_path(diff_id);
+        std::fs::File::open(&root).is_ok_and(|f| {
+            use std::os::fd::AsFd;
+            matches!(
+                crate::sys::xattr::get(f.as_fd(), None, std::ffi::OsStr::new(crate::fs::lazy::LAYER_XATTR)),
+                Ok(Some(_))
+            )
+        })
+    }
+
     /// What unpacking a layer measured (default when unknown).
     pub fn layer_meta(&self, diff_id: &Digest) -> LayerMeta {
         self.layer_meta_by_hex(diff_id.hex())

@@ -65,13 +65,19 @@ pub struct Options {
     /// [`OWNER_XATTR`], device nodes are skipped with a warning, overlay xattrs use the `user.`
     /// namespace.
     pub rootless: bool,
+    /// The tar is a lazy layer's skeleton ([`super::estargz::skeleton_tar`]): a regular file
+    /// with [`super::estargz::toc::LAZY_SIZE_PAX`] gets that size (a hole) and the
+    /// [`LAZY_XATTR`] mark naming it, to be filled on first read. Ignored in any other tar.
+    pub skeleton: bool,
 }
+
+pub use crate::fs::lazy::LAZY_XATTR;
 
 impl Options {
     /// Options for the current process: rootless unless it is root of the initial user
     /// namespace (root of another one cannot set the ids it does not map, nor `trusted.*`).
     pub fn for_current_user() -> Options {
-        Options { rootless: !super::owners::is_privileged() }
+        Options { rootless: !super::owners::is_privileged(), skeleton: false }
     }
 
     fn ns(self) -> XattrNs {
@@ -399,6 +405,9 @@ impl Unpacker<'_, '_> {
         }
         fd::chmod_fd(file.as_fd(), mode_of(e.header(), shown)?).map_err(sys(shown, "chmod"))?;
         self.apply_xattrs(e, file.as_fd(), None, shown)?;
+        if self.opts.skeleton {
+            self.lazy(e, &file, shown)?;
+        }
         let mtime = SetTime::At(mtime_of(e)?);
         fd::utimes_at(file.as_fd(), None, mtime, mtime).map_err(sys(shown, "setting times"))?;
         self.out.size += size;
@@ -546,6 +555,32 @@ impl Unpacker<'_, '_> {
                 Err(errno) => return Err(UnpackError::Sys { entry: shown.into(), op: "setxattr", errno }),
             }
         }
+        Ok(())
+    }
+
+    /// A skeleton's file still to be fetched: its size as a hole, and the mark with its name.
+    fn lazy<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, file: &File, shown: &str) -> Result<()> {
+        let Some(pax) = e.pax_extensions().map_err(UnpackError::Read)? else {
+            return Ok(());
+        };
+        let mut size = None;
+        for ext in pax {
+            let ext = ext.map_err(UnpackError::Read)?;
+            if ext.key_bytes() == super::estargz::toc::LAZY_SIZE_PAX.as_bytes() {
+                size = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
+            }
+        }
+        let Some(size) = size else {
+            return Ok(());
+        };
+        file.set_len(size).map_err(|e| UnpackError::Sys {
+            entry: shown.into(),
+            op: "truncate",
+            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        })?;
+        let name = e.path_bytes().into_owned();
+        xattr::set(file.as_fd(), None, OsStr::new(LAZY_XATTR), &name, XattrFlags::empty())
+            .map_err(sys(shown, "marking lazy"))?;
         Ok(())
     }
 

@@ -264,6 +264,38 @@ impl Client {
         Err(self.protocol(&url, "too many redirects"))
     }
 
+    /// Bytes `start..end` of a blob (`Range`), for reading a part of a layer in place: the
+    /// registry must honour the range (`206`) and send exactly those bytes.
+    pub fn blob_range(&self, repository: &str, digest: &Digest, start: u64, end: u64) -> Result<Vec<u8>> {
+        let mut url = self.url(repository, &format!("blobs/{digest}"));
+        for _ in 0..8 {
+            let req = Req::new(Method::GET, url.clone(), auth::pull_scope(repository))
+                .header("Range", format!("bytes={start}-{}", end - 1));
+            let mut resp = if same_host(&url, &self.base) { self.send(req)? } else { self.send_anonymous(req)? };
+            match resp.status().as_u16() {
+                206 => {
+                    let what = format!("bytes {start}-{} of blob {digest}", end - 1);
+                    let bytes = read_limited(&mut resp, end - start, &what)?;
+                    if bytes.len() as u64 != end - start {
+                        return Err(
+                            self.protocol(&url, &format!("{} bytes for a range of {}", bytes.len(), end - start))
+                        );
+                    }
+                    return Ok(bytes);
+                }
+                200 => return Err(self.protocol(&url, "the registry does not serve ranges of blobs")),
+                301 | 302 | 303 | 307 | 308 => {
+                    let Some(loc) = header(&resp, "location") else {
+                        return Err(self.protocol(&url, "a redirect without Location"));
+                    };
+                    url = resolve(&url, &loc);
+                }
+                _ => return Err(self.error_of(resp, "GET", &url, repository)),
+            }
+        }
+        Err(self.protocol(&url, "too many redirects"))
+    }
+
     /// Whether the repository has the blob (`HEAD`).
     pub fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
         let url = self.url(repository, &format!("blobs/{digest}"));

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod lazy;
 pub mod platform;
 pub mod progress;
 pub mod pull;

@@ -41,6 +41,19 @@ pub struct PullOptions {
     pub platform: PlatformSpec,
     /// Layers downloaded at once.
     pub max_concurrent: usize,
+    /// Pull eStargz layers lazily (their TOC only), and how mounts fetch the rest.
+    pub lazy: Option<LazyOptions>,
+}
+
+/// How a lazily pulled layer is fetched later (recorded on the layer).
+#[derive(Clone, Debug)]
+pub struct LazyOptions {
+    /// Fetch the whole layer in the background once mounted (`--lazy`; not `--lazy=only`).
+    pub background: bool,
+    /// TLS settings to reach the registry again.
+    pub tls: super::tls::TlsOptions,
+    /// Credentials file given (else the usual places).
+    pub authfile: Option<std::path::PathBuf>,
 }
 
 /// An image pulled.
@@ -128,7 +141,7 @@ impl Puller<'_> {
             .layers
             .iter()
             .zip(&c.diff_ids)
-            .all(|(l, d)| self.store.has_blob(&l.digest) && self.store.has_layer(d))
+            .all(|(l, d)| self.store.has_layer(d) && (self.store.has_blob(&l.digest) || self.store.is_lazy_layer(d)))
     }
 
     /// Fetches the manifest (through an index for the platform) and the config, and checks them.
@@ -232,8 +245,32 @@ impl Puller<'_> {
     /// One layer: "Already exists", or downloaded (resuming), verified and unpacked.
     fn layer(&self, fetch: &Fetch<'_, '_>, desc: &Descriptor, diff_id: &Digest) -> Result<()> {
         let id = desc.digest.short();
-        if self.store.has_layer(diff_id) && self.store.has_blob(&desc.digest) {
+        let lazy_here = self.store.is_lazy_layer(diff_id);
+        if self.store.has_layer(diff_id) && (self.store.has_blob(&desc.digest) || lazy_here) {
             self.board.done(id, "Already exists");
+            return Ok(());
+        }
+        if let Some(lz) = self.opts.lazy.as_ref().filter(|_| super::lazy::is_lazy_capable(desc)) {
+            let src = super::lazy::LazySource {
+                registry: fetch.reference.registry.clone(),
+                repository: fetch.reference.repository.clone(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+                toc_offset: 0,
+                toc_digest: desc.annotations[crate::image::estargz::TOC_DIGEST_ANNOTATION].clone(),
+                tls_verify: lz.tls.verify,
+                cert_dir: lz.tls.cert_dir.clone(),
+                authfile: lz.authfile.clone(),
+                background: lz.background,
+            };
+            self.board.set(id, "Reading table of contents");
+            let _one = fetch.lock.download_lock(&desc.digest)?;
+            if !self.store.has_layer(diff_id) {
+                super::lazy::lazy_layer(self.client, fetch.lock, src, diff_id).inspect_err(|_| {
+                    self.board.done(id, "Failed");
+                })?;
+            }
+            self.board.done(id, "Lazy (table of contents read)");
             return Ok(());
         }
         let mut pause = FIRST_PAUSE;

@@ -125,7 +125,7 @@ fn the_tar_unpacks_to_what_the_container_shows() {
     let out = t.path().join("unpacked");
     fs::create_dir(&out).unwrap();
     let root = fs::File::open(&out).unwrap();
-    unpack::unpack(&tar[..], root.as_fd(), unpack::Options { rootless: false }).unwrap();
+    unpack::unpack(&tar[..], root.as_fd(), unpack::Options { rootless: false, skeleton: false }).unwrap();
     // The new layer over the image shows what the container showed.
     let view = Lowers::open(&[out, low]).unwrap();
     let shown = |p: &str| view.lookup(Path::new(p)).unwrap().map(|s| fd::kind_of(s.st()));
