@@ -345,3 +345,107 @@ fn a_lazy_mount_fetches_the_prefetch_files_then_the_whole_layer_in_the_backgroun
     walk(&mnt.mnt);
     assert_eq!(layer_gets(&reg, &m).len(), before, "reading everything fetched nothing more");
 }
+
+/// A private containerd (its own root, state and socket), killed at the end.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n[grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let c = Containerd { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !c.dir.path().join("containerd.sock").exists() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    /// `ctr-remote` (stargz-snapshotter's ctr) against this containerd; must succeed.
+    fn ctr(&self, args: &[&str]) {
+        let out = std::process::Command::new("ctr-remote")
+            .arg("-a")
+            .arg(self.dir.path().join("containerd.sock"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ctr-remote {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn layers_converted_by_stargz_snapshotters_ctr_remote_read_lazily_as_a_full_pull() {
+    if !tools() || !require_tool("ctr-remote") || !require_tool("containerd") {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let src = Store::new();
+    src.load_fixture("oci-multi");
+    let plain = format!("{}/fx/multi:1", reg.host());
+    let theirs = format!("{}/fx/ctr:1", reg.host());
+    src.ok(&["tag", "oci-multi", &plain]);
+    src.ok(&["push", &plain]);
+    let ctd = Containerd::start();
+    ctd.ctr(&["image", "pull", "--plain-http", &plain]);
+    ctd.ctr(&["image", "convert", "--estargz", "--oci", &plain, &theirs]);
+    ctd.ctr(&["image", "push", "--plain-http", &theirs]);
+
+    let lazy = Store::new();
+    let out = lazy.ok(&["pull", "--progress=plain", "--lazy=only", &theirs]);
+    assert_eq!(out.matches("Lazy (table of contents read)").count(), 5, "{out}");
+    let mnt = Mounted::new(&lazy, &theirs);
+    let seen = walk(&mnt.mnt);
+    drop(mnt);
+    let full = Store::new();
+    full.ok(&["pull", &theirs]);
+    let whole = Mounted::new(&full, &theirs);
+    assert_eq!(seen, walk(&whole.mnt));
+}
+
+#[test]
+fn podman_pulls_and_runs_the_converted_image_and_strata_runs_it_lazily() {
+    if !tools() || !require_tool("podman") {
+        return;
+    }
+    let (reg, _src, name) = converted(&[]);
+    let podman = common::engines::Podman::new();
+    let out = podman.run(&["pull", "--tls-verify=false", &name]);
+    assert!(out.status.success(), "podman pull: {}", String::from_utf8_lossy(&out.stderr));
+    let out = podman.run(&["run", "--rm", "--network", "none", "--runtime", "runc", &name, "cat", "/etc/fx-release"]);
+    assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
+    let release = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let m = manifest(&name);
+    let before = layer_gets(&reg, &m).len();
+    let dst = Store::new();
+    let out = dst.run(&["run", "--rm", "--lazy=only", "--network", "none", &name, "cat", "/etc/fx-release"]);
+    assert!(out.status.success(), "strata run --lazy: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), release);
+    let fetched = layer_gets(&reg, &m).len() - before;
+    // Footer and TOC of each layer, then only what the command (and the shell it is not) read.
+    assert!(fetched < 2 * m["layers"].as_array().unwrap().len() + 6, "{fetched} blob requests");
+}

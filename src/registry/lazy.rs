@@ -154,9 +154,11 @@ impl RegistryFetcher {
         let client = self.client().map_err(|e| e.to_string())?;
         let member =
             client.blob_range(&self.src.repository, &self.src.digest, c.offset, c.end).map_err(|e| e.to_string())?;
+        // The chunk is the start of what the member inflates to: writers may go on in the same
+        // member with the tar padding and the next entries' headers (Go's estargz does).
         let mut data = Vec::with_capacity(c.size as usize);
-        flate2::read::GzDecoder::new(&member[..])
-            .take(c.size + 1)
+        flate2::read::MultiGzDecoder::new(&member[..])
+            .take(c.size)
             .read_to_end(&mut data)
             .map_err(|e| format!("inflating bytes {}-{}: {e}", c.offset, c.end - 1))?;
         if data.len() as u64 != c.size {
