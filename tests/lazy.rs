@@ -159,6 +159,12 @@ fn a_lazy_pull_reads_only_tocs_and_a_mount_fetches_only_the_files_it_reads() {
     assert_eq!(gets.len(), 2 * layers, "a footer and a TOC per layer: {gets:?}");
     assert!(gets.iter().all(|(_, off, _)| *off > 0), "only ranges near the end: {gets:?}");
 
+    // Inspecting the image reads tables of contents only.
+    for args in [vec!["tree", &name[..]], vec!["layers", &name[..]], vec!["explain", &name[..], "/etc/passwd"]] {
+        dst.ok(&args);
+    }
+    assert_eq!(layer_gets(&reg, &m).len(), 2 * layers, "tree/layers/explain fetched content");
+
     let mnt = Mounted::new(&dst, &name);
     // The whole tree is there before any content: listing and stat fetch nothing.
     let mut names = 0;
