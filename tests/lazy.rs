@@ -186,6 +186,8 @@ fn a_lazy_pull_reads_only_tocs_and_a_mount_fetches_only_the_files_it_reads() {
     let fetched: u64 = after.iter().map(|(_, _, n)| n).sum();
     let total: u64 = m["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
     assert!(fetched * 10 < total, "fetched {fetched} of {total} bytes");
+    // The store with a lazy image is whole.
+    assert!(dst.ok(&["check"]).contains("no problems") || dst.run(&["check"]).status.success());
     // Read again: from the store, not the registry.
     std::fs::read(mnt.path("etc/passwd")).unwrap();
     assert_eq!(layer_gets(&reg, &m).len(), 2 * layers + 2);
@@ -454,4 +456,34 @@ fn podman_pulls_and_runs_the_converted_image_and_strata_runs_it_lazily() {
     let fetched = layer_gets(&reg, &m).len() - before;
     // Footer and TOC of each layer, then only what the command (and the shell it is not) read.
     assert!(fetched < 2 * m["layers"].as_array().unwrap().len() + 6, "{fetched} blob requests");
+}
+
+#[test]
+fn prefetch_from_a_command_puts_the_files_it_opens_first_and_push_can_convert_on_the_way() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let src = Store::new();
+    src.load_fixture("oci-multi");
+    src.ok(&["convert", "--estargz", "--prefetch-from", "cat /etc/fx-release /data/keep.txt", "oci-multi", "pf:1"]);
+    let mut seen = Vec::new();
+    for layer in std::fs::read_dir(src.root().join("layers")).unwrap() {
+        let Ok(bytes) = std::fs::read(layer.unwrap().path().join("stargz.index.json")) else { continue };
+        let toc: Value = serde_json::from_slice(&bytes).unwrap();
+        let names: Vec<String> =
+            toc["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+        if let Some(end) = names.iter().position(|n| n == ".prefetch.landmark") {
+            seen.extend(names[..end].iter().filter(|n| !n.ends_with('/')).cloned());
+        }
+    }
+    for f in ["bin/busybox", "etc/fx-release", "data/keep.txt"] {
+        assert!(seen.iter().any(|s| s == f), "{f} not before a prefetch landmark: {seen:?}");
+    }
+    // push --compression estargz: the registry gets eStargz layers, lazily pullable.
+    let dest = format!("{}/fx/pushed:1", reg.host());
+    src.ok(&["push", "--compression", "estargz", "oci-multi", &dest]);
+    let dst = Store::new();
+    let out = dst.ok(&["pull", "--progress=plain", "--lazy=only", &dest]);
+    assert_eq!(out.matches("Lazy (table of contents read)").count(), 5, "{out}");
 }

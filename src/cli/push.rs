@@ -22,6 +22,8 @@ pub enum PushCompression {
     Zstd,
     /// Plain tar.
     None,
+    /// eStargz (gzip that can also be pulled lazily; see `strata convert --estargz`).
+    Estargz,
 }
 
 /// Arguments of `strata push`.
@@ -34,7 +36,7 @@ pub struct PushArgs {
     #[arg(value_name = "DEST")]
     dest: Option<String>,
     /// Compress layers so for the registry [default: as stored, plain tars as gzip].
-    #[arg(long, value_enum, value_name = "gzip|zstd|none")]
+    #[arg(long, value_enum, value_name = "gzip|zstd|none|estargz")]
     compression: Option<PushCompression>,
     /// Write the pushed manifest's digest to FILE.
     #[arg(long, value_name = "FILE")]
@@ -56,7 +58,18 @@ pub fn run(a: PushArgs, root: &Path) -> anyhow::Result<ExitCode> {
         Ok(r) if store.resolve(&r.familiar()).is_ok() => r.familiar(),
         _ => a.name.clone(),
     };
-    store.resolve(&local)?;
+    let img = store.resolve(&local)?;
+    let local = if matches!(a.compression, Some(PushCompression::Estargz)) {
+        // Converted into the store (untagged: `prune` removes it), then pushed as it is.
+        let lock = store.write()?;
+        let converted = crate::image::store::undo_on_error(&lock, crate::image::convert::to_estargz(&lock, &img, &[]))?;
+        let mut index = store.index()?;
+        crate::image::store::add_untagged(&mut index, &converted.descriptor);
+        lock.save_index(&index)?;
+        store.load_image(&converted.descriptor)?.id().to_string()
+    } else {
+        local
+    };
     let dest = Reference::parse(match &a.dest {
         Some(d) => destination(d)?,
         None => &a.name,
@@ -65,11 +78,15 @@ pub fn run(a: PushArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let client = a.registry.connect(&dest.registry, creds)?;
     let board = a.transfer.board();
     let opts = PushOptions {
-        compression: a.compression.map(|c| match c {
-            PushCompression::Gzip => Compression::Gzip,
-            PushCompression::Zstd => Compression::Zstd,
-            PushCompression::None => Compression::None,
-        }),
+        compression: a
+            .compression
+            .map(|c| match c {
+                PushCompression::Gzip => Compression::Gzip,
+                PushCompression::Zstd => Compression::Zstd,
+                PushCompression::None => Compression::None,
+                PushCompression::Estargz => Compression::Gzip,
+            })
+            .filter(|_| !matches!(a.compression, Some(PushCompression::Estargz))),
         max_concurrent: a.max_concurrent_uploads,
     };
     let pusher = Pusher { client: &client, store: &store, board: &board, opts: &opts };

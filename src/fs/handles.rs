@@ -107,6 +107,12 @@ impl Overlay {
         if let Some(fetcher) = &self.stack.layer(node.src().top()).lazy {
             super::lazy::ensure(fetcher.as_ref(), at.dir(), name)?;
         }
+        if !self.stack.is_upper(node.src().top())
+            && super::lazy::recording()
+            && let Ok(path) = self.inodes.path_of(&node)
+        {
+            super::lazy::record_open(&path);
+        }
         let file = File::from(fd::open_at(at.dir(), name, real_flags(flags), Mode::empty())?);
         if let Some(caller) = kill_privs.filter(|_| trunc)
             && kill_privs_fd(&file, caller)?

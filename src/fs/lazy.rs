@@ -131,3 +131,31 @@ fn fill(fetcher: &dyn Fetcher, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), 
     xattr::remove(file.as_fd(), None, OsStr::new(LAZY_XATTR))?;
     Ok(())
 }
+
+/// Where opens of lower files are recorded (`STRATA_RECORD_OPENS`, set by `convert
+/// --prefetch-from` for the container it runs): one path per line, in order.
+static RECORD: OnceLock<Option<Mutex<File>>> = OnceLock::new();
+
+fn record() -> &'static Option<Mutex<File>> {
+    RECORD.get_or_init(|| {
+        let to = std::env::var_os("STRATA_RECORD_OPENS")?;
+        std::fs::OpenOptions::new().append(true).create(true).open(to).ok().map(Mutex::new)
+    })
+}
+
+/// Whether opens are recorded (see [`record_open`]).
+pub fn recording() -> bool {
+    record().is_some()
+}
+
+/// Records that the file at `path` (from the mount's root) was opened for its content.
+pub fn record_open(path: &Path) {
+    if let Some(f) = record()
+        && let Ok(mut f) = f.lock()
+    {
+        use std::io::Write;
+        let mut line = path.as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        let _ = f.write_all(&line);
+    }
+}

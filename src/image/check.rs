@@ -11,6 +11,9 @@
 //!   reported; unreachable blobs and layers, and the metadata of a layer whose writer was
 //!   stopped before its dir was put in place, are counted (prune removes them).
 //!
+//! A lazy layer (pulled with `--lazy`: its blob stays in the registry) is checked for being
+//! there; its files are checked against their TOC digests as they are fetched.
+//!
 //! [`repair`] removes what is broken: bad blobs, bad layers, and the index entries of the images
 //! they break (an image is complete or not listed). Every walk of a layer is by fd.
 
@@ -94,6 +97,11 @@ pub fn check(store: &Store, deep: bool) -> Result<Report, StoreError> {
             continue;
         }
         for (blob, diff_id) in img.manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
+            if store.is_lazy_layer(diff_id) && !store.has_blob(&blob.digest) {
+                // A lazy layer stands for its blob until fetched: its files are checked against
+                // the digests of their TOC as they arrive.
+                continue;
+            }
             if !store.has_blob(&blob.digest) || bad_blobs.contains(&blob.digest) {
                 broken(&mut r, format!("layer blob {} is missing or damaged", blob.digest));
             } else if !store.has_layer(diff_id) {
