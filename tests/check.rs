@@ -135,3 +135,52 @@ fn root_killed_writers_leave_a_whole_store() {
     assert_whole(&env, "at the end");
     env.ok(&["run", "--rm", "--network", "none", "finally:1", "test", "-s", "/data/big8"]);
 }
+
+/// Mount points left under the store's root (a killed writer must not leave one behind).
+fn mounts_under(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
+}
+
+#[test]
+fn root_killed_pulls_and_builds_leave_a_whole_store() {
+    let test = "root_killed_pulls_and_builds_leave_a_whole_store";
+    if !common::require_root(test) || !common::registry::require_registry() {
+        return;
+    }
+    let reg = common::registry::Registry::start(common::registry::RegistryOptions::new());
+    // An image worth pulling: the fixture and 24 MB more in a layer of its own.
+    let src = Env::new();
+    let script = "for i in 1 2 3; do head -c 8000000 /dev/urandom > /data/big$i; done";
+    src.ok(&["run", "--name", "big", "--network", "none", IMAGE, "sh", "-c", script]);
+    let name = format!("{}/crash/big:1", reg.host());
+    src.ok(&["commit", "big", &name]);
+    src.ok(&["push", &name]);
+    // A build that runs a container, copies a file in and commits three layers.
+    let env = Env::new();
+    let ctx = env.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("blob"), vec![7u8; 3_000_000]).unwrap();
+    let dockerfile = "FROM oci-multi\nRUN head -c 6000000 /dev/urandom > /r1\nCOPY blob /blob\n\
+                      RUN cat /blob /r1 > /r2 && echo built > /built\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let ctx = ctx.to_str().unwrap();
+    for (i, ms) in DELAYS_MS.iter().enumerate() {
+        let delay = Duration::from_millis(*ms);
+        kill_after(&env, &["pull", &name], delay * 4);
+        assert_whole(&env, &format!("pull killed after {} ms", ms * 4));
+        kill_after(&env, &["build", "-q", "-t", &format!("killed:{i}"), ctx], delay * 8);
+        assert_whole(&env, &format!("build killed after {} ms", ms * 8));
+        let left = mounts_under(env.dir.path());
+        assert!(left.is_empty(), "build killed after {} ms left mounts behind: {left:?}", ms * 8);
+        // The image that was complete before every kill still runs.
+        assert_eq!(env.sh(&["--network", "none"], "cat /data/keep.txt"), "keep\nmore\n");
+    }
+    // Left alone, both finish, and what they made is whole and runs.
+    env.ok(&["pull", &name]);
+    env.ok(&["build", "-q", "-t", "finally:1", ctx]);
+    assert_whole(&env, "at the end");
+    env.ok(&["run", "--rm", "--network", "none", &name, "test", "-s", "/data/big3"]);
+    assert_eq!(env.ok(&["run", "--rm", "--network", "none", "finally:1", "cat", "/built"]), "built\n");
+}
