@@ -1,7 +1,7 @@
 //! `strata check`: it finds damage (a blob that is not its digest, an unpacked layer that is not
 //! what its blob unpacks to, half a layer) and `--repair` removes it with the images it breaks;
 //! and writers killed (SIGKILL) at points spread over their run — `load`, `commit`, `rmi`,
-//! `prune` — leave a store that passes the check, with every image that was complete before
+//! `prune`, `pull` (from a real registry) and `build` — leave a store that passes the check, with every image that was complete before
 //! still complete and usable.
 
 mod common;
@@ -88,18 +88,20 @@ fn root_check_finds_damage_and_repair_removes_it() {
     assert_whole(&env, "after the repairs");
 }
 
-/// Starts `strata ARGS`, kills it after `delay`, waits for it.
-fn kill_after(env: &Env, args: &[&str], delay: Duration) {
+/// Starts `strata ARGS`, kills it after `delay`, waits for it. Whether it was killed (rather
+/// than done before).
+fn kill_after(env: &Env, args: &[&str], delay: Duration) -> bool {
     let mut child = env.spawn(args);
     let start = Instant::now();
     while start.elapsed() < delay {
         if child.try_wait().unwrap().is_some() {
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     let _ = child.kill();
     let _ = child.wait();
+    true
 }
 
 /// Kill points spread over a writer's run: a fixed set of delays (ms), the same in every run.
@@ -166,17 +168,23 @@ fn root_killed_pulls_and_builds_leave_a_whole_store() {
                       RUN cat /blob /r1 > /r2 && echo built > /built\n";
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let ctx = ctx.to_str().unwrap();
+    let mut killed = (0, 0);
     for (i, ms) in DELAYS_MS.iter().enumerate() {
         let delay = Duration::from_millis(*ms);
-        kill_after(&env, &["pull", &name], delay * 4);
+        killed.0 += kill_after(&env, &["pull", &name], delay * 4) as usize;
         assert_whole(&env, &format!("pull killed after {} ms", ms * 4));
-        kill_after(&env, &["build", "-q", "-t", &format!("killed:{i}"), ctx], delay * 8);
+        // The next pull starts again from nothing of its own.
+        let _ = env.run(&["rmi", &name]);
+        killed.1 +=
+            kill_after(&env, &["build", "-q", "--no-cache", "-t", &format!("killed:{i}"), ctx], delay * 8) as usize;
         assert_whole(&env, &format!("build killed after {} ms", ms * 8));
         let left = mounts_under(env.dir.path());
         assert!(left.is_empty(), "build killed after {} ms left mounts behind: {left:?}", ms * 8);
         // The image that was complete before every kill still runs.
         assert_eq!(env.sh(&["--network", "none"], "cat /data/keep.txt"), "keep\nmore\n");
     }
+    eprintln!("killed: {} pulls and {} builds of {}", killed.0, killed.1, DELAYS_MS.len());
+    assert!(killed.0 >= 2 && killed.1 >= 2, "too few kills landed while the writer ran: {killed:?}");
     // Left alone, both finish, and what they made is whole and runs.
     env.ok(&["pull", &name]);
     env.ok(&["build", "-q", "-t", "finally:1", ctx]);
