@@ -1,8 +1,8 @@
 //! `strata check`: it finds damage (a blob that is not its digest, an unpacked layer that is not
 //! what its blob unpacks to, half a layer) and `--repair` removes it with the images it breaks;
 //! and writers killed (SIGKILL) at points spread over their run — `load`, `commit`, `rmi`,
-//! `prune`, `pull` (from a real registry) and `build` — leave a store that passes the check, with every image that was complete before
-//! still complete and usable.
+//! `prune`, `pull` (from a real registry) and `build` — leave a store that passes the check,
+//! with every image that was complete before still complete and usable.
 
 mod common;
 
