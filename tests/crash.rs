@@ -171,26 +171,36 @@ fn paths() -> Vec<String> {
 fn storm(seed: u64, count: usize) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let pool = paths();
-    let pick = |rng: &mut StdRng| pool[rng.random_range(0..pool.len())].clone();
+    // Three picks in four name what the layers have (or had), so that most operations succeed.
+    let dense: Vec<String> = pool.iter().filter(|p| !p.split('/').any(|c| c == "n" || c == "z")).cloned().collect();
+    let pick = |rng: &mut StdRng| match rng.random_range(0..4) {
+        0 => pool[rng.random_range(0..pool.len())].clone(),
+        _ => dense[rng.random_range(0..dense.len())].clone(),
+    };
     let bigs: Vec<String> = (0..8).map(|i| format!("big/{i}")).collect();
     let mut ops = Vec::with_capacity(count);
     for i in 0..count {
         let (p, q) = (pick(&mut rng), pick(&mut rng));
+        // A name no operation used before, in a directory the layers have.
+        let dir = &dense[rng.random_range(0..dense.len())];
+        let fresh = if dir.len() <= 3 { format!("{dir}/k{i}") } else { format!("{}/k{i}", &dir[..3]) };
+        let q = if rng.random_range(0..2) == 0 { fresh.clone() } else { q };
         // A third of the operations copy up a big file (if it is still in a lower layer).
         let p = if rng.random_range(0..3) == 0 { bigs[rng.random_range(0..bigs.len())].clone() } else { p };
         let len = [0, 17, 4096, 65536][rng.random_range(0..4)];
         let data: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8 ^ seed as u8).collect();
         ops.push(match rng.random_range(0..16) {
-            0 | 1 => Step::Write { path: p, data, append: false },
+            0 => Step::Write { path: p, data, append: false },
+            1 => Step::Write { path: fresh, data, append: false },
             2 => Step::Write { path: p, data, append: true },
             3 => Step::One(Op::Chmod(p, [0o600, 0o755, 0o640][rng.random_range(0..3)])),
             4 => Step::One(Op::Truncate(p, [0, 5, 70000][rng.random_range(0..3)])),
             5 | 6 => Step::One(Op::Rename(p, q, 0)),
             7 => Step::One(Op::Unlink(p)),
-            8 => Step::One(Op::Mkdir(p, 0o755)),
+            8 => Step::One(Op::Mkdir(fresh, 0o755)),
             9 => Step::One(Op::Rmdir(p)),
             10 | 11 => Step::One(Op::Link(p, q)),
-            12 => Step::One(Op::Symlink("../nowhere".into(), p)),
+            12 => Step::One(Op::Symlink("../nowhere".into(), fresh)),
             13 => Step::One(Op::SetXattr(p, "user.k".into(), format!("v{i}").into_bytes())),
             14 => Step::One(Op::RemoveXattr(p, "user.k".into())),
             // A directory with lower parts moves (a redirect).
