@@ -237,11 +237,21 @@ fn fuse_mounted(mnt: &Path) -> bool {
 impl Daemon {
     /// `strata mount -f` of these layers on `mnt`; returns once the mount is there.
     fn start(lowers: &[PathBuf], upper: &Path, work: &Path, mnt: &Path, log: &Path) -> Daemon {
+        Daemon::start_with(false, lowers, upper, work, mnt, log)
+    }
+
+    /// [`Daemon::start`] serving with one thread (`-s`) if `single`, so that the Nth system
+    /// call of a kind of its serving thread is the same in every run.
+    fn start_with(single: bool, lowers: &[PathBuf], upper: &Path, work: &Path, mnt: &Path, log: &Path) -> Daemon {
         fs::create_dir_all(mnt).unwrap();
         let lowerdir = lowers.iter().map(|l| l.to_string_lossy()).collect::<Vec<_>>().join(":");
         let opts = format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
-        let child = Command::new(common::strata())
-            .args(["mount", "-f", "-o", &opts])
+        let mut cmd = Command::new(common::strata());
+        cmd.args(["mount", "-f", "-o", &opts]);
+        if single {
+            cmd.arg("-s");
+        }
+        let child = cmd
             .arg(mnt)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -258,6 +268,37 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(5));
         }
         d
+    }
+
+    /// Starts `strace ARGS -p TID` on the thread that serves the mount (of a `-s` daemon), and
+    /// returns once it is attached.
+    fn trace(&self, args: &[&str]) -> Child {
+        let serving = || {
+            let tasks = fs::read_dir(format!("/proc/{}/task", self.child.id())).unwrap();
+            let mut found = tasks
+                .flatten()
+                .filter(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "fuser-0"));
+            found.next().map(|t| t.file_name().to_string_lossy().into_owned())
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let tid = loop {
+            if let Some(tid) = serving() {
+                break tid;
+            }
+            assert!(Instant::now() < deadline, "no serving thread fuser-0");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let tracer = Command::new("strace").args(args).args(["-p", &tid]).stdin(Stdio::null()).spawn().unwrap();
+        let status = format!("/proc/{}/task/{tid}/status", self.child.id());
+        let traced = || {
+            let s = fs::read_to_string(&status).unwrap_or_default();
+            s.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+        };
+        while !traced() {
+            assert!(Instant::now() < deadline, "strace did not attach");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracer
     }
 
     /// SIGKILL, then the dead mount is taken away (`umount -l`: the kernel answers `ENOTCONN`
@@ -703,4 +744,188 @@ fn root_power_cut_keeps_what_was_synced() {
     km.unmount();
     let d2 = differences(&before, &kernel);
     assert!(d2.is_empty(), "after the cut kernel overlayfs reads the upper dir otherwise:\n{}", d2.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kills at a chosen system call of the daemon (strace injects SIGKILL at its Nth call of a
+// kind): the windows between the steps of one operation, which random kills rarely hit.
+
+/// Mounts Strata over `layers` under strace, which kills the daemon at its `nth` `syscall`;
+/// runs `ops` until the mount goes; remounts; the tree must be the kernel's before or after the
+/// operation in flight, and the kernel must read the upper dir the same.
+fn killed_at_syscall(layers: &[Vec<Entry>], ops: &[Step], syscall: &str, nth: u32) -> Vec<String> {
+    let tmp = tempfile::Builder::new().prefix("strata-crash-").tempdir_in("/tmp").unwrap();
+    let t = tmp.path();
+    let build = |prefix: &str| -> Vec<PathBuf> {
+        layers
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let d = t.join(format!("{prefix}{i}"));
+                build_layer(&d, e);
+                d
+            })
+            .collect()
+    };
+    let (lowers, klowers) = (build("l"), build("kl"));
+    let (upper, work, mnt) = (t.join("s/u"), t.join("s/w"), t.join("s/m"));
+    fs::create_dir_all(&upper).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    let inject = format!("inject={syscall}:signal=KILL:when={nth}");
+    let daemon = Daemon::start_with(true, &lowers, &upper, &work, &mnt, &t.join("daemon.log"));
+    let mut tracer = daemon.trace(&["-qq", "-o", "/dev/null", "-e", &format!("trace={syscall}"), "-e", &inject]);
+    let mut done = Vec::new();
+    let mut in_flight = None;
+    for (i, step) in ops.iter().enumerate() {
+        let out = run_step(&mnt, step, usize::MAX);
+        if out.iter().any(disconnected) {
+            in_flight = Some((i, out));
+            break;
+        }
+        done.push(out);
+    }
+    let mut problems = Vec::new();
+    if in_flight.is_none() {
+        problems.push(format!("the daemon was not killed at {syscall} #{nth}"));
+    }
+    daemon.kill();
+    let _ = tracer.wait();
+    let daemon = Daemon::start(&lowers, &upper, &work, &mnt, &t.join("remount.log"));
+    let seen = snapshot(&mnt);
+    daemon.stop();
+    let reference = mount(Fs::Kernel, &klowers, Some(&t.join("k/u")), Some(&t.join("k/w")), &t.join("k/m"));
+    for (i, out) in done.iter().enumerate() {
+        let k = run_step(&reference.mnt, &ops[i], usize::MAX);
+        if k != *out {
+            problems.push(format!("op {i} {:?}: strata={out:?} kernel={k:?}", ops[i]));
+        }
+    }
+    let mut d = differences(&seen, &snapshot(&reference.mnt));
+    if let (false, Some((i, out))) = (d.is_empty(), &in_flight) {
+        let returned = out.iter().take_while(|o| !disconnected(o)).count();
+        run_step(&reference.mnt, &ops[*i], returned + 1);
+        let after = differences(&seen, &snapshot(&reference.mnt));
+        if !after.is_empty() {
+            d.push(format!("-- nor after {:?}:", ops[*i]));
+            d.extend(after);
+        } else {
+            d.clear();
+        }
+    }
+    reference.unmount();
+    problems.extend(d.into_iter().map(|l| format!("after the kill at {syscall} #{nth}: {l}")));
+    let km = mount(Fs::KernelPlain, &lowers, Some(&upper), Some(&t.join("kw")), &t.join("km"));
+    let kernel_view = snapshot(&km.mnt);
+    km.unmount();
+    problems.extend(differences(&seen, &kernel_view).into_iter().map(|l| format!("kernel reading the upper: {l}")));
+    problems
+}
+
+/// Whether strace is there (CI installs it; without it, off CI, the test is skipped).
+fn require_strace() -> bool {
+    common::store::require_tool("strace")
+}
+
+#[test]
+fn root_daemon_killed_between_a_copy_up_and_linking_the_other_names_of_the_file() {
+    let test = "root_daemon_killed_between_a_copy_up_and_linking_the_other_names_of_the_file";
+    if !common::require_root(test) || !require_strace() {
+        return;
+    }
+    // Found by the crash soak (seed 2198396984): a setxattr copied up one name of a file with two;
+    // the daemon died before the other name was linked to the copy.
+    let layers = vec![vec![sized("a/f", 200_000), Entry::Hardlink("b/g".into(), "a/f".into()), file("c", "c\n")]];
+    for (op, nth) in [
+        (Op::SetXattr("a/f".into(), "user.k".into(), b"v".to_vec()), 1),
+        (Op::Chmod("b/g".into(), 0o600), 1),
+        (Op::Link("a/f".into(), "c2".into()), 1),
+        (Op::Link("a/f".into(), "c2".into()), 2),
+    ] {
+        let ops = [Step::One(op.clone()), Step::One(Op::Chmod("c".into(), 0o600))];
+        let problems = killed_at_syscall(&layers, &ops, "linkat", nth);
+        assert!(problems.is_empty(), "{test}: {op:?}:\n{}", problems.join("\n"));
+    }
+}
+
+/// The system calls whose every call a kill lands on in [`root_daemon_killed_at_every_call_that_changes_the_upper_dir`].
+const CHANGING_CALLS: [&str; 8] =
+    ["renameat", "renameat2", "linkat", "unlinkat", "mknodat", "mkdirat", "setxattr", "lsetxattr"];
+
+/// How many times the daemon's serving thread makes each of [`CHANGING_CALLS`] for `ops`.
+fn count_calls(layers: &[Vec<Entry>], ops: &[Step]) -> Vec<(&'static str, usize)> {
+    let tmp = tempfile::Builder::new().prefix("strata-crash-").tempdir_in("/tmp").unwrap();
+    let t = tmp.path();
+    let lowers: Vec<PathBuf> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let d = t.join(format!("l{i}"));
+            build_layer(&d, e);
+            d
+        })
+        .collect();
+    let (upper, work) = (t.join("u"), t.join("w"));
+    fs::create_dir_all(&upper).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    let log = t.join("strace.log");
+    let trace = format!("trace={}", CHANGING_CALLS.join(","));
+    let daemon = Daemon::start_with(true, &lowers, &upper, &work, &t.join("m"), &t.join("daemon.log"));
+    let mut tracer = daemon.trace(&["-qq", "-o", log.to_str().unwrap(), "-e", &trace]);
+    for step in ops {
+        run_step(&daemon.mnt, step, usize::MAX);
+    }
+    daemon.stop();
+    let _ = tracer.wait();
+    let text = fs::read_to_string(&log).unwrap();
+    CHANGING_CALLS.iter().map(|c| (*c, text.lines().filter(|l| l.starts_with(&format!("{c}("))).count())).collect()
+}
+
+#[test]
+fn root_daemon_killed_at_every_call_that_changes_the_upper_dir() {
+    let test = "root_daemon_killed_at_every_call_that_changes_the_upper_dir";
+    if !common::require_root(test) || !require_strace() {
+        return;
+    }
+    let layers = vec![
+        vec![file("x/keep", "keep\n")],
+        vec![
+            sized("a/f", 100_000),
+            Entry::Hardlink("b/g".into(), "a/f".into()),
+            file("d/in", "in\n"),
+            file("d/sub/deeper", "deeper\n"),
+            file("c", "c\n"),
+            file("p", "p\n"),
+            file("q", "q\n"),
+            file("x/y", "y\n"),
+            Entry::Xattr("p".into(), "user.k".into(), b"lower".to_vec()),
+        ],
+    ];
+    let ops: Vec<Step> = [
+        Op::SetXattr("a/f".into(), "user.k".into(), b"v".to_vec()), // copy-up, link the other name
+        Op::Rename("d".into(), "e".into(), 0),                      // a redirect, a whiteout
+        Op::Unlink("c".into()),                                     // a whiteout
+        Op::Mkdir("c".into(), 0o755),                               // over it: opaque
+        Op::Unlink("x/y".into()),
+        Op::Unlink("x/keep".into()),
+        Op::Mkdir("m".into(), 0o755),
+        Op::Rename("m".into(), "x".into(), 0), // over a directory the lower layers still have
+        Op::Rename("p".into(), "q".into(), 0), // a lower file over a lower file
+        Op::RemoveXattr("q".into(), "user.k".into()),
+        Op::Link("e/in".into(), "e/sub/in2".into()),
+    ]
+    .into_iter()
+    .map(Step::One)
+    .collect();
+    let mut points = 0;
+    let mut problems = Vec::new();
+    for (call, all) in count_calls(&layers, &ops) {
+        for nth in 1..=all {
+            points += 1;
+            let found = killed_at_syscall(&layers, &ops, call, nth as u32);
+            problems.extend(found.into_iter().map(|p| format!("{call} #{nth}: {p}")));
+        }
+    }
+    eprintln!("{points} kill points");
+    assert!(points >= 10, "too few calls to kill at: {points}");
+    assert!(problems.is_empty(), "{test}:\n{}", problems.join("\n"));
 }
