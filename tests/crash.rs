@@ -880,6 +880,22 @@ fn count_calls(layers: &[Vec<Entry>], ops: &[Step]) -> Vec<(&'static str, usize)
     CHANGING_CALLS.iter().map(|c| (*c, text.lines().filter(|l| l.starts_with(&format!("{c}("))).count())).collect()
 }
 
+/// Kills the daemon at every call of [`CHANGING_CALLS`] that `ops` make; how many kill points,
+/// and the problems found.
+fn every_kill_point(layers: &[Vec<Entry>], ops: &[Op]) -> (usize, Vec<String>) {
+    let ops: Vec<Step> = ops.iter().cloned().map(Step::One).collect();
+    let mut points = 0;
+    let mut problems = Vec::new();
+    for (call, all) in count_calls(layers, &ops) {
+        for nth in 1..=all {
+            points += 1;
+            let found = killed_at_syscall(layers, &ops, call, nth as u32);
+            problems.extend(found.into_iter().map(|p| format!("{call} #{nth}: {p}")));
+        }
+    }
+    (points, problems)
+}
+
 #[test]
 fn root_daemon_killed_at_every_call_that_changes_the_upper_dir() {
     let test = "root_daemon_killed_at_every_call_that_changes_the_upper_dir";
@@ -900,7 +916,7 @@ fn root_daemon_killed_at_every_call_that_changes_the_upper_dir() {
             Entry::Xattr("p".into(), "user.k".into(), b"lower".to_vec()),
         ],
     ];
-    let ops: Vec<Step> = [
+    let ops = [
         Op::SetXattr("a/f".into(), "user.k".into(), b"v".to_vec()), // copy-up, link the other name
         Op::Rename("d".into(), "e".into(), 0),                      // a redirect, a whiteout
         Op::Unlink("c".into()),                                     // a whiteout
@@ -912,20 +928,37 @@ fn root_daemon_killed_at_every_call_that_changes_the_upper_dir() {
         Op::Rename("p".into(), "q".into(), 0), // a lower file over a lower file
         Op::RemoveXattr("q".into(), "user.k".into()),
         Op::Link("e/in".into(), "e/sub/in2".into()),
-    ]
-    .into_iter()
-    .map(Step::One)
-    .collect();
-    let mut points = 0;
-    let mut problems = Vec::new();
-    for (call, all) in count_calls(&layers, &ops) {
-        for nth in 1..=all {
-            points += 1;
-            let found = killed_at_syscall(&layers, &ops, call, nth as u32);
-            problems.extend(found.into_iter().map(|p| format!("{call} #{nth}: {p}")));
-        }
-    }
-    eprintln!("{points} kill points");
-    assert!(points >= 10, "too few calls to kill at: {points}");
+    ];
+    // Hard links reached through a renamed directory, exchanges, rmdir of lower directories,
+    // names made over whiteouts, a file moved into a redirected directory.
+    let layers2 = vec![
+        vec![file("top", "top\n"), Entry::Whiteout("gone".into())],
+        vec![
+            file("r/c/c", "linked\n"),
+            Entry::Hardlink("r/c/e".into(), "r/c/c".into()),
+            Entry::Hardlink("h".into(), "r/c/c".into()),
+            file("s/one", "one\n"),
+            file("t/two", "two\n"),
+            Entry::Dir("empty", 0o750),
+            file("gone", "gone\n"),
+            file("w/f", "w\n"),
+        ],
+    ];
+    let ops2 = [
+        Op::Rename("r".into(), "moved".into(), 0),
+        Op::Truncate("moved/c/c".into(), 2), // copy-up of all three names through the redirect
+        Op::Rename("s".into(), "t".into(), 2), // RENAME_EXCHANGE of two lower directories
+        Op::Rmdir("empty".into()),
+        Op::Symlink("x".into(), "empty".into()), // over the whiteout rmdir left
+        Op::Rename("top".into(), "t/top".into(), 0), // into a redirected directory
+        Op::Mkdir("gone".into(), 0o700),
+        Op::Unlink("w/f".into()),
+        Op::Rmdir("w".into()), // a merged directory only a whiteout keeps empty
+    ];
+    let (points, mut problems) = every_kill_point(&layers, &ops);
+    let (points2, problems2) = every_kill_point(&layers2, &ops2);
+    problems.extend(problems2);
+    eprintln!("{} kill points", points + points2);
+    assert!(points >= 30 && points2 >= 10, "too few calls to kill at: {points} and {points2}");
     assert!(problems.is_empty(), "{test}:\n{}", problems.join("\n"));
 }
