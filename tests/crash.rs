@@ -332,8 +332,9 @@ impl Daemon {
 // ---------------------------------------------------------------------------------------------
 // One seed: rounds of storm, kill, remount, compare.
 
-/// What the driver saw: the outcomes of each operation that returned, and the calls of the
-/// one in flight at the kill that had returned before it (with the kill's answer last).
+/// What the driver saw: the outcomes of each operation that returned before the kill, and those
+/// of the one in flight at the kill (its calls that succeeded were done; the next one may or
+/// may not have been).
 struct Driven {
     done: Vec<Vec<Outcome>>,
     in_flight: Option<Vec<Outcome>>,
@@ -351,7 +352,8 @@ fn drive(mnt: PathBuf, steps: Vec<Step>, kill_at: usize, tx: mpsc::Sender<()>, k
             return Driven { done, in_flight: None };
         }
         let out = run_step(&mnt, step, usize::MAX);
-        if out.iter().any(disconnected) {
+        // Returned after the kill: whatever it answered, it was in flight.
+        if killed.load(Ordering::SeqCst) || out.iter().any(disconnected) {
             return Driven { done, in_flight: Some(out) };
         }
         done.push(out);
@@ -487,7 +489,9 @@ fn crash_seed(seed: u64, plan: Plan) -> Vec<String> {
         let mut used = driven.done.len();
         if let Some(partial) = &driven.in_flight {
             let step = &steps[next + used];
-            let returned = partial.iter().take_while(|o| !disconnected(o)).count();
+            // Calls that succeeded were done; the first that failed may have failed for the kill
+            // (the kernel does not always answer ENOTCONN: a lookup cut short reads ENOENT).
+            let returned = partial.iter().take_while(|o| o.is_ok()).count();
             run_step(&reference.mount.mnt, step, returned);
             let before = snapshot(&reference.mount.mnt);
             let d_before = differences(&seen, &before);
@@ -778,7 +782,10 @@ fn killed_at_syscall(layers: &[Vec<Entry>], ops: &[Step], syscall: &str, nth: u3
     let mut in_flight = None;
     for (i, step) in ops.iter().enumerate() {
         let out = run_step(&mnt, step, usize::MAX);
-        if out.iter().any(disconnected) {
+        // The daemon died in it (statfs always reaches the daemon): whatever it answered, it was
+        // in flight.
+        let dead = matches!(rustix::fs::statfs(&mnt), Err(rustix::io::Errno::NOTCONN | rustix::io::Errno::CONNABORTED));
+        if dead || out.iter().any(disconnected) {
             in_flight = Some((i, out));
             break;
         }
@@ -802,7 +809,7 @@ fn killed_at_syscall(layers: &[Vec<Entry>], ops: &[Step], syscall: &str, nth: u3
     }
     let mut d = differences(&seen, &snapshot(&reference.mnt));
     if let (false, Some((i, out))) = (d.is_empty(), &in_flight) {
-        let returned = out.iter().take_while(|o| !disconnected(o)).count();
+        let returned = out.iter().take_while(|o| o.is_ok()).count();
         run_step(&reference.mnt, &ops[*i], returned + 1);
         let after = differences(&seen, &snapshot(&reference.mnt));
         if !after.is_empty() {
