@@ -695,7 +695,9 @@ fn root_power_cut_keeps_what_was_synced() {
     assert_eq!(out, "made\nkeep\nmore\n");
     // A union mount on the same filesystem; everything below is fsynced through the mount.
     let lower = d.join("lower");
-    build_layer(&lower, &[sized("big", BIG), file("dir/f", "f\n"), file("dir/sub/g", "g\n"), file("gone", "gone\n")]);
+    let mut entries = vec![sized("big", BIG), file("dir/f", "f\n"), file("dir/sub/g", "g\n"), file("gone", "gone\n")];
+    entries.extend((0..6).map(|i| sized(&format!("cu/{i}"), 1 << 20)));
+    build_layer(&lower, &entries);
     // The layer was there before: on disk.
     rustix::fs::syncfs(fs::File::open(&d).unwrap()).unwrap();
     let (upper, work) = (d.join("upper"), d.join("work"));
@@ -717,6 +719,11 @@ fn root_power_cut_keeps_what_was_synced() {
     rustix::fs::setxattr(mnt.join("new"), "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
     fsync_path(&mnt.join("new"));
     fs::rename(mnt.join("dir"), mnt.join("moved")).unwrap(); // a redirect
+    // Copy-ups of metadata only: the fsync below commits their renames into the upper dir, so
+    // the copies' data must be on disk before (Strata syncs each copy before it renames it).
+    for i in 0..6 {
+        fs::set_permissions(mnt.join(format!("cu/{i}")), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
     synced("moved/sub/h", b"h\n", false);
     // Last, changes of names only, made durable by fsync of their directory alone.
     fs::remove_file(mnt.join("gone")).unwrap(); // a whiteout
