@@ -420,23 +420,22 @@ fn brief(line: &str) -> String {
     out
 }
 
+/// Makes `layers` (top first) as `T/PREFIX0`, `T/PREFIX1`, …
+fn build_layers(t: &Path, prefix: &str, layers: &[Vec<Entry>]) -> Vec<PathBuf> {
+    let build = |(i, entries): (usize, &Vec<Entry>)| {
+        let dir = t.join(format!("{prefix}{i}"));
+        build_layer(&dir, entries);
+        dir
+    };
+    layers.iter().enumerate().map(build).collect()
+}
+
 /// Runs one seed; returns the problems found (empty: it held).
 fn crash_seed(seed: u64, plan: Plan) -> Vec<String> {
     let tmp = tempfile::Builder::new().prefix("strata-crash-").tempdir_in("/tmp").unwrap();
     let t = tmp.path();
     let layer_entries = layers();
-    let build = |prefix: &str| -> Vec<PathBuf> {
-        layer_entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let d = t.join(format!("{prefix}{i}"));
-                build_layer(&d, e);
-                d
-            })
-            .collect()
-    };
-    let (lowers, klowers) = (build("l"), build("kl"));
+    let (lowers, klowers) = (build_layers(t, "l", &layer_entries), build_layers(t, "kl", &layer_entries));
     let (upper, work, mnt) = (t.join("s/u"), t.join("s/w"), t.join("s/m"));
     fs::create_dir_all(&upper).unwrap();
     fs::create_dir_all(&work).unwrap();
@@ -767,18 +766,7 @@ fn root_power_cut_keeps_what_was_synced() {
 fn killed_at_syscall(layers: &[Vec<Entry>], ops: &[Step], syscall: &str, nth: u32) -> Vec<String> {
     let tmp = tempfile::Builder::new().prefix("strata-crash-").tempdir_in("/tmp").unwrap();
     let t = tmp.path();
-    let build = |prefix: &str| -> Vec<PathBuf> {
-        layers
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let d = t.join(format!("{prefix}{i}"));
-                build_layer(&d, e);
-                d
-            })
-            .collect()
-    };
-    let (lowers, klowers) = (build("l"), build("kl"));
+    let (lowers, klowers) = (build_layers(t, "l", layers), build_layers(t, "kl", layers));
     let (upper, work, mnt) = (t.join("s/u"), t.join("s/w"), t.join("s/m"));
     fs::create_dir_all(&upper).unwrap();
     fs::create_dir_all(&work).unwrap();
@@ -869,15 +857,7 @@ const CHANGING_CALLS: [&str; 8] =
 fn count_calls(layers: &[Vec<Entry>], ops: &[Step]) -> Vec<(&'static str, usize)> {
     let tmp = tempfile::Builder::new().prefix("strata-crash-").tempdir_in("/tmp").unwrap();
     let t = tmp.path();
-    let lowers: Vec<PathBuf> = layers
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let d = t.join(format!("l{i}"));
-            build_layer(&d, e);
-            d
-        })
-        .collect();
+    let lowers = build_layers(t, "l", layers);
     let (upper, work) = (t.join("u"), t.join("w"));
     fs::create_dir_all(&upper).unwrap();
     fs::create_dir_all(&work).unwrap();
