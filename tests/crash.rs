@@ -329,6 +329,17 @@ impl Daemon {
     }
 }
 
+/// A test that fails half way leaves no daemon and no mount behind.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if fuse_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // One seed: rounds of storm, kill, remount, compare.
 
