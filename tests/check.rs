@@ -1,8 +1,8 @@
 //! `strata check`: it finds damage (a blob that is not its digest, an unpacked layer that is not
 //! what its blob unpacks to, half a layer) and `--repair` removes it with the images it breaks;
 //! and writers killed (SIGKILL) at points spread over their run — `load`, `commit`, `rmi`,
-//! `prune` — leave a store that passes the check, with every image that was complete before
-//! still complete and usable.
+//! `prune`, `pull` (from a real registry) and `build` — leave a store that passes the check,
+//! with every image that was complete before still complete and usable.
 
 mod common;
 
@@ -88,18 +88,20 @@ fn root_check_finds_damage_and_repair_removes_it() {
     assert_whole(&env, "after the repairs");
 }
 
-/// Starts `strata ARGS`, kills it after `delay`, waits for it.
-fn kill_after(env: &Env, args: &[&str], delay: Duration) {
+/// Starts `strata ARGS`, kills it after `delay`, waits for it. Whether it was killed (rather
+/// than done before).
+fn kill_after(env: &Env, args: &[&str], delay: Duration) -> bool {
     let mut child = env.spawn(args);
     let start = Instant::now();
     while start.elapsed() < delay {
         if child.try_wait().unwrap().is_some() {
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     let _ = child.kill();
     let _ = child.wait();
+    true
 }
 
 /// Kill points spread over a writer's run: a fixed set of delays (ms), the same in every run.
@@ -134,4 +136,59 @@ fn root_killed_writers_leave_a_whole_store() {
     env.ok(&["commit", "changed", "finally:1"]);
     assert_whole(&env, "at the end");
     env.ok(&["run", "--rm", "--network", "none", "finally:1", "test", "-s", "/data/big8"]);
+}
+
+/// Mount points left under the store's root (a killed writer must not leave one behind).
+fn mounts_under(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
+}
+
+#[test]
+fn root_killed_pulls_and_builds_leave_a_whole_store() {
+    let test = "root_killed_pulls_and_builds_leave_a_whole_store";
+    if !common::require_root(test) || !common::registry::require_registry() {
+        return;
+    }
+    let reg = common::registry::Registry::start(common::registry::RegistryOptions::new());
+    // An image worth pulling: the fixture and 24 MB more in a layer of its own.
+    let src = Env::new();
+    let script = "for i in 1 2 3; do head -c 8000000 /dev/urandom > /data/big$i; done";
+    src.ok(&["run", "--name", "big", "--network", "none", IMAGE, "sh", "-c", script]);
+    let name = format!("{}/crash/big:1", reg.host());
+    src.ok(&["commit", "big", &name]);
+    src.ok(&["push", &name]);
+    // A build that runs a container, copies a file in and commits three layers.
+    let env = Env::new();
+    let ctx = env.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("blob"), vec![7u8; 3_000_000]).unwrap();
+    let dockerfile = "FROM oci-multi\nRUN head -c 6000000 /dev/urandom > /r1\nCOPY blob /blob\n\
+                      RUN cat /blob /r1 > /r2 && echo built > /built\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let ctx = ctx.to_str().unwrap();
+    let mut killed = (0, 0);
+    for (i, ms) in DELAYS_MS.iter().enumerate() {
+        let delay = Duration::from_millis(*ms);
+        killed.0 += kill_after(&env, &["pull", &name], delay * 4) as usize;
+        assert_whole(&env, &format!("pull killed after {} ms", ms * 4));
+        // The next pull starts again from nothing of its own.
+        let _ = env.run(&["rmi", &name]);
+        killed.1 +=
+            kill_after(&env, &["build", "-q", "--no-cache", "-t", &format!("killed:{i}"), ctx], delay * 8) as usize;
+        assert_whole(&env, &format!("build killed after {} ms", ms * 8));
+        let left = mounts_under(env.dir.path());
+        assert!(left.is_empty(), "build killed after {} ms left mounts behind: {left:?}", ms * 8);
+        // The image that was complete before every kill still runs.
+        assert_eq!(env.sh(&["--network", "none"], "cat /data/keep.txt"), "keep\nmore\n");
+    }
+    eprintln!("killed: {} pulls and {} builds of {}", killed.0, killed.1, DELAYS_MS.len());
+    assert!(killed.0 >= 2 && killed.1 >= 2, "too few kills landed while the writer ran: {killed:?}");
+    // Left alone, both finish, and what they made is whole and runs.
+    env.ok(&["pull", &name]);
+    env.ok(&["build", "-q", "-t", "finally:1", ctx]);
+    assert_whole(&env, "at the end");
+    env.ok(&["run", "--rm", "--network", "none", &name, "test", "-s", "/data/big3"]);
+    assert_eq!(env.ok(&["run", "--rm", "--network", "none", "finally:1", "cat", "/built"]), "built\n");
 }

@@ -184,15 +184,25 @@ impl Overlay {
         let tmp = self.tmp_name();
         let work = upper.work.as_fd();
         let built = self.build_copy(&from, work, &tmp, found, with_data);
-        let placed = built
-            .and_then(|()| self.take_fault(FaultPoint::BeforeRename))
-            .and_then(|()| self.place(work, &tmp, parent.as_fd(), name));
+        // A file with other names: what the next mount needs to link them, should the daemon
+        // die between placing the copy and linking the last of them.
+        let pending = match built.and_then(|()| self.note_pending_links(path, found)) {
+            Ok(pending) => pending,
+            Err(e) => {
+                let _ = layers::remove_tree(work, &tmp);
+                return Err(e);
+            }
+        };
+        let placed =
+            self.take_fault(FaultPoint::BeforeRename).and_then(|()| self.place(work, &tmp, parent.as_fd(), name));
         if let Err(e) = placed {
             let _ = layers::remove_tree(work, &tmp);
+            self.done_pending_links(pending);
             return Err(e);
         }
         self.trace(format_args!("copy-up   /{}  from {}", path.display(), self.stack.describe(layer)));
         self.link_other_names(path, found);
+        self.done_pending_links(pending);
         Ok(())
     }
 

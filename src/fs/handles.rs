@@ -171,6 +171,20 @@ impl Overlay {
         fd::sync_fd(h.file.as_fd(), datasync)
     }
 
+    /// `fsyncdir`: syncs the directory's instance in the upper dir, where the names created,
+    /// removed and renamed in it are (with their whiteouts). A directory not in the upper dir
+    /// has nothing of the mount's to sync: kernel overlayfs does the same.
+    pub fn fsyncdir(&self, fh: u64, datasync: bool) -> Result<()> {
+        let h = self.handles.dir(fh)?;
+        if self.stack.upper.as_ref().is_none_or(|u| u.volatile) || !self.in_upper(&h.node.src()) {
+            return Ok(());
+        }
+        let path = self.inodes.path_of(&h.node)?;
+        // fsync needs an fd opened for reading (`O_PATH` answers EBADF).
+        let dir = fd::open_dir_read(self.stack.upper_root()?, &path)?;
+        fd::sync_fd(dir.as_fd(), datasync)
+    }
+
     /// `fallocate`.
     pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
         let h = self.handles.file(fh)?;

@@ -12,10 +12,17 @@
 //! Names of the original that the view does not show (a layer above hides them) still count in
 //! its link count, as kernel overlayfs counts them (`index=on`): the copy keeps one link for each
 //! in [`HIDDEN_LINKS`], so its link count is the original's, under Strata and under the kernel.
+//!
+//! Placing the copy and linking the other names are several steps: a record in
+//! [`HIDDEN_LINKS`], written before the copy is placed and removed after the last link, lets the
+//! next mount finish the links if the daemon died in between (kernel overlayfs keeps its index
+//! for the same purpose), so that a crash never leaves the names of one file as two objects.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +37,11 @@ use crate::sys::fd::{self, RawEntry};
 /// The directory beside the work dir that holds a link to a copied-up file for each name of its
 /// original the view does not show. A file left with no other link is removed at mount.
 pub const HIDDEN_LINKS: &str = "hidden-links";
+
+/// Name prefix of a record in [`HIDDEN_LINKS`] of the copy-up of a file with other names, in
+/// progress: `pending.INO` holds the lower layer's index, the file's path there and the merged
+/// path of the copy, separated by NUL bytes.
+const PENDING: &str = "pending.";
 
 /// A merged directory and where its instances are in their layers.
 struct Anchor {
@@ -58,9 +70,81 @@ impl Overlay {
                 }
             }
         }
-        let hidden = found.st.st_nlink.saturating_sub(1 + linked);
-        if let Err(e) = self.keep_hidden_links(path, found.ino, hidden) {
-            log::warn!("/{}: {hidden} hidden names not counted after copy-up: {e}", path.display());
+        if let Err(e) = self.keep_hidden_links(path, found.ino, found.st.st_nlink) {
+            log::warn!("/{}: hidden names not counted after copy-up ({linked} linked): {e}", path.display());
+        }
+    }
+
+    /// Before the copy of `found` (a lower file with other names) is placed at `path`: writes the
+    /// record the next mount finishes its links from. Its name, if written.
+    pub(crate) fn note_pending_links(&self, path: &Path, found: &Found) -> Result<Option<OsString>> {
+        let Src::File(idx, lower) = &found.src else { return Ok(None) };
+        if found.st.st_nlink <= 1 || self.stack.is_upper(*idx) {
+            return Ok(None);
+        }
+        let hidden = self.stack.upper()?.hidden.as_fd();
+        let name = OsString::from(format!("{PENDING}{:016x}", found.ino));
+        let mut record = idx.to_string().into_bytes();
+        for part in [lower.as_os_str(), path.as_os_str()] {
+            record.push(0);
+            record.extend_from_slice(part.as_bytes());
+        }
+        fd::ok_if_missing(fd::unlink_at(hidden, &name))?;
+        let flags = rustix::fs::OFlags::CREATE | rustix::fs::OFlags::EXCL | rustix::fs::OFlags::WRONLY;
+        let file = fd::open_at(hidden, &name, flags, rustix::fs::Mode::from_raw_mode(0o600))?;
+        std::fs::File::from(file).write_all(&record).map_err(|e| crate::sys::errno_of(&e))?;
+        Ok(Some(name))
+    }
+
+    /// Removes the record [`Self::note_pending_links`] wrote: the links are made.
+    pub(crate) fn done_pending_links(&self, record: Option<OsString>) {
+        let (Some(name), Some(upper)) = (record, &self.stack.upper) else { return };
+        if let Err(e) = fd::ok_if_missing(fd::unlink_at(upper.hidden.as_fd(), &name)) {
+            log::warn!("removing the record of a finished copy-up: {e}");
+        }
+    }
+
+    /// At mount: finishes the copy-ups that a dead daemon left between placing the copy of a
+    /// file with other names and linking them, from the records they left.
+    pub(crate) fn finish_pending_links(&self) {
+        let Some(upper) = &self.stack.upper else { return };
+        let hidden = upper.hidden.as_fd();
+        let entries = fd::open_dir_read(hidden, Path::new("")).and_then(fd::read_dir).unwrap_or_default();
+        for e in entries.iter().filter(|e| e.name.as_bytes().starts_with(PENDING.as_bytes())) {
+            match self.finish_pending(hidden, &e.name) {
+                Ok(Some(path)) => {
+                    log::warn!("/{}: linked its other names, which a crash left unlinked", path.display())
+                }
+                Ok(None) => {}
+                Err(err) => log::warn!("an interrupted copy-up left a record that cannot be used: {err}"),
+            }
+            let _ = fd::ok_if_missing(fd::unlink_at(hidden, &e.name));
+        }
+    }
+
+    /// Finishes the copy-up of one record, if its copy was placed: the merged path, if so.
+    fn finish_pending(&self, hidden: BorrowedFd<'_>, record: &OsStr) -> Result<Option<PathBuf>> {
+        let file = fd::open_at(hidden, record, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(file).read_to_end(&mut bytes).map_err(|e| crate::sys::errno_of(&e))?;
+        let mut parts = bytes.split(|b| *b == 0);
+        let (Some(idx), Some(lower), Some(merged), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Errno::INVAL);
+        };
+        let idx: LayerIdx = std::str::from_utf8(idx).ok().and_then(|i| i.parse().ok()).ok_or(Errno::INVAL)?;
+        if idx as usize >= self.stack.layers.len() || self.stack.is_upper(idx) {
+            return Err(Errno::INVAL);
+        }
+        let (lower, merged) = (Path::new(OsStr::from_bytes(lower)), PathBuf::from(OsStr::from_bytes(merged)));
+        let Some(original) = self.file_in_layer(idx, lower, false)? else { return Ok(None) };
+        // Not placed (the daemon died before): the work dir held the copy, and was emptied.
+        match self.file_in_layer(0, &merged, true)? {
+            Some(copy) if copy.ino == original.ino => {
+                self.link_other_names(&merged, &original);
+                Ok(Some(merged))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -91,25 +175,33 @@ impl Overlay {
         names
     }
 
-    /// Links the upper copy at `copied` (object `ino`) `n` times into [`HIDDEN_LINKS`].
-    fn keep_hidden_links(&self, copied: &Path, ino: u64, n: u64) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
+    /// Links the upper copy at `copied` (object `ino`) into [`HIDDEN_LINKS`] until it has the
+    /// `nlink` links of its original (links made before, by a copy-up a crash interrupted,
+    /// count).
+    fn keep_hidden_links(&self, copied: &Path, ino: u64, nlink: u64) -> Result<()> {
         let upper = self.stack.upper()?;
         let from = self.at_in_layer(0, copied)?;
         let name = from.name().ok_or(Errno::INVAL)?;
-        for k in 0..n {
+        let st = fd::stat_at(from.dir(), name)?;
+        let mut missing = nlink.saturating_sub(st.st_nlink);
+        let mut k = 0;
+        while missing > 0 {
             let link = OsString::from(format!("{ino:016x}.{k}"));
+            k += 1;
             match fd::link_at(from.dir(), name, upper.hidden.as_fd(), &link) {
                 Ok(()) => {}
-                // Left by an earlier copy of an object with this number: replaced.
                 Err(Errno::EXIST) => {
+                    let there = fd::stat_at(upper.hidden.as_fd(), &link)?;
+                    if (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino) {
+                        continue;
+                    }
+                    // Left by an earlier copy of an object with this number: replaced.
                     fd::unlink_at(upper.hidden.as_fd(), &link)?;
                     fd::link_at(from.dir(), name, upper.hidden.as_fd(), &link)?;
                 }
                 Err(e) => return Err(e),
             }
+            missing -= 1;
         }
         Ok(())
     }
@@ -193,6 +285,9 @@ pub fn open_hidden_links(workdir: BorrowedFd<'_>) -> Result<OwnedFd> {
     let dir = fd::open_dir(workdir, Path::new(HIDDEN_LINKS))?;
     let mut by_file: HashMap<u64, (u64, Vec<OsString>)> = HashMap::new();
     for e in fd::read_dir(fd::open_dir_read(dir.as_fd(), Path::new(""))?)? {
+        if e.name.as_bytes().starts_with(PENDING.as_bytes()) {
+            continue; // read once the mount is ready (see `Overlay::finish_pending_links`)
+        }
         let st = fd::stat_at(dir.as_fd(), &e.name)?;
         let file = by_file.entry(st.st_ino).or_insert((st.st_nlink, Vec::new()));
         file.1.push(e.name);

@@ -150,7 +150,7 @@ impl Overlay {
         // The root reports the inode number of the top layer's root, as kernel overlayfs does.
         let top = stack.layers.first().ok_or(Errno::INVAL)?;
         let root_ino = stack.compose_ino(0, crate::sys::fd::stat_fd(top.fd())?.st_ino);
-        Ok(Overlay {
+        let ov = Overlay {
             inodes: InodeTable::new(Src::Dir(root_layers), root_ino),
             stack,
             handles: HandleTable::default(),
@@ -167,7 +167,9 @@ impl Overlay {
             own_umask: crate::sys::creds::current_umask(),
             own_ids: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
             invalidate: std::sync::OnceLock::new(),
-        })
+        };
+        ov.finish_pending_links();
+        Ok(ov)
     }
 
     /// Connects the kernel cache invalidation (once the FUSE session exists).

@@ -109,19 +109,22 @@ impl Overlay {
         let (udir, nudir) = (udir.as_fd(), nudir.as_fd());
         self.set_redirect(udir, mv.name, &mv.src)?;
         match (&mv.dst, mv.exchange) {
+            // A directory that must not merge with what lies below its new place is made opaque
+            // before it moves (as kernel overlayfs does): no moment shows it merged.
             (Some(d), true) => {
                 self.set_redirect(nudir, mv.newname, d)?;
+                self.fix_moved(nudir, mv.newname, d, &below_src)?;
+                self.fix_moved(udir, mv.name, &mv.src, &below_dst)?;
                 fd::rename_at(udir, mv.name, nudir, mv.newname, RenameFlags::EXCHANGE)?;
-                self.fix_moved(udir, mv.name, d, &below_src)?;
             }
             (dst, _) => {
                 if let Some(d) = dst {
                     self.prepare_target(nudir, mv.newname, d)?;
                 }
+                self.fix_moved(udir, mv.name, &mv.src, &below_dst)?;
                 self.move_entry(udir, mv.name, nudir, mv.newname, below_src.is_some())?;
             }
         }
-        self.fix_moved(nudir, mv.newname, &mv.src, &below_dst)?;
         self.mark_impure(nudir);
         if self.has_lower_parts(&mv.src) {
             let (to, from) = (mv.to.display(), mv.from.display());
@@ -163,9 +166,30 @@ impl Overlay {
         let work = upper.work.as_fd();
         let tmp = self.tmp_name();
         fd::mkdir_at(work, &tmp, 0o700)?;
-        let swapped = fd::rename_at(work, &tmp, dir, name, RenameFlags::EXCHANGE);
+        let swapped = self
+            .like_target(dir, name, work, &tmp)
+            .and_then(|()| fd::rename_at(work, &tmp, dir, name, RenameFlags::EXCHANGE));
         let _ = layers::remove_tree(work, &tmp);
         swapped
+    }
+
+    /// Gives the empty directory `tmp` of the work dir what the view shows of the upper
+    /// directory `name` it is to replace (owner, mode, xattrs, inode number, times) and makes it
+    /// opaque, as kernel overlayfs' `ovl_clear_empty` does: should the daemon die right after the
+    /// exchange, the view shows the target as it was, an empty directory.
+    fn like_target(&self, dir: BorrowedFd<'_>, name: &OsStr, work: BorrowedFd<'_>, tmp: &OsStr) -> Result<()> {
+        let upper = self.stack.upper()?;
+        let st = fd::stat_at(dir, name)?;
+        self.give_owner(work, tmp, st.st_uid, st.st_gid)?;
+        fd::chmod_at(work, tmp, st.st_mode)?;
+        super::copyup::copy_xattrs(dir, Some(name), work, Some(tmp))?;
+        let key = upper.ns.name(super::lookup::INO_XATTR);
+        if let Some(ino) = crate::sys::xattr::get(dir, Some(name), OsStr::new(&key))? {
+            crate::sys::xattr::set(work, Some(tmp), OsStr::new(&key), &ino, rustix::fs::XattrFlags::empty())?;
+        }
+        whiteout::set_opaque(upper, fd::open_dir(work, Path::new(tmp))?.as_fd())?;
+        let (atime, mtime) = fd::times_of(&st);
+        fd::utimes_at(work, Some(tmp), atime, mtime)
     }
 
     /// Moves the upper entry; the source name gets a whiteout when `whiteout` (a lower layer shows it).
