@@ -18,8 +18,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -71,37 +71,48 @@ fn ok(c: &mut Command) -> Result<String> {
 }
 
 /// A TCP proxy to `upstream` that sends at most `rate` bytes/s to clients (all connections
-/// together) and counts them.
+/// together, no burst credit from idle time) and counts them.
 fn throttle(upstream: String, rate: u64, sent: Arc<AtomicU64>) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let start = Instant::now();
+    let next_free = Arc::new(Mutex::new(Instant::now()));
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let Ok(server) = TcpStream::connect(&upstream) else { continue };
             let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || pump(c2, s2, None));
-            let sent = sent.clone();
-            std::thread::spawn(move || pump(server, client, Some((rate, sent, start))));
+            let limit = Limit { rate, sent: sent.clone(), next_free: next_free.clone() };
+            std::thread::spawn(move || pump(server, client, Some(limit)));
         }
     });
     Ok(port)
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<(u64, Arc<AtomicU64>, Instant)>) {
+/// The shared download budget: the link is free again at `next_free`.
+struct Limit {
+    rate: u64,
+    sent: Arc<AtomicU64>,
+    next_free: Arc<Mutex<Instant>>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<Limit>) {
     let mut buf = vec![0u8; 16 << 10];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((rate, sent, start)) = &limit {
-            // All connections share one budget: wait until the total is within the rate.
-            let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-            let due = Duration::from_secs_f64(total as f64 / *rate as f64);
-            let now = start.elapsed();
-            if due > now {
-                std::thread::sleep(due - now);
+        if let Some(l) = &limit {
+            l.sent.fetch_add(n as u64, Ordering::SeqCst);
+            let done = {
+                let mut free = l.next_free.lock().unwrap();
+                let start = (*free).max(Instant::now());
+                *free = start + Duration::from_secs_f64(n as f64 / l.rate as f64);
+                *free
+            };
+            let now = Instant::now();
+            if done > now {
+                std::thread::sleep(done - now);
             }
         }
         if to.write_all(&buf[..n]).is_err() {
