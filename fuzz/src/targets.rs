@@ -23,8 +23,11 @@ use strata::image::{compress, reference};
 use strata::registry::platform::PlatformSpec;
 use strata::registry::reference::Reference;
 
+/// A target's entry function.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `scripts/fuzz` and the corpus dirs name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("unpack", unpack_tar),
     ("layer", layer_blob),
     ("union", union_of_layers),
