@@ -11,7 +11,7 @@ use super::shell::Lexer;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// An instruction's arguments.
-    #[error("line {line}: {source}")]
+    #[error("line {line}: {}", printable(&.source.to_string()))]
     Args {
         /// The first line of the instruction.
         line: usize,
@@ -19,7 +19,7 @@ pub enum ParseError {
         source: ArgsError,
     },
     /// A parser directive.
-    #[error("line {line}: {reason}")]
+    #[error("line {line}: {}", printable(.reason))]
     Directive {
         /// Its line.
         line: usize,
@@ -37,6 +37,12 @@ pub enum ParseError {
     /// No instruction at all.
     #[error("file with no instructions")]
     Empty,
+}
+
+/// `s` with control characters escaped (`\r`, `\u{1b}`): a message quoting the Dockerfile is
+/// one line on a terminal.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// A heredoc attached to an instruction.

@@ -446,20 +446,47 @@ impl Glob {
         Ok(Glob(toks))
     }
 
-    /// Whether the whole of `s` matches.
-    fn matches(toks: &[Tok], s: &[char]) -> bool {
-        match toks.split_first() {
-            None => s.is_empty(),
-            Some((Tok::Any, rest)) => (0..=s.len()).any(|i| Glob::matches(rest, &s[i..])),
-            Some((Tok::One, rest)) => !s.is_empty() && Glob::matches(rest, &s[1..]),
-            Some((Tok::Lit(c), rest)) => s.first() == Some(c) && Glob::matches(rest, &s[1..]),
+    /// For each prefix length `0..=s.len()`, whether `s[..len]` matches the whole pattern: one
+    /// pass over `s` with the set of pattern positions reached (as an NFA runs), so O(|s|·|p|)
+    /// whatever the pattern — backtracking over `*`s takes exponential time on `*a*a*a…b`.
+    fn prefix_matches(&self, s: &[char]) -> Vec<bool> {
+        let toks = &self.0;
+        let close = |set: &mut Vec<bool>| {
+            for j in 0..toks.len() {
+                if set[j] && toks[j] == Tok::Any {
+                    set[j + 1] = true;
+                }
+            }
+        };
+        let mut cur = vec![false; toks.len() + 1];
+        cur[0] = true;
+        close(&mut cur);
+        let mut out = Vec::with_capacity(s.len() + 1);
+        out.push(cur[toks.len()]);
+        for c in s {
+            let mut next = vec![false; toks.len() + 1];
+            for (j, t) in toks.iter().enumerate().filter(|(j, _)| cur[*j]) {
+                match t {
+                    Tok::Any => next[j] = true,
+                    Tok::One => next[j + 1] = true,
+                    Tok::Lit(l) if l == c => next[j + 1] = true,
+                    Tok::Lit(_) => {}
+                }
+            }
+            close(&mut next);
+            out.push(next[toks.len()]);
+            if !next.contains(&true) {
+                break;
+            }
+            cur = next;
         }
+        out
     }
 
     /// The length of the shortest or longest prefix of `s` that matches.
     fn prefix_len(&self, s: &[char], greedy: bool) -> Option<usize> {
-        let fits = |i: &usize| Glob::matches(&self.0, &s[..*i]);
-        if greedy { (0..=s.len()).rev().find(fits) } else { (0..=s.len()).find(fits) }
+        let fits = self.prefix_matches(s);
+        if greedy { fits.iter().rposition(|&m| m) } else { fits.iter().position(|&m| m) }
     }
 
     fn trim_prefix(&self, value: &str, greedy: bool) -> String {

@@ -75,11 +75,19 @@ fn split_tag(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Drops Docker Hub's prefixes as far as the rest reads back as the same name (as
+/// `registry::Reference::familiar` shortens): `library/` only before a last component, and
+/// nothing when the rest would start with a host (`docker.io/a.b/c` stays whole).
 fn strip_hub(repo: &str) -> &str {
-    for prefix in ["docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"] {
-        if let Some(rest) = repo.strip_prefix(prefix) {
-            return rest;
+    for hub in ["docker.io/", "index.docker.io/"] {
+        let Some(rest) = repo.strip_prefix(hub) else { continue };
+        if rest.split_once('/').is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost") {
+            return repo;
         }
+        return match rest.strip_prefix("library/") {
+            Some(name) if !name.contains('/') => name,
+            _ => rest,
+        };
     }
     repo
 }
@@ -134,6 +142,17 @@ mod tests {
         assert_eq!(Name::parse("localhost/fx/multi:latest").unwrap().to_string(), "localhost/fx/multi:latest");
         let n = Name::parse("host:5000/a/b").unwrap();
         assert_eq!((n.repository(), n.tag()), ("host:5000/a/b", "latest"));
+        // Found by fuzzing: Docker Hub's prefixes go only as far as the name reads back the same.
+        for (typed, name) in [
+            ("docker.io/user/app", "user/app:latest"),
+            ("docker.io/library/a/b", "library/a/b:latest"),
+            ("docker.io/docker.io/li", "docker.io/docker.io/li:latest"),
+            ("docker.io/a.b/c:1", "docker.io/a.b/c:1"),
+        ] {
+            let n = Name::parse(typed).unwrap();
+            assert_eq!(n.to_string(), name);
+            assert_eq!(Name::parse(&n.to_string()).unwrap(), n);
+        }
     }
 
     #[test]

@@ -33,8 +33,9 @@ use crate::sys::{Errno, xattr};
 /// Why a layer could not be unpacked; each names the tar entry at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    /// The tar stream itself is broken (truncated, bad checksum, bad compression).
-    #[error("reading the layer tar: {0}")]
+    /// The tar stream itself is broken (truncated, bad checksum, bad compression). The tar
+    /// reader's messages quote entry names: control characters in them are escaped.
+    #[error("reading the layer tar: {}", printable(&.0.to_string()))]
     Read(#[source] io::Error),
     /// An entry whose name or link is not allowed.
     #[error("entry {entry:?}: {reason}")]
@@ -355,11 +356,11 @@ impl Unpacker<'_, '_> {
                     walked.push(comp);
                     continue;
                 }
-                Err(e) => return refused(shown, &format!("{what}: {}: {e}", walked.join(comp).display())),
+                Err(e) => return refused(shown, &format!("{what}: {:?}: {e}", walked.join(comp))),
             };
-            return refused(shown, &format!("{what}: {} {why}", walked.join(comp).display()));
+            return refused(shown, &format!("{what}: {:?} {why}", walked.join(comp)));
         }
-        refused(shown, &format!("{what}: {} cannot be opened", path.display()))
+        refused(shown, &format!("{what}: {path:?} cannot be opened"))
     }
 
     /// Clears the taken `name` for a new entry; `Ok(true)` when an existing directory is kept for
@@ -542,15 +543,13 @@ impl Unpacker<'_, '_> {
         }
         for (key, value) in attrs {
             if is_private_xattr(&key) {
-                self.out
-                    .warnings
-                    .push(format!("entry {shown:?}: xattr {} refused (private to overlays)", key.display()));
+                self.out.warnings.push(format!("entry {shown:?}: xattr {key:?} refused (private to overlays)"));
                 continue;
             }
             match xattr::set(dir, name, &key, &value, XattrFlags::empty()) {
                 Ok(()) => {}
                 Err(Errno::PERM) | Err(Errno::OPNOTSUPP) | Err(Errno::ACCESS) => {
-                    self.out.warnings.push(format!("entry {shown:?}: xattr {} could not be set", key.display()))
+                    self.out.warnings.push(format!("entry {shown:?}: xattr {key:?} could not be set"))
                 }
                 Err(errno) => return Err(UnpackError::Sys { entry: shown.into(), op: "setxattr", errno }),
             }
@@ -676,6 +675,11 @@ fn copy_content(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> std::res
 /// Maps an errno to the error naming `entry` and what was being done.
 fn sys<'a>(entry: &'a str, op: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'a {
     move |errno| UnpackError::Sys { entry: entry.into(), op, errno }
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`): an error is one line on a terminal.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn refused(entry: &str, reason: &str) -> UnpackError {

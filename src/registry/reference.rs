@@ -100,12 +100,19 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// The repository as docker shows it (`busybox`, `user/app`, `127.0.0.1:5000/fx/a`).
+    /// The repository as docker shows it (`busybox`, `user/app`, `127.0.0.1:5000/fx/a`), shortened
+    /// only as far as it reads back as the same repository: `library/` goes when one component
+    /// is left (`docker.io/library/a/b` stays whole), `docker.io/` unless what is left starts
+    /// with a component that reads as a host (`docker.io/a.b/c`).
     pub fn familiar_repository(&self) -> String {
         if self.registry != DOCKER_HUB {
             return self.full_repository();
         }
-        self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_string()
+        let short = match self.repository.strip_prefix("library/") {
+            Some(name) if !name.contains('/') => name,
+            _ => &self.repository,
+        };
+        if split_registry(short) == (DOCKER_HUB, short) { short.to_string() } else { self.full_repository() }
     }
 
     /// The name this reference gives an image in the store, when it has a tag.
@@ -273,6 +280,17 @@ mod tests {
         assert_eq!(r.familiar(), "127.0.0.1:5000/fx/a:1");
         assert_eq!(r.api_host(), "127.0.0.1:5000");
         assert_eq!(Reference::parse("user/app").unwrap().familiar(), "user/app:latest");
+        // Found by fuzzing: shortened forms that would read back as another repository.
+        for (full, familiar) in [
+            ("docker.io/library/a/b:1", "library/a/b:1"),
+            ("docker.io/a.b/c:1", "docker.io/a.b/c:1"),
+            ("docker.io/localhost/c:1", "docker.io/localhost/c:1"),
+            ("docker.io/docker.io/c:1", "docker.io/docker.io/c:1"),
+        ] {
+            let r = Reference::parse(full).unwrap();
+            assert_eq!(r.familiar(), familiar);
+            assert_eq!(Reference::parse(&r.familiar()).unwrap(), r);
+        }
     }
 
     #[test]
