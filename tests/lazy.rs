@@ -232,15 +232,17 @@ fn toc_entry(src: &Store, path: &str) -> (String, Value) {
     panic!("{path} in no TOC");
 }
 
-/// The registry blob holding the layer whose TOC digest is `toc`.
-fn blob_with_toc(m: &Value, toc: &str) -> String {
-    m["layers"]
+/// Where the registry keeps the layer blob whose TOC lists `file`, and that TOC entry.
+fn registry_blob_holding(reg: &Registry, src: &Store, m: &Value, file: &str) -> (PathBuf, Value) {
+    let (toc, entry) = toc_entry(src, file);
+    let blob = m["layers"]
         .as_array()
         .unwrap()
         .iter()
         .find(|l| l["annotations"]["containerd.io/snapshot/stargz/toc.digest"] == format!("sha256:{toc}").as_str())
         .map(|l| l["digest"].as_str().unwrap().to_string())
-        .expect("a layer with that TOC")
+        .expect("a layer with that TOC");
+    (reg.blob_path(&blob), entry)
 }
 
 #[test]
@@ -250,9 +252,7 @@ fn a_chunk_altered_in_the_registry_gives_eio_for_its_file_only_and_nothing_wrong
     }
     let (reg, src, name) = converted(&[]);
     let m = manifest(&name);
-    let (toc, entry) = toc_entry(&src, "bin/busybox");
-    let blob = blob_with_toc(&m, &toc);
-    let path = reg.blob_path(&blob);
+    let (path, entry) = registry_blob_holding(&reg, &src, &m, "bin/busybox");
     let mut bytes = std::fs::read(&path).unwrap();
     let at = entry["offset"].as_u64().unwrap() as usize + 5000;
     bytes[at] ^= 0x55;
@@ -276,9 +276,7 @@ fn a_toc_that_does_not_match_its_annotation_is_refused() {
     }
     let (reg, src, name) = converted(&[]);
     let m = manifest(&name);
-    let (toc, _) = toc_entry(&src, "etc/passwd");
-    let blob = blob_with_toc(&m, &toc);
-    let path = reg.blob_path(&blob);
+    let (path, _) = registry_blob_holding(&reg, &src, &m, "etc/passwd");
     let mut bytes = std::fs::read(&path).unwrap();
     // The footer's last 16 hex digits say where the TOC member starts: rewrite its gzip
     // member with one byte of the JSON changed.

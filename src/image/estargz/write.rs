@@ -118,16 +118,7 @@ pub fn write_estargz(tar: &File, prefetch: &[String], out: impl Write) -> io::Re
     // The TOC: its tar entry and the end of the archive in one member.
     let toc_offset = m.cut()?;
     let json = serde_json::to_vec(&toc).map_err(io::Error::other)?;
-    let mut h = tar::Header::new_ustar();
-    h.set_path(TOC_NAME)?;
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o444);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_size(json.len() as u64);
-    h.set_cksum();
-    m.write(h.as_bytes())?;
+    m.write(file_header(TOC_NAME, 0o444, json.len() as u64)?.as_bytes())?;
     m.write(&json)?;
     m.write(&[0u8; 512][..padding(json.len() as u64)])?;
     m.write(&[0u8; 1024])?;
@@ -142,22 +133,27 @@ pub fn write_estargz(tar: &File, prefetch: &[String], out: impl Write) -> io::Re
     })
 }
 
+/// The tar header of a regular file the format adds (root's, time 0).
+fn file_header(name: &str, mode: u32, size: u64) -> io::Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name)?;
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(size);
+    h.set_cksum();
+    Ok(h)
+}
+
 fn padding(size: u64) -> usize {
     ((512 - size % 512) % 512) as usize
 }
 
 /// The landmark: a one-byte regular file (`0x0f`).
 fn landmark<W: Write>(m: &mut Members<W>, toc: &mut Toc, name: &str) -> io::Result<()> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name)?;
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_size(1);
-    h.set_cksum();
-    m.write(h.as_bytes())?;
+    m.write(file_header(name, 0o644, 1)?.as_bytes())?;
     let entry = Entry {
         name: name.into(),
         kind: "reg".into(),
