@@ -186,6 +186,9 @@ fn a_lazy_pull_reads_only_tocs_and_a_mount_fetches_only_the_files_it_reads() {
     let fetched: u64 = after.iter().map(|(_, _, n)| n).sum();
     let total: u64 = m["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
     assert!(fetched * 10 < total, "fetched {fetched} of {total} bytes");
+    // Saving needs the blobs: one line says why not.
+    let line = dst.fails(&["save", "-o", dst.path("x.tar").to_str().unwrap(), &name]);
+    assert!(line.contains("was pulled lazily"), "{line}");
     // The store with a lazy image is whole.
     assert!(dst.ok(&["check"]).contains("no problems") || dst.run(&["check"]).status.success());
     // Read again: from the store, not the registry.

@@ -55,6 +55,9 @@ pub enum ExportError {
     /// Manifest and config disagree.
     #[error("image {0}: its manifest and config list different numbers of layers")]
     Inconsistent(Digest),
+    /// A layer pulled lazily: its blob stayed in the registry.
+    #[error("layer {0} was pulled lazily and its blob is not in the store: pull the image without --lazy first")]
+    Lazy(Digest),
 }
 
 type Result<T> = std::result::Result<T, ExportError>;
@@ -85,6 +88,13 @@ pub struct Saved<'a> {
 
 /// Writes `images` of `store` to `out` in `format`.
 pub fn save(store: &Store, images: &[Saved<'_>], format: Format, out: &Path, progress: Progress) -> Result<()> {
+    for s in images {
+        for (blob, diff_id) in s.image.manifest.layers.iter().zip(&s.image.config.rootfs.diff_ids) {
+            if !store.has_blob(&blob.digest) && store.is_lazy_layer(diff_id) {
+                return Err(ExportError::Lazy(blob.digest.clone()));
+            }
+        }
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
