@@ -233,3 +233,25 @@ pub fn make_dir(dir: &str, t: &Target<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes the heredoc `h` of COPY/ADD as the file `dir/NAME` (mode 0644), as BuildKit does:
+/// `<<-` removes the lines' leading tabs; an unquoted name expands `$VAR` in the content
+/// (quotes and escapes kept).
+pub fn heredoc(
+    h: &super::parser::Heredoc,
+    dir: &Path,
+    escape: char,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<super::remote::Fetched, String> {
+    use sha2::Digest as _;
+    let mut content = if h.chomp { super::parser::chomp(&h.content) } else { h.content.clone() };
+    if h.expand {
+        let lex = super::shell::Lexer { escape, raw_quotes: true, raw_escapes: true, skip_unset: false };
+        content = lex.word(&content, vars).map_err(|e| format!("heredoc {}: {e}", h.name))?;
+    }
+    let path = dir.join(&h.name);
+    fs::write(&path, &content).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(content.as_bytes())));
+    Ok(super::remote::Fetched { path, name: h.name.clone(), digest })
+}
