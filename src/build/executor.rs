@@ -113,6 +113,14 @@ struct Stage {
     cmd_set: bool,
 }
 
+/// The layer a step makes, over the layers so far.
+enum StepLayer<'l> {
+    /// A RUN container's upper dir (removed with the container).
+    Container(&'l Path, &'l Lowers),
+    /// An upper dir COPY, ADD or WORKDIR wrote: it becomes the layer itself when it can.
+    Written(tempfile::TempDir, &'l Lowers),
+}
+
 /// A build in progress.
 pub struct Builder<'a> {
     root: &'a Path,
@@ -125,6 +133,17 @@ pub struct Builder<'a> {
     done: Vec<(Option<String>, Image)>,
     step: usize,
     total: usize,
+    /// Threads removing the upper dirs of committed steps while the next steps run.
+    removing: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Builder<'_> {
+    /// The build ends when its temporary dirs are gone.
+    fn drop(&mut self) {
+        for t in self.removing.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Builds; returns the new image's id.
@@ -154,6 +173,7 @@ pub fn build(root: &Path, ctx: &Context, opts: &Options, out: &mut dyn Write) ->
         done: Vec::new(),
         step: 0,
         total,
+        removing: Vec::new(),
     };
     let meta = b.meta_args(&df.instructions[..first_from])?;
     let mut result = None;
@@ -583,28 +603,36 @@ impl Builder<'_> {
     }
 
     /// Stores the stage's next image (with `layer`, or config only), caches it, prints its id.
-    fn commit(&mut self, st: &mut Stage, layer: Option<(&Path, &Lowers)>, text: &str, key: &str) -> Result<(), Fail> {
+    fn commit(&mut self, st: &mut Stage, layer: Option<StepLayer<'_>>, text: &str, key: &str) -> Result<(), Fail> {
         self.store_step(st, layer, text, key)?;
         self.say(&format!(" ---> {}", st.image.id().short()));
         Ok(())
     }
 
     /// Stores the stage's next image (with `layer`, or config only) and caches it.
-    fn store_step(
-        &mut self,
-        st: &mut Stage,
-        layer: Option<(&Path, &Lowers)>,
-        text: &str,
-        key: &str,
-    ) -> Result<(), Fail> {
+    fn store_step(&mut self, st: &mut Stage, layer: Option<StepLayer<'_>>, text: &str, key: &str) -> Result<(), Fail> {
         let s = |e: &dyn std::fmt::Display| e.to_string();
         let lock = self.store.write().map_err(|e| s(&e))?;
+        let mut leftover = None;
         let layer: Option<Layer> = match layer {
-            Some((upper, lowers)) => {
-                let plan = diff::plan(upper, lowers).map_err(|e| s(&e))?;
-                let fd = crate::sys::fd::open_user_dir(upper).map_err(|e| format!("{}: {e}", upper.display()))?;
+            Some(l) => {
+                let (upper, lowers, written) = match l {
+                    StepLayer::Container(p, lowers) => (p.to_path_buf(), lowers, None),
+                    StepLayer::Written(d, lowers) => (d.path().to_path_buf(), lowers, Some(d)),
+                };
+                let plan = diff::plan(&upper, lowers).map_err(|e| s(&e))?;
+                let fd = crate::sys::fd::open_user_dir(&upper).map_err(|e| format!("{}: {e}", upper.display()))?;
                 let roots = Roots { upper: fd.as_fd(), lowers };
-                Some(commit::write_layer(&lock, &plan, &roots, Compression::Gzip, &mut |_| {}).map_err(|e| s(&e))?)
+                let made = match written {
+                    Some(d) if commit::is_upper_as_is(&plan) && crate::image::owners::is_privileged() => {
+                        commit::adopt_layer(&lock, &plan, &roots, d)
+                    }
+                    other => {
+                        leftover = other;
+                        commit::write_layer(&lock, &plan, &roots, Compression::Gzip, &mut |_| {})
+                    }
+                };
+                Some(made.map_err(|e| s(&e))?)
             }
             None => None,
         };
@@ -619,6 +647,9 @@ impl Builder<'_> {
         let (_, mdesc) = commit::store_image(&lock, &st.image, layer.as_ref(), &raw, &[]).map_err(|e| s(&e))?;
         st.image = self.store.load_image(&mdesc).map_err(|e| s(&e))?;
         drop(lock);
+        if let Some(d) = leftover {
+            self.discard(d);
+        }
         self.cache.put(key, &mdesc.digest).map_err(|e| s(&e))?;
         Ok(())
     }
@@ -626,6 +657,11 @@ impl Builder<'_> {
     /// The image's layer dirs, top first.
     fn lower_dirs(&self, img: &Image) -> Vec<PathBuf> {
         img.config.rootfs.diff_ids.iter().rev().map(|d| self.store.layer_path(d)).collect()
+    }
+
+    /// Removes `dir` in another thread (a COPY of many files leaves as many to unlink).
+    fn discard(&mut self, dir: tempfile::TempDir) {
+        self.removing.push(std::thread::spawn(move || drop(dir)));
     }
 
     /// A new upper dir under `ROOT/build-tmp/` (the store's own `tmp/` is emptied by writers).
@@ -658,7 +694,7 @@ impl Builder<'_> {
         let made = files::make_dir(&dir, &t).map_err(|e| self.fail(ins, e));
         made?;
         let lowers = Lowers::open(&dirs).map_err(|e| self.fail(ins, e))?;
-        self.commit(st, Some((upper.path(), &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
+        self.commit(st, Some(StepLayer::Written(upper, &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
     }
 }
 
@@ -780,9 +816,9 @@ impl Builder<'_> {
             return Err(format!("The command '{}' returned a non-zero code: {code}", shell_words(&argv)));
         }
         let dirs = self.lower_dirs(&st.image);
-        let committed = Lowers::open(&dirs)
-            .map_err(|e| e.to_string())
-            .and_then(|lowers| self.store_step(st, Some((&c.upper_dir(self.root), &lowers)), text, key));
+        let committed = Lowers::open(&dirs).map_err(|e| e.to_string()).and_then(|lowers| {
+            self.store_step(st, Some(StepLayer::Container(&c.upper_dir(self.root), &lowers)), text, key)
+        });
         cleanup(&c);
         // Docker's order: the container goes, then the step's image is named.
         self.say(&format!("Removing intermediate container {}", c.short_id()));
@@ -862,7 +898,7 @@ impl Builder<'_> {
             r.map_err(|e| self.fail(ins, e))?;
         }
         let lowers = Lowers::open(&dirs).map_err(|e| self.fail(ins, e))?;
-        self.commit(st, Some((upper.path(), &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
+        self.commit(st, Some(StepLayer::Written(upper, &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
     }
 
     /// What COPY/ADD take: files of `ctx`, heredocs and (ADD) URLs — the last two written
