@@ -22,6 +22,7 @@ use super::merged;
 use super::parser::{self, Instruction};
 use super::remote;
 use super::shell::Lexer;
+use super::sums::Sums;
 use crate::container::config::Overrides;
 use crate::container::create::{self, Request};
 use crate::container::start::{self, Mode};
@@ -135,11 +136,16 @@ pub struct Builder<'a> {
     total: usize,
     /// Threads removing the upper dirs of committed steps while the next steps run.
     removing: Vec<std::thread::JoinHandle<()>>,
+    /// Content sums of context files, kept for the next build.
+    sums: Sums,
 }
 
 impl Drop for Builder<'_> {
     /// The build ends when its temporary dirs are gone.
     fn drop(&mut self) {
+        if let Err(e) = self.sums.save() {
+            log::warn!("build cache: saving the sums of the context's files: {e}");
+        }
         for t in self.removing.drain(..) {
             let _ = t.join();
         }
@@ -174,6 +180,7 @@ pub fn build(root: &Path, ctx: &Context, opts: &Options, out: &mut dyn Write) ->
         step: 0,
         total,
         removing: Vec::new(),
+        sums: Sums::load(cache::dir(root).join("sums")),
     };
     let meta = b.meta_args(&df.instructions[..first_from])?;
     let mut result = None;
@@ -874,7 +881,7 @@ impl Builder<'_> {
         let downloads = self.upper().map_err(|e| self.fail(ins, e))?;
         let (sources, fetched) = self.sources_of(ins, ctx, srcs, vars, downloads.path())?;
         let local: Vec<Source> = sources.iter().filter(|(_, r)| !r).map(|(s, _)| s.clone()).collect();
-        let digest = ctx.digest(&local).map_err(|e| self.fail(ins, e))?;
+        let digest = ctx.digest(&local, &self.sums).map_err(|e| self.fail(ins, e))?;
         let digest = if fetched.is_empty() { digest } else { format!("{digest} {}", fetched.join(" ")) };
         let text = format!("{} {} {dest}", cmd.to_ascii_uppercase(), srcs.join(" "));
         let key_text = format!("{text}\n{:?}\n{}", ins.flags, self.used_args(st, &used));

@@ -17,3 +17,4 @@ pub mod merged;
 pub mod parser;
 pub mod remote;
 pub mod shell;
+pub mod sums;
