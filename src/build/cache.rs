@@ -25,10 +25,15 @@ pub fn key(parent: &str, step: &str, sources: Option<&str>) -> String {
     hex::encode(h.finalize())
 }
 
+/// The cache's directory under `root`.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("build-cache")
+}
+
 impl Cache {
     /// The cache under `root`.
     pub fn new(root: &Path) -> Cache {
-        Cache { dir: root.join("build-cache") }
+        Cache { dir: dir(root) }
     }
 
     /// The image `key` made, if it is still in the store.

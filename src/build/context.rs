@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::dockerignore::{self, Ignore};
+use super::sums::Sums;
 
 /// A source that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -131,33 +132,25 @@ impl Context {
 
     /// A digest of what `sources` hold: each path's type, mode, owner, size, content or link
     /// target, directories walked in name order, ignored paths left out.
-    pub fn digest(&self, sources: &[Source]) -> Result<String> {
+    pub fn digest(&self, sources: &[Source], sums: &Sums) -> Result<String> {
         let mut h = Sha256::new();
         for s in sources {
-            self.digest_path(&s.path, &s.rel, &mut h)?;
+            self.digest_path(&s.path, &s.rel, sums, &mut h)?;
         }
         Ok(hex::encode(h.finalize()))
     }
 
-    fn digest_path(&self, path: &Path, rel: &str, h: &mut Sha256) -> Result<()> {
+    fn digest_path(&self, path: &Path, rel: &str, sums: &Sums, h: &mut Sha256) -> Result<()> {
         let md = std::fs::symlink_metadata(path).map_err(io_err(path))?;
         h.update(format!("{rel}\0{:o}\0{}:{}\0", md.mode(), md.uid(), md.gid()).as_bytes());
         if md.file_type().is_symlink() {
             let t = std::fs::read_link(path).map_err(io_err(path))?;
             h.update(t.as_os_str().as_encoded_bytes());
         } else if md.is_file() {
-            let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f.read(&mut buf).map_err(io_err(path))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            h.update(sums.get_or(&md, || content_sum(path)).map_err(io_err(path))?);
         } else if md.is_dir() {
             for (name, child) in self.children(path, rel)? {
-                self.digest_path(&path.join(&name), &child, h)?;
+                self.digest_path(&path.join(&name), &child, sums, h)?;
             }
         }
         h.update(b"\n");
@@ -184,6 +177,20 @@ impl Context {
             })
             .filter(|(_, child)| !self.excluded(child) || self.ignore.may_include_under(child))
             .collect())
+    }
+}
+
+/// The sha256 of the file at `path`.
+fn content_sum(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize().into());
+        }
+        h.update(&buf[..n]);
     }
 }
 
@@ -223,11 +230,11 @@ mod tests {
         assert!(matches!(c.sources("../secret"), Err(ContextError::Outside(_))));
         assert!(matches!(c.sources("out"), Err(ContextError::Outside(_))));
         assert!(matches!(c.sources("b.txt"), Err(ContextError::Missing(_))));
-        let before = c.digest(&c.sources("a.txt").unwrap()).unwrap();
+        let before = c.digest(&c.sources("a.txt").unwrap(), &Sums::none()).unwrap();
         let f = std::fs::File::options().write(true).open(dir.join("a.txt")).unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(c.digest(&c.sources("a.txt").unwrap()).unwrap(), before);
+        assert_eq!(c.digest(&c.sources("a.txt").unwrap(), &Sums::none()).unwrap(), before);
         std::fs::write(dir.join("a.txt"), "A").unwrap();
-        assert_ne!(c.digest(&c.sources("a.txt").unwrap()).unwrap(), before);
+        assert_ne!(c.digest(&c.sources("a.txt").unwrap(), &Sums::none()).unwrap(), before);
     }
 }

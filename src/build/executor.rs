@@ -13,13 +13,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::base::{self, PullPolicy};
 use super::cache::{self, Cache};
 use super::config;
-use super::context::Context;
+use super::context::{Context, Source};
 use super::files::{self, Target};
 use super::merged;
 use super::parser::{self, Instruction};
+use super::remote;
 use super::shell::Lexer;
+use super::sums::Sums;
 use crate::container::config::Overrides;
 use crate::container::create::{self, Request};
 use crate::container::start::{self, Mode};
@@ -52,6 +55,8 @@ pub struct Options {
     pub network: String,
     /// `-q`.
     pub quiet: bool,
+    /// Where base images come from (`--pull`, the registry flags).
+    pub pull: PullPolicy,
 }
 
 /// A build that failed.
@@ -81,6 +86,10 @@ pub enum BuildError {
 
 type Fail = String;
 
+/// COPY/ADD sources, each flagged when Strata wrote it (a heredoc, a URL's download), and
+/// `NAME DIGEST` of those.
+type Gathered = (Vec<(Source, bool)>, Vec<String>);
+
 /// The args every build knows without an `ARG` (docker's predefined proxy args).
 const PREDEFINED: &[&str] = &[
     "HTTP_PROXY",
@@ -105,6 +114,14 @@ struct Stage {
     cmd_set: bool,
 }
 
+/// The layer a step makes, over the layers so far.
+enum StepLayer<'l> {
+    /// A RUN container's upper dir (removed with the container).
+    Container(&'l Path, &'l Lowers),
+    /// An upper dir COPY, ADD or WORKDIR wrote: it becomes the layer itself when it can.
+    Written(tempfile::TempDir, &'l Lowers),
+}
+
 /// A build in progress.
 pub struct Builder<'a> {
     root: &'a Path,
@@ -117,6 +134,22 @@ pub struct Builder<'a> {
     done: Vec<(Option<String>, Image)>,
     step: usize,
     total: usize,
+    /// Threads removing the upper dirs of committed steps while the next steps run.
+    removing: Vec<std::thread::JoinHandle<()>>,
+    /// Content sums of context files, kept for the next build.
+    sums: Sums,
+}
+
+impl Drop for Builder<'_> {
+    /// The build ends when its temporary dirs are gone.
+    fn drop(&mut self) {
+        if let Err(e) = self.sums.save() {
+            log::warn!("build cache: saving the sums of the context's files: {e}");
+        }
+        for t in self.removing.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Builds; returns the new image's id.
@@ -146,6 +179,8 @@ pub fn build(root: &Path, ctx: &Context, opts: &Options, out: &mut dyn Write) ->
         done: Vec::new(),
         step: 0,
         total,
+        removing: Vec::new(),
+        sums: Sums::load(cache::dir(root).join("sums")),
     };
     let meta = b.meta_args(&df.instructions[..first_from])?;
     let mut result = None;
@@ -285,10 +320,14 @@ impl Builder<'_> {
         self.say(&format!("Step {}/{} : {}", self.step, self.total, from.original.trim()));
         let base_ref = Lexer::new(self.escape).word(from.args.words.first().map(String::as_str).unwrap_or(""), meta);
         let base_ref = base_ref.map_err(|e| self.fail(from, e))?;
-        if from.flags.iter().any(|f| !f.starts_with("--platform")) {
+        if from.flags.iter().any(|f| !f.starts_with("--platform=")) {
             return Err(self.fail(from, format!("unsupported flag {}", from.flags.join(" "))));
         }
-        let image = self.base(&base_ref).map_err(|e| self.fail(from, e))?;
+        let platform = match from.flags.iter().find_map(|f| f.strip_prefix("--platform=")) {
+            Some(p) => Some(Lexer::new(self.escape).word(p, meta).map_err(|e| self.fail(from, e))?),
+            None => None,
+        };
+        let image = self.base(&base_ref, platform.as_deref()).map_err(|e| self.fail(from, e))?;
         self.say(&format!(" ---> {}", image.id().short()));
         let config = match &image.config.config {
             Some(Value::Object(m)) => m.clone(),
@@ -326,8 +365,9 @@ impl Builder<'_> {
         Ok(st.image)
     }
 
-    /// The image FROM names: an earlier stage, `scratch`, or an image in the store.
-    fn base(&self, name: &str) -> Result<Image, Fail> {
+    /// The image FROM names: an earlier stage, `scratch`, or an image of the store or a
+    /// registry.
+    fn base(&self, name: &str, platform: Option<&str>) -> Result<Image, Fail> {
         let lower = name.to_ascii_lowercase();
         if let Some((_, img)) = self.done.iter().rev().find(|(n, _)| n.as_deref() == Some(lower.as_str())) {
             return Ok(img.clone());
@@ -335,8 +375,7 @@ impl Builder<'_> {
         if lower == "scratch" {
             return Ok(scratch());
         }
-        let _lock = self.store.read().map_err(|e| e.to_string())?;
-        self.store.resolve(name).map_err(|e| format!("{e} (pull it first: strata pull {name})"))
+        base::resolve(&self.store, name, platform, &self.opts.pull, self.opts.quiet)
     }
 
     /// The variables an instruction expands with: the stage's args, its Env over them.
@@ -571,28 +610,36 @@ impl Builder<'_> {
     }
 
     /// Stores the stage's next image (with `layer`, or config only), caches it, prints its id.
-    fn commit(&mut self, st: &mut Stage, layer: Option<(&Path, &Lowers)>, text: &str, key: &str) -> Result<(), Fail> {
+    fn commit(&mut self, st: &mut Stage, layer: Option<StepLayer<'_>>, text: &str, key: &str) -> Result<(), Fail> {
         self.store_step(st, layer, text, key)?;
         self.say(&format!(" ---> {}", st.image.id().short()));
         Ok(())
     }
 
     /// Stores the stage's next image (with `layer`, or config only) and caches it.
-    fn store_step(
-        &mut self,
-        st: &mut Stage,
-        layer: Option<(&Path, &Lowers)>,
-        text: &str,
-        key: &str,
-    ) -> Result<(), Fail> {
+    fn store_step(&mut self, st: &mut Stage, layer: Option<StepLayer<'_>>, text: &str, key: &str) -> Result<(), Fail> {
         let s = |e: &dyn std::fmt::Display| e.to_string();
         let lock = self.store.write().map_err(|e| s(&e))?;
+        let mut leftover = None;
         let layer: Option<Layer> = match layer {
-            Some((upper, lowers)) => {
-                let plan = diff::plan(upper, lowers).map_err(|e| s(&e))?;
-                let fd = crate::sys::fd::open_user_dir(upper).map_err(|e| format!("{}: {e}", upper.display()))?;
+            Some(l) => {
+                let (upper, lowers, written) = match l {
+                    StepLayer::Container(p, lowers) => (p.to_path_buf(), lowers, None),
+                    StepLayer::Written(d, lowers) => (d.path().to_path_buf(), lowers, Some(d)),
+                };
+                let plan = diff::plan(&upper, lowers).map_err(|e| s(&e))?;
+                let fd = crate::sys::fd::open_user_dir(&upper).map_err(|e| format!("{}: {e}", upper.display()))?;
                 let roots = Roots { upper: fd.as_fd(), lowers };
-                Some(commit::write_layer(&lock, &plan, &roots, Compression::Gzip, &mut |_| {}).map_err(|e| s(&e))?)
+                let made = match written {
+                    Some(d) if commit::is_upper_as_is(&plan) && crate::image::owners::is_privileged() => {
+                        commit::adopt_layer(&lock, &plan, &roots, d)
+                    }
+                    other => {
+                        leftover = other;
+                        commit::write_layer(&lock, &plan, &roots, Compression::Gzip, &mut |_| {})
+                    }
+                };
+                Some(made.map_err(|e| s(&e))?)
             }
             None => None,
         };
@@ -607,6 +654,9 @@ impl Builder<'_> {
         let (_, mdesc) = commit::store_image(&lock, &st.image, layer.as_ref(), &raw, &[]).map_err(|e| s(&e))?;
         st.image = self.store.load_image(&mdesc).map_err(|e| s(&e))?;
         drop(lock);
+        if let Some(d) = leftover {
+            self.discard(d);
+        }
         self.cache.put(key, &mdesc.digest).map_err(|e| s(&e))?;
         Ok(())
     }
@@ -614,6 +664,11 @@ impl Builder<'_> {
     /// The image's layer dirs, top first.
     fn lower_dirs(&self, img: &Image) -> Vec<PathBuf> {
         img.config.rootfs.diff_ids.iter().rev().map(|d| self.store.layer_path(d)).collect()
+    }
+
+    /// Removes `dir` in another thread (a COPY of many files leaves as many to unlink).
+    fn discard(&mut self, dir: tempfile::TempDir) {
+        self.removing.push(std::thread::spawn(move || drop(dir)));
     }
 
     /// A new upper dir under `ROOT/build-tmp/` (the store's own `tmp/` is emptied by writers).
@@ -646,7 +701,7 @@ impl Builder<'_> {
         let made = files::make_dir(&dir, &t).map_err(|e| self.fail(ins, e));
         made?;
         let lowers = Lowers::open(&dirs).map_err(|e| self.fail(ins, e))?;
-        self.commit(st, Some((upper.path(), &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
+        self.commit(st, Some(StepLayer::Written(upper, &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
     }
 }
 
@@ -660,25 +715,41 @@ fn join_workdir(config: &Map<String, Value>, dir: &str) -> String {
 }
 
 impl Builder<'_> {
-    fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), BuildError> {
-        let argv = match ins.heredocs.first() {
-            Some(h) if !ins.args.json && ins.args.words.first().is_some_and(|w| w.trim().starts_with("<<")) => {
-                let mut shell = config::strings(st.config.get("Shell"));
-                if shell.is_empty() {
-                    shell = vec!["/bin/sh".into(), "-c".into()];
+    /// RUN's argv; for `RUN <<EOF` whose content starts with `#!`, also the script (name,
+    /// content) to run from `/dev/pipes/NAME`, as BuildKit does.
+    fn run_argv(&self, st: &Stage, ins: &Instruction) -> (Vec<String>, Option<(String, String)>) {
+        let mut shell = config::strings(st.config.get("Shell"));
+        if shell.is_empty() {
+            shell = vec!["/bin/sh".into(), "-c".into()];
+        }
+        let only_heredoc =
+            !ins.args.json && matches!(ins.args.words.as_slice(), [w] if parser::heredoc_marker(w.trim()).is_some());
+        match ins.heredocs.as_slice() {
+            [h] if only_heredoc => {
+                let content = if h.chomp { parser::chomp(&h.content) } else { h.content.clone() };
+                if content.starts_with("#!") {
+                    shell.push(format!("/dev/pipes/{}", h.name));
+                    return (shell, Some((h.name.clone(), content)));
                 }
-                shell.push(h.content.clone());
-                shell
+                shell.push(content);
+                (shell, None)
             }
-            Some(h) => {
+            [] => (self.command_of(st, ins), None),
+            heredocs => {
                 let mut argv = self.command_of(st, ins);
                 if let Some(last) = argv.last_mut() {
-                    last.push_str(&format!("\n{}{}\n", h.content, h.name));
+                    for h in heredocs {
+                        last.push_str(&format!("\n{}{}", h.content, h.name));
+                    }
+                    last.push('\n');
                 }
-                argv
+                (argv, None)
             }
-            None => self.command_of(st, ins),
-        };
+        }
+    }
+
+    fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), BuildError> {
+        let (argv, script) = self.run_argv(st, ins);
         let run_args: Vec<String> = st
             .args
             .iter()
@@ -694,11 +765,21 @@ impl Builder<'_> {
         } else {
             format!("|{} {} {text}", run_args.len(), run_args.join(" "))
         };
-        let key = cache::key(&st.image.descriptor.digest.to_string(), &key_text, None);
+        let script_text = script.as_ref().map(|(_, content)| content.as_str());
+        let key = cache::key(&st.image.descriptor.digest.to_string(), &key_text, script_text);
         if self.cached(st, &key) {
             return Ok(());
         }
-        self.run_container(st, argv, run_args, &text, &key).map_err(|e| self.fail(ins, e))
+        let pipes = self.upper().map_err(|e| self.fail(ins, e))?;
+        let mut volumes = Vec::new();
+        if let Some((name, content)) = &script {
+            let path = pipes.path().join(name);
+            let written = std::fs::write(&path, content)
+                .and_then(|_| std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)));
+            written.map_err(|e| self.fail(ins, format!("{}: {e}", path.display())))?;
+            volumes.push(format!("{}:/dev/pipes:ro", pipes.path().display()));
+        }
+        self.run_container(st, argv, run_args, volumes, &text, &key).map_err(|e| self.fail(ins, e))
     }
 
     fn run_container(
@@ -706,6 +787,7 @@ impl Builder<'_> {
         st: &mut Stage,
         argv: Vec<String>,
         env: Vec<String>,
+        volumes: Vec<String>,
         text: &str,
         key: &str,
     ) -> Result<(), Fail> {
@@ -714,7 +796,7 @@ impl Builder<'_> {
             return Err("RUN needs a base image with a shell (FROM scratch has none)".into());
         }
         let network = if self.opts.network.is_empty() { "bridge".to_string() } else { self.opts.network.clone() };
-        let overrides = Overrides { command: argv.clone(), env, network, ..Default::default() };
+        let overrides = Overrides { command: argv.clone(), env, network, volumes, ..Default::default() };
         let req = Request { image: st.image.id().to_string(), name: None, overrides };
         let mut c = create::create(self.root, &req).map_err(|e| e.to_string())?;
         c.command = argv.clone();
@@ -741,9 +823,9 @@ impl Builder<'_> {
             return Err(format!("The command '{}' returned a non-zero code: {code}", shell_words(&argv)));
         }
         let dirs = self.lower_dirs(&st.image);
-        let committed = Lowers::open(&dirs)
-            .map_err(|e| e.to_string())
-            .and_then(|lowers| self.store_step(st, Some((&c.upper_dir(self.root), &lowers)), text, key));
+        let committed = Lowers::open(&dirs).map_err(|e| e.to_string()).and_then(|lowers| {
+            self.store_step(st, Some(StepLayer::Container(&c.upper_dir(self.root), &lowers)), text, key)
+        });
         cleanup(&c);
         // Docker's order: the container goes, then the step's image is named.
         self.say(&format!("Removing intermediate container {}", c.short_id()));
@@ -771,9 +853,6 @@ impl Builder<'_> {
         if words.len() < 2 {
             return Err(self.fail(ins, format!("{} requires at least two arguments", cmd.to_ascii_uppercase())));
         }
-        if words.iter().any(|w| w.starts_with("<<")) {
-            return Err(self.fail(ins, format!("{} from a heredoc is not supported", cmd.to_ascii_uppercase())));
-        }
         let flag =
             |name: &str| ins.flags.iter().find_map(|f| f.strip_prefix(&format!("--{name}=")).map(str::to_string));
         let owner = match flag("chown") {
@@ -787,8 +866,8 @@ impl Builder<'_> {
             None => None,
         };
         let (srcs, dest) = words.split_at(words.len() - 1);
-        if cmd == "add" && srcs.iter().any(|s| s.contains("://")) {
-            return Err(self.fail(ins, "ADD from a URL is not supported"));
+        if cmd == "copy" && srcs.iter().any(|s| remote::is_url(s)) {
+            return Err(self.fail(ins, "COPY takes no URL (ADD fetches one)"));
         }
         let dest = join_workdir(&st.config, &dest[0]);
         let from_ctx;
@@ -799,11 +878,11 @@ impl Builder<'_> {
             }
             None => self.ctx,
         };
-        let mut sources = Vec::new();
-        for s in srcs {
-            sources.extend(ctx.sources(s).map_err(|e| self.fail(ins, e))?);
-        }
-        let digest = ctx.digest(&sources).map_err(|e| self.fail(ins, e))?;
+        let downloads = self.upper().map_err(|e| self.fail(ins, e))?;
+        let (sources, fetched) = self.sources_of(ins, ctx, srcs, vars, downloads.path())?;
+        let local: Vec<Source> = sources.iter().filter(|(_, r)| !r).map(|(s, _)| s.clone()).collect();
+        let digest = ctx.digest(&local, &self.sums).map_err(|e| self.fail(ins, e))?;
+        let digest = if fetched.is_empty() { digest } else { format!("{digest} {}", fetched.join(" ")) };
         let text = format!("{} {} {dest}", cmd.to_ascii_uppercase(), srcs.join(" "));
         let key_text = format!("{text}\n{:?}\n{}", ins.flags, self.used_args(st, &used));
         let key = cache::key(&st.image.descriptor.digest.to_string(), &key_text, Some(&digest));
@@ -815,10 +894,10 @@ impl Builder<'_> {
         let t = Target { upper: upper.path(), lowers: &dirs, owner, mode };
         let dest_is_dir = dest.ends_with('/')
             || sources.len() > 1
-            || srcs.iter().any(|s| s.contains(['*', '?']))
+            || srcs.iter().any(|s| !remote::is_url(s) && s.contains(['*', '?']))
             || t.is_dir_in_image(&dest);
-        for s in &sources {
-            let r = if cmd == "add" && s.path.is_file() && files::is_archive(&s.path) {
+        for (s, fetched) in &sources {
+            let r = if cmd == "add" && !fetched && s.path.is_file() && files::is_archive(&s.path) {
                 files::unpack_archive(&s.path, &dest, &t)
             } else {
                 files::copy(ctx, s, dest.trim_end_matches('/'), dest_is_dir, &t)
@@ -826,7 +905,38 @@ impl Builder<'_> {
             r.map_err(|e| self.fail(ins, e))?;
         }
         let lowers = Lowers::open(&dirs).map_err(|e| self.fail(ins, e))?;
-        self.commit(st, Some((upper.path(), &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
+        self.commit(st, Some(StepLayer::Written(upper, &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
+    }
+
+    /// What COPY/ADD take: files of `ctx`, heredocs and (ADD) URLs — the last two written
+    /// under `dir` and flagged `true` (never unpacked) — with `NAME DIGEST` of each of those.
+    fn sources_of(
+        &self,
+        ins: &Instruction,
+        ctx: &Context,
+        srcs: &[String],
+        vars: &BTreeMap<String, String>,
+        dir: &Path,
+    ) -> Result<Gathered, BuildError> {
+        let (mut sources, mut made) = (Vec::new(), Vec::new());
+        for (i, s) in srcs.iter().enumerate() {
+            let heredoc = parser::heredoc_marker(&ins.args.words[i])
+                .and_then(|m| ins.heredocs.iter().find(|h| h.name == m.name && h.fd == m.fd));
+            if heredoc.is_none() && !(ins.command() == "add" && remote::is_url(s)) {
+                sources.extend(ctx.sources(s).map_err(|e| self.fail(ins, e))?.into_iter().map(|x| (x, false)));
+                continue;
+            }
+            let sub = dir.join(made.len().to_string());
+            std::fs::create_dir(&sub).map_err(|e| self.fail(ins, format!("{}: {e}", sub.display())))?;
+            let f = match heredoc {
+                Some(h) => files::heredoc(h, &sub, self.escape, vars),
+                None => remote::fetch(s, &sub),
+            };
+            let f = f.map_err(|e| self.fail(ins, e))?;
+            made.push(format!("{s} {}", f.digest));
+            sources.push((Source { path: f.path, rel: f.name }, true));
+        }
+        Ok((sources, made))
     }
 
     /// The files `srcs` name in a stage or image, for `COPY --from`: read from its merged
@@ -834,7 +944,7 @@ impl Builder<'_> {
     fn stage_context(&self, from: &str, srcs: &[String]) -> Result<(tempfile::TempDir, Context), Fail> {
         let image = match from.parse::<usize>().ok().and_then(|i| self.done.get(i)) {
             Some((_, img)) => img.clone(),
-            None => self.base(from)?,
+            None => self.base(from, None)?,
         };
         let tmp = self.upper()?;
         let lowers = Lowers::open(&self.lower_dirs(&image)).map_err(|e| e.to_string())?;

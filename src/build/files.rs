@@ -154,15 +154,29 @@ fn copy_entry(ctx: &Context, from: &Path, rel: &str, to: &Path, t: &Target<'_>) 
         make_dir_like(to, &md, t)?;
         copy_children(ctx, from, rel, to, t)?;
     } else if md.is_file() {
-        fs::copy(from, to).map_err(io_err(to))?;
         let mode = t.mode.unwrap_or(md.mode() & 0o7777);
-        fs::set_permissions(to, fs::Permissions::from_mode(mode)).map_err(io_err(to))?;
-        chown(to, uid, gid)?;
+        return copy_file(from, to, mode, (uid, gid), md.modified().map_err(io_err(from))?);
     } else {
         return Ok(());
     }
     let mtime = md.modified().map_err(io_err(from))?;
     fs::File::open(to).and_then(|f| f.set_modified(mtime)).map_err(io_err(to))
+}
+
+/// The regular file `from` as `to`, through one fd: content (`copy_file_range` where it can),
+/// owner (as root), then mode (after the owner: a chown clears setuid), then mtime.
+fn copy_file(from: &Path, to: &Path, mode: u32, (uid, gid): (u32, u32), mtime: std::time::SystemTime) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = fs::File::open(from).map_err(io_err(from))?;
+    let _ = fs::remove_file(to);
+    let mut dst =
+        fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o777).open(to).map_err(io_err(to))?;
+    std::io::copy(&mut src, &mut dst).map_err(io_err(to))?;
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::fchown(&dst, Some(uid), Some(gid)).map_err(io_err(to))?;
+    }
+    dst.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err(to))?;
+    dst.set_modified(mtime).map_err(io_err(to))
 }
 
 /// Whether the file at `path` is a tar archive, compressed or not.
@@ -232,4 +246,26 @@ pub fn make_dir(dir: &str, t: &Target<'_>) -> Result<()> {
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(io_err(d))?;
     }
     Ok(())
+}
+
+/// Writes the heredoc `h` of COPY/ADD as the file `dir/NAME` (mode 0644), as BuildKit does:
+/// `<<-` removes the lines' leading tabs; an unquoted name expands `$VAR` in the content
+/// (quotes and escapes kept).
+pub fn heredoc(
+    h: &super::parser::Heredoc,
+    dir: &Path,
+    escape: char,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<super::remote::Fetched, String> {
+    use sha2::Digest as _;
+    let mut content = if h.chomp { super::parser::chomp(&h.content) } else { h.content.clone() };
+    if h.expand {
+        let lex = super::shell::Lexer { escape, raw_quotes: true, raw_escapes: true, skip_unset: false };
+        content = lex.word(&content, vars).map_err(|e| format!("heredoc {}: {e}", h.name))?;
+    }
+    let path = dir.join(&h.name);
+    fs::write(&path, &content).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(content.as_bytes())));
+    Ok(super::remote::Fetched { path, name: h.name.clone(), digest })
 }

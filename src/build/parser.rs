@@ -309,6 +309,11 @@ pub fn heredoc_marker(word: &str) -> Option<Heredoc> {
     Some(Heredoc { name: name.clone(), fd: word[..digits].parse().unwrap_or(0), expand, chomp, content: String::new() })
 }
 
+/// The content of a `<<-` heredoc: each line's leading tabs removed.
+pub fn chomp(content: &str) -> String {
+    content.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
+}
+
 /// A string quoted as Go's `strconv.Quote` does (for [`Instruction::dump`]).
 pub fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");

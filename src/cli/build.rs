@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use super::registry_args::RegistryArgs;
+use crate::build::base::PullPolicy;
 use crate::build::context::Context;
 use crate::build::executor::{self, Options};
 use crate::image::reference::Name;
@@ -30,9 +32,11 @@ pub struct BuildArgs {
     /// Reuse nothing from the cache.
     #[arg(long)]
     no_cache: bool,
-    /// Accepted for compatibility: images are taken from the store.
+    /// Pull FROM images even when the store has them (without it: only those it lacks).
     #[arg(long)]
     pull: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Add a label to the image (`K=V`, repeatable).
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
@@ -94,6 +98,7 @@ pub fn run(a: BuildArgs, root: &Path) -> anyhow::Result<ExitCode> {
         labels,
         network: a.network,
         quiet: a.quiet,
+        pull: PullPolicy { always: a.pull, tls: a.registry.tls(), authfile: a.registry.authfile.authfile.clone() },
     };
     let mut out = std::io::stdout();
     let id = executor::build(root, &ctx, &opts, &mut out)?;

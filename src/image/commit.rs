@@ -22,7 +22,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use serde_json::{Map, Value};
 
 use super::compress::Compressor;
-use super::diff::Plan;
+use super::diff::{Item, Plan, ReadFrom};
 use super::digest::{Algorithm, Digest, Hasher};
 use super::import::layer_media_type;
 use super::instruction::{self, InstructionError};
@@ -127,6 +127,58 @@ pub fn write_layer(
         lock.commit_layer(dir, &diff_id, &LayerMeta { size: unpacked.size, entries: unpacked.entries })?;
     }
     Ok(Layer { blob: Descriptor::new(layer_media_type(compression), digest, size), diff_id })
+}
+
+/// Whether `plan` is `upper` as it is — every entry read from the upper dir at its own path,
+/// with its own owner, no whiteout or opaque marker — so that the upper dir can become the
+/// unpacked layer itself ([`adopt_layer`]).
+pub fn is_upper_as_is(plan: &Plan) -> bool {
+    plan.items.iter().all(|i| match i {
+        Item::Object { path, from, src, owner, .. } => *from == ReadFrom::Upper && path == src && owner.is_none(),
+        _ => false,
+    })
+}
+
+/// [`write_layer`] for a plan that [`is_upper_as_is`], whose upper dir `upper` (on the store's
+/// filesystem, and written as root: owners set) holds exactly the layer: the blob is packed
+/// from it and `upper` itself is renamed into `layers/` instead of a second copy unpacked from
+/// the tar. A `COPY` of many files then writes each once.
+pub fn adopt_layer(lock: &WriteLock<'_>, plan: &Plan, roots: &Roots<'_>, upper: tempfile::TempDir) -> Result<Layer> {
+    let blob = lock.blob_writer(Algorithm::Sha256)?;
+    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let (streamed, counted) = std::thread::scope(|s| {
+        let counter = s.spawn(move || {
+            let mut r = ChannelReader { rx, buf: Vec::new(), pos: 0 };
+            let counted = count_entries(&mut r);
+            let _ = io::copy(&mut r, &mut io::sink());
+            counted
+        });
+        let streamed = stream(plan, roots, Compression::Gzip, blob, tx, &mut |_| {});
+        let counted = counter.join().unwrap_or_else(|_| Err(io::Error::other("counter panicked")));
+        (streamed, counted)
+    });
+    let (diff_id, blob) = streamed?;
+    let (entries, size) = counted.map_err(|e| CommitError::Unpack(UnpackError::Read(e)))?;
+    let size_blob = blob.count();
+    let digest = blob.commit(lock, None)?;
+    if !lock.store().has_layer(&diff_id) {
+        lock.commit_layer(upper, &diff_id, &LayerMeta { size, entries })?;
+    }
+    Ok(Layer { blob: Descriptor::new(layer_media_type(Compression::Gzip), digest, size_blob), diff_id })
+}
+
+/// Entries of a tar stream and bytes of its regular files, as the unpacker counts them.
+fn count_entries(r: &mut impl Read) -> io::Result<(u64, u64)> {
+    let mut archive = tar::Archive::new(r);
+    let (mut entries, mut size) = (0, 0);
+    for e in archive.entries()? {
+        let e = e?;
+        entries += 1;
+        if e.header().entry_type().is_file() {
+            size += e.header().size()?;
+        }
+    }
+    Ok((entries, size))
 }
 
 /// Packs the tar through the hasher, the unpacker's channel and the compressor into `blob`.

@@ -499,8 +499,9 @@ impl Unpacker<'_, '_> {
     /// Sets the owner of `name` in `dir` (or of `dir` itself); rootless, an owner that cannot be
     /// set is kept in [`OWNER_XATTR`] instead.
     fn chown(&mut self, dir: BorrowedFd<'_>, name: Option<&OsStr>, h: &Header, shown: &str) -> Result<()> {
-        let uid = h.uid().map_err(UnpackError::Read)? as u32;
-        let gid = h.gid().map_err(UnpackError::Read)? as u32;
+        let old = h.as_old();
+        let uid = blank_is_zero(h.uid(), &old.uid).map_err(UnpackError::Read)? as u32;
+        let gid = blank_is_zero(h.gid(), &old.gid).map_err(UnpackError::Read)? as u32;
         let r = match name {
             Some(n) => fd::chown_at(dir, n, Some(uid), Some(gid)),
             None => fd::chown_fd(dir, Some(uid), Some(gid)),
@@ -715,6 +716,15 @@ fn parse_pax_time(s: &str) -> Option<Timespec> {
     let digits: String = frac.chars().take(9).collect();
     let tv_nsec = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
     Some(Timespec { tv_sec, tv_nsec })
+}
+
+/// A numeric header field read as `value`; a field left blank (all NULs or spaces, as some
+/// writers leave uid and gid) is 0, as GNU tar, Go's `archive/tar` (docker, buildah) read it.
+fn blank_is_zero(value: std::io::Result<u64>, raw: &[u8]) -> std::io::Result<u64> {
+    match value {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        v => v,
+    }
 }
 
 #[cfg(test)]

@@ -97,8 +97,15 @@ impl Dockerd {
 
     /// Runs `docker ARGS` against this daemon.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(&[], args)
+    }
+
+    /// Runs `docker ARGS` against this daemon with more environment (`DOCKER_BUILDKIT=0`).
+    pub fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         let host = format!("unix://{}", self.dir.path().join("docker.sock").display());
-        Command::new("docker").env("DOCKER_HOST", host).args(args).stdin(Stdio::null()).output().unwrap()
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", host).envs(env.iter().copied());
+        c.args(args).stdin(Stdio::null()).output().unwrap()
     }
 }
 

@@ -252,3 +252,17 @@ fn parses_pax_times() {
     assert_eq!(parse_pax_time("12"), Some(Timespec { tv_sec: 12, tv_nsec: 0 }));
     assert_eq!(parse_pax_time("x"), None);
 }
+
+#[test]
+fn blank_owner_fields_are_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_mtime(1);
+    b.append_data(&mut h, "f", &b"hi"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    unpack_into(dir.path(), &tar).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"hi");
+}

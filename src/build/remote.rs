@@ -1,0 +1,112 @@
+//! `ADD URL DEST`: a remote file fetched over HTTP(S) as docker's builder fetches it — never
+//! unpacked, named by the last part of the URL's path, mode 0600 (unless `--chmod`), its mtime
+//! from `Last-Modified` — into a directory of Strata's own that then serves as the step's
+//! source. The step's cache key takes the content's sha256, so every build downloads it again
+//! and a changed file misses the cache.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::registry::tls::{self, TlsOptions};
+
+/// Whether an ADD source is a URL.
+pub fn is_url(src: &str) -> bool {
+    src.starts_with("http://") || src.starts_with("https://")
+}
+
+/// A file fetched.
+pub struct Fetched {
+    /// Where it is (`DIR/NAME`).
+    pub path: PathBuf,
+    /// Its name: the URL path's last part.
+    pub name: String,
+    /// `sha256:HEX` of its content.
+    pub digest: String,
+}
+
+/// Downloads `url` into `dir`; an error is one line naming the URL.
+pub fn fetch(url: &str, dir: &Path) -> Result<Fetched, String> {
+    let bad = |why: &dyn std::fmt::Display| format!("{url}: {why}");
+    let name = file_name(url).ok_or_else(|| bad(&"cannot determine a file name from the URL"))?;
+    let host = url.split("://").nth(1).and_then(|r| r.split(['/', '?', '#']).next()).unwrap_or("");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls::config(&TlsOptions::default(), host).map_err(|e| bad(&e))?)
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call().map_err(|e| bad(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(bad(&format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""))).trim().into());
+    }
+    let mtime = resp.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(http_date);
+    let path = dir.join(&name);
+    let mut file = fs::File::create(&path).map_err(|e| bad(&e))?;
+    let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = body.read(&mut buf).map_err(|e| bad(&e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(|e| bad(&e))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| bad(&e))?;
+    file.set_modified(mtime.unwrap_or_else(SystemTime::now)).map_err(|e| bad(&e))?;
+    Ok(Fetched { path, name, digest: format!("sha256:{}", hex::encode(h.finalize())) })
+}
+
+/// The last part of the URL's path, if it names a file.
+fn file_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split(['?', '#']).next()?;
+    let (_, path) = path.split_once('/')?;
+    let name = path.rsplit('/').next()?;
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
+}
+
+/// An HTTP date in its one current form (RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(s: &str) -> Option<SystemTime> {
+    let f: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = f.as_slice() else { return None };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else { return None };
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_dates() {
+        assert_eq!(file_name("http://h:1/a/b.tar.gz?x=1").as_deref(), Some("b.tar.gz"));
+        assert_eq!(file_name("https://h/"), None);
+        assert_eq!(file_name("https://h"), None);
+        let t = http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(UNIX_EPOCH));
+        assert_eq!(http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+    }
+}
