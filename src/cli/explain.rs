@@ -15,6 +15,10 @@ pub struct ExplainArgs {
     /// The image (name or id) or container (name or id).
     #[arg(value_name = "IMAGE|CONTAINER")]
     target: String,
+    /// An image not in the store is pulled lazily first: only its tables of contents are read
+    /// (eStargz layers; others are pulled whole).
+    #[arg(long)]
+    lazy: bool,
     /// The path inside it.
     #[arg(value_name = "PATH")]
     path: PathBuf,
@@ -22,6 +26,9 @@ pub struct ExplainArgs {
 
 /// Prints the layer the path is shown from and what it shadows, or what hides it.
 pub fn run(a: ExplainArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    if a.lazy {
+        super::pull::lazy_if_missing(root, &a.target, super::pull::LazyArg::Only)?;
+    }
     let store = open_store(root)?;
     let target = Target::open(&store, &a.target)?;
     let view = View::of(&target.stack);

@@ -18,6 +18,10 @@ pub struct LayersArgs {
     /// The image (name or id) or container (name or id).
     #[arg(value_name = "IMAGE|CONTAINER")]
     target: String,
+    /// An image not in the store is pulled lazily first: only its tables of contents are read
+    /// (eStargz layers; others are pulled whole).
+    #[arg(long)]
+    lazy: bool,
     /// List the changes of layer N (a number of the LAYER column, or `upper`): A added,
     /// C modified, D deleted, O made opaque.
     #[arg(long, value_name = "N")]
@@ -38,6 +42,9 @@ pub struct LayersArgs {
 
 /// Prints the table (or a layer's changes) and writes the pictures asked for.
 pub fn run(a: LayersArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    if a.lazy {
+        super::pull::lazy_if_missing(root, &a.target, super::pull::LazyArg::Only)?;
+    }
     let store = open_store(root)?;
     let target = Target::open(&store, &a.target)?;
     let stack = &target.stack;

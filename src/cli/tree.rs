@@ -15,6 +15,10 @@ pub struct TreeArgs {
     /// The image (name or id) or container (name or id).
     #[arg(value_name = "IMAGE|CONTAINER")]
     target: String,
+    /// An image not in the store is pulled lazily first: only its tables of contents are read
+    /// (eStargz layers; others are pulled whole).
+    #[arg(long)]
+    lazy: bool,
     /// The directory to start from [default: /].
     #[arg(value_name = "PATH")]
     path: Option<PathBuf>,
@@ -25,6 +29,9 @@ pub struct TreeArgs {
 
 /// Prints the tree.
 pub fn run(a: TreeArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    if a.lazy {
+        super::pull::lazy_if_missing(root, &a.target, super::pull::LazyArg::Only)?;
+    }
     let store = open_store(root)?;
     let target = Target::open(&store, &a.target)?;
     let view = View::of(&target.stack);
