@@ -248,9 +248,19 @@ fn root_a_daemon_unmounted_from_outside_leaves_a_newer_mount_at_the_same_place_a
         Command::new(strata()).args(["mount", "-f", "--lower"]).arg(t.path().join("a")).arg(&m).spawn().unwrap();
     assert!(wait_mounted(&m, true), "the first mount did not appear");
     let pid = rustix::process::Pid::from_raw(first.id() as i32).unwrap();
+    // Whatever happens, the stopped daemon is let go (a stopped daemon would hang the test).
+    struct Release(rustix::process::Pid);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+        }
+    }
+    let _release = Release(pid);
     // Hold the first daemon still while its mount goes away and a second one takes the place.
+    // umount(2) itself: the umount command stats the mount point, which the stopped daemon
+    // would never answer.
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
-    assert!(Command::new("umount").arg(&m).status().unwrap().success());
+    rustix::mount::unmount(&m, rustix::mount::UnmountFlags::empty()).unwrap();
     let out = run(Command::new(strata()).args(["mount", "--lower"]).arg(t.path().join("b")).arg(&m));
     assert!(out.status.success() && is_mounted(&m));
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
