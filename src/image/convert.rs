@@ -7,15 +7,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::os::fd::AsFd;
 
 use super::digest::{Algorithm, Digest};
 use super::estargz::{Converted, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, write_estargz};
+use super::import::Importer;
+use super::progress::{Progress, ProgressMode};
 use super::source::sniff;
 use super::spec::{Descriptor, ImageManifest, MediaType};
-use super::store::{Image, LayerMeta, StoreError, WriteLock};
-use super::unpack::{self, Options};
-use crate::sys::fd;
+use super::store::{Image, StoreError, WriteLock};
 
 /// The converted image: its manifest (bytes and descriptor).
 #[derive(Debug)]
@@ -35,7 +34,7 @@ pub fn to_estargz(lock: &WriteLock<'_>, image: &Image, prefetch: &[String]) -> R
     for blob in &image.manifest.layers {
         let (desc, conv) = layer(lock, blob, prefetch)?;
         if !store.has_layer(&conv.diff_id) {
-            unpack_blob(lock, &desc.digest, &conv.diff_id)?;
+            unpack_blob(lock, &desc, &conv.diff_id)?;
         }
         diff_ids.push(conv.diff_id.to_string());
         layers.push(desc);
@@ -83,25 +82,21 @@ fn layer(lock: &WriteLock<'_>, blob: &Descriptor, prefetch: &[String]) -> Result
     Ok((desc, conv))
 }
 
-/// Unpacks a stored layer blob as the layer `diff_id` (checking the tar's digest).
-fn unpack_blob(lock: &WriteLock<'_>, blob: &Digest, diff_id: &Digest) -> Result<(), StoreError> {
-    let store = lock.store();
-    let path = store.blob_path(blob);
-    let io_err = |source| StoreError::Io { path: path.clone(), source };
-    let file = File::open(&path).map_err(io_err)?;
-    let (tar, _) = sniff(BufReader::with_capacity(1 << 20, file)).map_err(io_err)?;
-    let mut hashing = super::digest::HashingReader::new(tar, Algorithm::Sha256);
-    let dir = lock.layer_tmp()?;
-    let root = fd::open_user_dir(dir.path())
-        .map_err(|e| StoreError::Io { path: dir.path().to_path_buf(), source: e.into() })?;
-    let unpacked = unpack::unpack(&mut hashing, root.as_fd(), Options::for_current_user())
-        .map_err(|e| StoreError::Io { path: path.clone(), source: io::Error::other(e.to_string()) })?;
-    let (actual, _) = hashing.finish().map_err(io_err)?;
-    if &actual != diff_id {
-        return Err(StoreError::Io {
-            path,
-            source: io::Error::other(format!("the converted layer's tar is {actual}, expected {diff_id}")),
-        });
-    }
-    lock.commit_layer(dir, diff_id, &LayerMeta { size: unpacked.size, entries: unpacked.entries })
+/// Unpacks a stored layer blob as the layer `diff_id`, through the importer's one checked pass
+/// (blob against its descriptor, tar against the diff_id) — the blob is written again on the
+/// way, the same bytes under the same name.
+fn unpack_blob(lock: &WriteLock<'_>, desc: &Descriptor, diff_id: &Digest) -> Result<(), StoreError> {
+    let path = lock.store().blob_path(&desc.digest);
+    let file = File::open(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+    let progress = Progress::new(ProgressMode::Quiet);
+    let ticker = progress.layer(desc.digest.short(), desc.size);
+    Importer::new(lock, Progress::new(ProgressMode::Quiet))
+        .stream_layer(
+            Box::new(BufReader::with_capacity(1 << 20, file)),
+            lock.blob_writer(Algorithm::Sha256)?,
+            desc,
+            diff_id,
+            &ticker,
+        )
+        .map_err(|e| StoreError::Io { path, source: io::Error::other(e.to_string()) })
 }
