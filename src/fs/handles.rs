@@ -104,10 +104,11 @@ impl Overlay {
         }
         let at = self.locate(&node)?;
         let name = at.name().ok_or(Errno::INVAL)?;
-        if let Some(fetcher) = &self.stack.layer(node.src().top()).lazy {
+        let layer = node.src().top();
+        if let Some(fetcher) = &self.stack.layer(layer).lazy {
             super::lazy::ensure(fetcher.as_ref(), at.dir(), name)?;
         }
-        if !self.stack.is_upper(node.src().top())
+        if !self.stack.is_upper(layer)
             && super::lazy::recording()
             && let Ok(path) = self.inodes.path_of(&node)
         {
