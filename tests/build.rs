@@ -660,7 +660,7 @@ fn root_add_fetches_a_url_keeps_it_packed_dates_it_and_caches_by_content() {
 #[test]
 fn root_copy_and_run_heredocs() {
     let env = Env::new();
-    let df = "FROM oci-multi\nARG WHO=world\nCOPY <<EOF /hello.txt\nhello $WHO \"quoted\"\nEOF\n\
+    let df = "FROM oci-multi\nARG WHO=world\nCOPY <<EOF /hello.txt\nhello $WHO \"quoted\" '$WHO' \\$WHO\nEOF\n\
               COPY --chmod=755 <<-\"A\" <<B /dir/\n\t#!/bin/sh\n\techo $NOT_EXPANDED\n\tA\nb $WHO\nB\n\
               RUN <<EOF\necho from heredoc > /run.txt\ncat /hello.txt >> /run.txt\nEOF\n\
               RUN <<-EOF\n\t#!/bin/sh\n\techo \"$0 $WHO\" > /script.txt\n\tEOF\n";
@@ -669,7 +669,7 @@ fn root_copy_and_run_heredocs() {
     let got = run_sh(&env, "here:1", "cat /run.txt /dir/A /dir/B; stat -c '%n %a %u' /hello.txt /dir/A /dir/B");
     assert_eq!(
         got,
-        "from heredoc\nhello world \"quoted\"\n#!/bin/sh\necho $NOT_EXPANDED\nb world\n\
+        "from heredoc\nhello world \"quoted\" 'world' $WHO\n#!/bin/sh\necho $NOT_EXPANDED\nb world\n\
          /hello.txt 644 0\n/dir/A 755 0\n/dir/B 755 0\n"
     );
     let again = build_ok(&env, "ctx", df, &[]);

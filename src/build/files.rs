@@ -249,8 +249,9 @@ pub fn make_dir(dir: &str, t: &Target<'_>) -> Result<()> {
 }
 
 /// Writes the heredoc `h` of COPY/ADD as the file `dir/NAME` (mode 0644), as BuildKit does:
-/// `<<-` removes the lines' leading tabs; an unquoted name expands `$VAR` in the content
-/// (quotes and escapes kept).
+/// `<<-` removes the lines' leading tabs; an unquoted name expands `$VAR` in the content, quotes
+/// being ordinary characters and the escape character escaping the next one (`\$X` is `$X`,
+/// `\\` is `\`).
 pub fn heredoc(
     h: &super::parser::Heredoc,
     dir: &Path,
@@ -260,7 +261,7 @@ pub fn heredoc(
     use sha2::Digest as _;
     let mut content = if h.chomp { super::parser::chomp(&h.content) } else { h.content.clone() };
     if h.expand {
-        let lex = super::shell::Lexer { escape, raw_quotes: true, raw_escapes: true, skip_unset: false };
+        let lex = super::shell::Lexer { skip_quotes: true, ..super::shell::Lexer::new(escape) };
         content = lex.word(&content, vars).map_err(|e| format!("heredoc {}: {e}", h.name))?;
     }
     let path = dir.join(&h.name);

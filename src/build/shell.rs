@@ -50,12 +50,15 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave `$X` / `${X…}` as written when `X` is unset.
     pub skip_unset: bool,
+    /// Quotes are ordinary characters (`$X` inside them is expanded): BuildKit's lexer for a
+    /// COPY/ADD heredoc's content, which is a file, not Dockerfile words.
+    pub skip_quotes: bool,
 }
 
 impl Lexer {
     /// A lexer with `escape` as its escape character, everything else off.
     pub fn new(escape: char) -> Lexer {
-        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset: false }
+        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset: false, skip_quotes: false }
     }
 
     /// Expands `input` with `vars`.
@@ -192,7 +195,7 @@ impl Scan<'_> {
                     words.add_raw_string(&v);
                     result.push_str(&v);
                 }
-                '\'' | '"' => {
+                '\'' | '"' if !self.lex.skip_quotes => {
                     let v = if c == '\'' { self.single_quoted()? } else { self.double_quoted()? };
                     words.add_raw_string(&v);
                     result.push_str(&v);
@@ -549,6 +552,15 @@ mod tests {
         assert_eq!(w("${P/local/x}"), "/usr/x/bin");
         assert_eq!(w("${P//\\//:}"), ":usr:local:bin");
         assert_eq!(w("${E-d}${E:-d}${U-d}"), "dd");
+    }
+
+    /// A COPY heredoc's content as BuildKit expands it: quotes are plain characters, the escape
+    /// character still escapes.
+    #[test]
+    fn heredoc_content_expansion() {
+        let lex = Lexer { skip_quotes: true, ..Lexer::new('\\') };
+        let got = lex.word("a '$A' \"${A}\" \\$A \\\\ c:\\d\n'unclosed", &env()).unwrap();
+        assert_eq!(got, "a '1' \"1\" $A \\ c:d\n'unclosed");
     }
 
     #[test]
