@@ -655,6 +655,35 @@ fn root_add_fetches_a_url_keeps_it_packed_dates_it_and_caches_by_content() {
         assert!(err.contains(&format!("Step 2/2 (Dockerfile line 2) ADD: {url}: {why}")), "{err}");
     }
     assert!(!env.run(&["inspect", "bad:1"]).status.success());
+    // ADD --checksum: a cached step downloads nothing; a different content or a local source
+    // is one line and no image.
+    use sha2::Digest as _;
+    let sum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"conf 2\n")));
+    let df = format!("FROM oci-multi\nADD --checksum={sum} {} /c\n", http.url("/files/conf.txt"));
+    build_ok(&env, "sum", &df, &["-t", "sum:1"]);
+    assert_eq!(run_sh(&env, "sum:1", "cat /c"), "conf 2\n");
+    let hits = http.hits();
+    let again = build_ok(&env, "sum", &df, &["-t", "sum:1"]);
+    assert_eq!((again.matches("Using cache").count(), http.hits() - hits), (1, 0), "{again}");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    for (df, why) in [
+        (
+            format!("FROM oci-multi\nADD --checksum={wrong} {} /c\n", http.url("/files/conf.txt")),
+            format!("{}: content is {sum}, --checksum says {wrong}", http.url("/files/conf.txt")),
+        ),
+        (format!("FROM oci-multi\nADD --checksum={sum} Dockerfile /c\n"), "--checksum is for URL sources only".into()),
+        (
+            format!("FROM oci-multi\nADD --checksum=md5:1 {} /c\n", http.url("/files/conf.txt")),
+            "--checksum=md5:1: sha256:HEX".into(),
+        ),
+    ] {
+        fs::write(ctx.join("Dockerfile"), df).unwrap();
+        let out = build(&env, &ctx, &["-t", "bad:2"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && err.lines().count() == 1, "{err}");
+        assert!(err.contains(&format!("Step 2/2 (Dockerfile line 2) ADD: {why}")), "{err}");
+    }
+    assert!(!env.run(&["inspect", "bad:2"]).status.success());
 }
 
 #[test]

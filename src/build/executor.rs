@@ -31,6 +31,7 @@ use crate::image::diff;
 use crate::image::digest::Digest;
 use crate::image::lower::Lowers;
 use crate::image::pack::Roots;
+use crate::image::progress::{Progress, ProgressMode};
 use crate::image::reference::Name;
 use crate::image::source::Compression;
 use crate::image::spec::{Descriptor, MediaType};
@@ -88,7 +89,7 @@ type Fail = String;
 
 /// COPY/ADD sources, each flagged when Strata wrote it (a heredoc, a URL's download), and
 /// `NAME DIGEST` of those.
-type Gathered = (Vec<(Source, bool)>, Vec<String>);
+type Gathered = (Vec<(Source, bool)>, Vec<String>, Vec<(String, PathBuf)>);
 
 /// The args every build knows without an `ARG` (docker's predefined proxy args).
 const PREDEFINED: &[&str] = &[
@@ -412,7 +413,7 @@ impl Builder<'_> {
         };
         let allowed_flags: &[&str] = match cmd.as_str() {
             "copy" => &["--from", "--chown", "--chmod", "--link"],
-            "add" => &["--chown", "--chmod", "--link"],
+            "add" => &["--chown", "--chmod", "--link", "--checksum"],
             "healthcheck" => &["--interval", "--timeout", "--start-period", "--start-interval", "--retries"],
             _ => &[],
         };
@@ -878,8 +879,16 @@ impl Builder<'_> {
             }
             None => self.ctx,
         };
+        let checksum = match flag("checksum") {
+            Some(_) if srcs.iter().any(|s| !remote::is_url(s)) => {
+                return Err(self.fail(ins, "--checksum is for URL sources only"));
+            }
+            Some(c) => Some(remote::parse_checksum(&c).map_err(|e| self.fail(ins, e))?),
+            None => None,
+        };
         let downloads = self.upper().map_err(|e| self.fail(ins, e))?;
-        let (sources, fetched) = self.sources_of(ins, ctx, srcs, vars, downloads.path())?;
+        let (sources, fetched, pending) =
+            self.sources_of(ins, ctx, srcs, vars, downloads.path(), checksum.as_deref())?;
         let local: Vec<Source> = sources.iter().filter(|(_, r)| !r).map(|(s, _)| s.clone()).collect();
         let digest = ctx.digest(&local, &self.sums).map_err(|e| self.fail(ins, e))?;
         let digest = if fetched.is_empty() { digest } else { format!("{digest} {}", fetched.join(" ")) };
@@ -888,6 +897,9 @@ impl Builder<'_> {
         let key = cache::key(&st.image.descriptor.digest.to_string(), &key_text, Some(&digest));
         if self.cached(st, &key) {
             return Ok(());
+        }
+        for (url, sub) in &pending {
+            remote::fetch(url, sub, checksum.as_deref(), self.progress()).map_err(|e| self.fail(ins, e))?;
         }
         let dirs = self.lower_dirs(&st.image);
         let upper = self.upper().map_err(|e| self.fail(ins, e))?;
@@ -908,8 +920,15 @@ impl Builder<'_> {
         self.commit(st, Some(StepLayer::Written(upper, &lowers)), &text, &key).map_err(|e| self.fail(ins, e))
     }
 
+    /// Progress lines of downloads: live on a terminal, none with `-q` or off a terminal.
+    fn progress(&self) -> Progress {
+        Progress::new(if self.opts.quiet { ProgressMode::Quiet } else { ProgressMode::Auto })
+    }
+
     /// What COPY/ADD take: files of `ctx`, heredocs and (ADD) URLs — the last two written
     /// under `dir` and flagged `true` (never unpacked) — with `NAME DIGEST` of each of those.
+    /// A URL with a `checksum` is not downloaded yet (its digest is known): it is returned as
+    /// pending `(URL, DIR)`, fetched only if the step is not cached.
     fn sources_of(
         &self,
         ins: &Instruction,
@@ -917,8 +936,9 @@ impl Builder<'_> {
         srcs: &[String],
         vars: &BTreeMap<String, String>,
         dir: &Path,
+        checksum: Option<&str>,
     ) -> Result<Gathered, BuildError> {
-        let (mut sources, mut made) = (Vec::new(), Vec::new());
+        let (mut sources, mut made, mut pending) = (Vec::new(), Vec::new(), Vec::new());
         for (i, s) in srcs.iter().enumerate() {
             let heredoc = parser::heredoc_marker(&ins.args.words[i])
                 .and_then(|m| ins.heredocs.iter().find(|h| h.name == m.name && h.fd == m.fd));
@@ -928,15 +948,23 @@ impl Builder<'_> {
             }
             let sub = dir.join(made.len().to_string());
             std::fs::create_dir(&sub).map_err(|e| self.fail(ins, format!("{}: {e}", sub.display())))?;
+            if let (None, Some(c)) = (heredoc, checksum) {
+                let name = remote::file_name(s)
+                    .ok_or_else(|| self.fail(ins, format!("{s}: cannot determine a file name from the URL")))?;
+                made.push(format!("{s} {c}"));
+                sources.push((Source { path: sub.join(&name), rel: name }, true));
+                pending.push((s.clone(), sub));
+                continue;
+            }
             let f = match heredoc {
                 Some(h) => files::heredoc(h, &sub, self.escape, vars),
-                None => remote::fetch(s, &sub),
+                None => remote::fetch(s, &sub, None, self.progress()),
             };
             let f = f.map_err(|e| self.fail(ins, e))?;
             made.push(format!("{s} {}", f.digest));
             sources.push((Source { path: f.path, rel: f.name }, true));
         }
-        Ok((sources, made))
+        Ok((sources, made, pending))
     }
 
     /// The files `srcs` name in a stage or image, for `COPY --from`: read from its merged

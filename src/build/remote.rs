@@ -2,7 +2,9 @@
 //! unpacked, named by the last part of the URL's path, mode 0600 (unless `--chmod`), its mtime
 //! from `Last-Modified` — into a directory of Strata's own that then serves as the step's
 //! source. The step's cache key takes the content's sha256, so every build downloads it again
-//! and a changed file misses the cache.
+//! and a changed file misses the cache — unless `ADD --checksum=sha256:HEX` says what the
+//! content must be: then the key takes that, a cached step downloads nothing, and a download
+//! whose sha256 differs fails the step. On a terminal the download shows a live line.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -12,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::image::progress::Progress;
 use crate::registry::tls::{self, TlsOptions};
 
 /// Whether an ADD source is a URL.
@@ -29,8 +32,30 @@ pub struct Fetched {
     pub digest: String,
 }
 
-/// Downloads `url` into `dir`; an error is one line naming the URL.
-pub fn fetch(url: &str, dir: &Path) -> Result<Fetched, String> {
+/// Checks an `ADD --checksum` value (`sha256:` and 64 hex digits, as BuildKit takes it).
+pub fn parse_checksum(c: &str) -> Result<String, String> {
+    match c.strip_prefix("sha256:") {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(format!("sha256:{}", h.to_ascii_lowercase()))
+        }
+        _ => Err(format!("--checksum={c}: sha256:HEX (64 hex digits) expected")),
+    }
+}
+
+/// Downloads `url` into `dir`, its content checked against `checksum` when one is given
+/// (nothing is kept when it differs); an error is one line naming the URL.
+pub fn fetch(url: &str, dir: &Path, checksum: Option<&str>, progress: Progress) -> Result<Fetched, String> {
+    let f = download(url, dir, progress)?;
+    match checksum {
+        Some(want) if want != f.digest => {
+            let _ = fs::remove_file(&f.path);
+            Err(format!("{url}: content is {}, --checksum says {want}", f.digest))
+        }
+        _ => Ok(f),
+    }
+}
+
+fn download(url: &str, dir: &Path, progress: Progress) -> Result<Fetched, String> {
     let bad = |why: &dyn std::fmt::Display| format!("{url}: {why}");
     let name = file_name(url).ok_or_else(|| bad(&"cannot determine a file name from the URL"))?;
     let host = url.split("://").nth(1).and_then(|r| r.split(['/', '?', '#']).next()).unwrap_or("");
@@ -48,26 +73,36 @@ pub fn fetch(url: &str, dir: &Path) -> Result<Fetched, String> {
         return Err(bad(&format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""))).trim().into());
     }
     let mtime = resp.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(http_date);
+    let total = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     let path = dir.join(&name);
     let mut file = fs::File::create(&path).map_err(|e| bad(&e))?;
+    let line = progress.task(&name, total, "Downloading");
     let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = body.read(&mut buf).map_err(|e| bad(&e))?;
+        let n = match body.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                line.failed();
+                return Err(bad(&e));
+            }
+        };
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
         file.write_all(&buf[..n]).map_err(|e| bad(&e))?;
+        line.inc(n as u64);
     }
+    line.done("Download complete");
     file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| bad(&e))?;
     file.set_modified(mtime.unwrap_or_else(SystemTime::now)).map_err(|e| bad(&e))?;
     Ok(Fetched { path, name, digest: format!("sha256:{}", hex::encode(h.finalize())) })
 }
 
 /// The last part of the URL's path, if it names a file.
-fn file_name(url: &str) -> Option<String> {
+pub fn file_name(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let path = rest.split(['?', '#']).next()?;
     let (_, path) = path.split_once('/')?;
@@ -108,5 +143,9 @@ mod tests {
         assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
         assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(UNIX_EPOCH));
         assert_eq!(http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_checksum(&format!("sha256:{}", hex.to_uppercase())), Ok(format!("sha256:{hex}")));
+        assert!(parse_checksum("sha256:abc").is_err());
+        assert!(parse_checksum(&format!("md5:{hex}")).is_err());
     }
 }
