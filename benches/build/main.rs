@@ -10,6 +10,8 @@
 //! Run as root. Under `cargo test` (no `--bench` argument) it checks its report code and
 //! measures nothing.
 
+#[path = "../common/dockerd.rs"]
+mod dockerd;
 #[path = "../common/stats.rs"]
 mod stats;
 
@@ -21,12 +23,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 
+use dockerd::Dockerd;
 use report::{Row, Target, Unit};
 
 /// Strata's build against buildah and docker's classic builder.
@@ -177,59 +180,9 @@ fn timed(argv: &[&str], env: &[(&str, &str)]) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// A private dockerd (overlay2), stopped when dropped.
-struct Dockerd {
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Dockerd {
-    fn start(dir: &Path) -> Result<Dockerd> {
-        let _ = fs::remove_dir_all(dir);
-        fs::create_dir_all(dir)?;
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .args(["--iptables=false", "--bridge=none", "--storage-driver", "overlay2"])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("log"))?)
-            .spawn()
-            .context("starting dockerd")?;
-        let d = Dockerd { dir: dir.to_path_buf(), child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while d.docker(&["version"]).is_err() {
-            ensure!(Instant::now() < deadline, "dockerd did not start: {}", d.dir.join("log").display());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(d)
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.join("docker.sock").display())
-    }
-
-    fn docker(&self, args: &[&str]) -> Result<String> {
-        let host = self.host();
-        run(&[&["docker"], args].concat(), &[("DOCKER_HOST", &host), ("DOCKER_BUILDKIT", "0")])
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// docker's classic builder on the private dockerd.
+fn docker(d: &Dockerd, args: &[&str]) -> Result<String> {
+    run(&as_strs(&d.cli(args)), &[("DOCKER_BUILDKIT", "0")])
 }
 
 /// The tools and where each keeps its store.
@@ -279,9 +232,9 @@ impl Cx {
             }
             _ => {
                 let d = self.docker.as_ref().context("no dockerd")?;
-                let _ = d.docker(&["rmi", "-f", "bench:1"]);
-                d.docker(&["image", "prune", "-f"])?;
-                d.docker(&["load", "-q", "-i", a])?;
+                let _ = docker(d, &["rmi", "-f", "bench:1"]);
+                docker(d, &["image", "prune", "-f"])?;
+                docker(d, &["load", "-q", "-i", a])?;
             }
         }
         Ok(())
@@ -298,11 +251,8 @@ impl Cx {
             ),
             _ => {
                 let d = self.docker.as_ref().context("no dockerd")?;
-                let host = d.host();
-                timed(
-                    &["docker", "build", "-q", "--network", "none", "-t", "bench:1", ctx],
-                    &[("DOCKER_HOST", &host), ("DOCKER_BUILDKIT", "0")],
-                )
+                let argv = d.cli(&["build", "-q", "--network", "none", "-t", "bench:1", ctx]);
+                timed(&as_strs(&argv), &[("DOCKER_BUILDKIT", "0")])
             }
         }
     }
@@ -356,7 +306,13 @@ fn real_main(args: &Args) -> Result<()> {
     let _ = fs::remove_file(&archive);
     st(&["save", "-o", archive.to_str().context("path")?, "oci-multi"])?;
     let with = |t: &str| args.tools.iter().any(|x| x == t);
-    let docker = if with("docker") { Some(Dockerd::start(&args.dir.join("dockerd"))?) } else { None };
+    let docker = if with("docker") {
+        let dir = args.dir.join("dockerd");
+        let _ = fs::remove_dir_all(&dir);
+        Some(Dockerd::start(&dir, None)?)
+    } else {
+        None
+    };
     let cx = Cx { strata, dir: args.dir.clone(), ctx, archive, docker };
     let mut cols: Vec<&'static str> = Vec::new();
     for t in ["buildah", "docker"] {

@@ -10,6 +10,8 @@
 //! Run as root (dropping caches, podman's and docker's overlay mounts). Under `cargo test` (no
 //! `--bench` argument) it checks its report code and measures nothing.
 
+#[path = "../common/dockerd.rs"]
+mod dockerd;
 #[path = "../common/stats.rs"]
 mod stats;
 

@@ -1,6 +1,6 @@
-//! The daemons the benchmark starts: Debian's `docker-registry` (distribution 2.8) serving plain
-//! HTTP on a loopback port with its blobs in a directory, and a private `dockerd` with its own
-//! data root and socket. Both are stopped when dropped.
+//! The registry the benchmark starts: Debian's `docker-registry` (distribution 2.8) serving plain
+//! HTTP on a loopback port with its blobs in a directory, stopped when dropped. (The private
+//! `dockerd` is `benches/common/dockerd.rs`.)
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rustix::process::{Pid, Signal, kill_process};
 
 /// A running registry.
 pub struct Registry {
@@ -85,76 +84,4 @@ fn api_answers(port: u16) -> bool {
         Ok(head.ends_with(b" 200"))
     };
     ask().unwrap_or(false)
-}
-
-/// The client packaged with dockerd (`docker.io`): another docker CLI may be first in `PATH`.
-const DOCKER: &str = "/usr/bin/docker";
-
-/// A private docker daemon.
-pub struct Dockerd {
-    child: Child,
-    /// `unix://…` for `docker -H`.
-    pub host: String,
-}
-
-impl Dockerd {
-    /// Starts dockerd with everything under `dir` (made afresh), trusting `registry` over plain
-    /// HTTP, and waits until it answers.
-    pub fn start(dir: &Path, registry: &str) -> Result<Dockerd> {
-        super::reset_dir(dir)?;
-        let sock = dir.join("docker.sock");
-        let log = File::create(dir.join("dockerd.log"))?;
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--insecure-registry", registry, "--iptables=false", "--ip-masq=false", "--bridge=none"])
-            .args(["--storage-driver", "overlay2", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting dockerd")?;
-        let mut d = Dockerd { child, host: format!("unix://{}", sock.display()) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = Command::new(DOCKER).args(["-H", &d.host, "version"]).output().is_ok_and(|o| o.status.success());
-            if ok {
-                return Ok(d);
-            }
-            if Instant::now() > deadline || d.child.try_wait()?.is_some() {
-                let log = fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
-                bail!("dockerd did not start: {}", log.trim());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// `docker -H SOCK ARGS…`.
-    pub fn cli(&self, args: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = vec![DOCKER.into(), "-H".into(), self.host.clone()];
-        v.extend(args.iter().map(|a| a.to_string()));
-        v
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let pid = Pid::from_child(&self.child);
-        let _ = kill_process(pid, Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

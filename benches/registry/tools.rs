@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 
+use super::dockerd::Dockerd;
 use super::image::Image;
-use super::servers::{Dockerd, Registry};
+use super::servers::Registry;
 
 /// One measurement.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +89,14 @@ impl Cx {
         let dest = format!("docker://{}", source.image());
         run(&argv(&["skopeo", "copy", "-q", "--dest-tls-verify=false", &format!("oci:{}", image.oci_ref()), &dest]))
             .context("loading the pull registry")?;
-        let docker = if docker { Some(Dockerd::start(&scratch.join("dockerd"), &source.host())?) } else { None };
+        let docker = if docker {
+            {
+                super::reset_dir(&scratch.join("dockerd"))?;
+                Some(Dockerd::start(&scratch.join("dockerd"), Some(&source.host()))?)
+            }
+        } else {
+            None
+        };
         let strata_src = scratch.join("strata-src");
         super::reset_dir(&strata_src)?;
         let load = [strata.display().to_string(), "--root".into(), strata_src.display().to_string()];

@@ -332,8 +332,10 @@ pub fn dockerfile(data: &[u8]) {
             }
             _ => {}
         }
-        for (raw_quotes, raw_escapes, skip_unset) in [(false, false, false), (true, true, true)] {
-            let lex = shell::Lexer { escape: df.escape, raw_quotes, raw_escapes, skip_unset };
+        for (raw_quotes, raw_escapes, skip_unset, skip_quotes) in
+            [(false, false, false, false), (true, true, true, false), (false, false, false, true)]
+        {
+            let lex = shell::Lexer { escape: df.escape, raw_quotes, raw_escapes, skip_unset, skip_quotes };
             for w in ins.args.words.iter().chain(ins.flags.iter()) {
                 if let Err(e) = lex.expand(w, &vars) {
                     let _ = e.to_string();
