@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 mod common;
 
-use common::registry::{Registry, RegistryOptions, SERVICE, Throttle, TokenAuth, require_registry};
+use common::registry::{Liar, Lie, Registry, RegistryOptions, SERVICE, Throttle, TokenAuth, require_registry};
 use common::store::{fixtures, require_tool};
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +491,40 @@ fn a_blob_changed_in_the_registry_is_refused_and_nothing_enters_the_store() {
     assert_eq!(dst.ok(&["images", "-q"]), "");
     assert_eq!(store_contents(&dst), (vec![], vec![]), "a failed pull leaves nothing behind");
     assert!(!dst.root().join("partial").read_dir().unwrap().any(|_| true), "a wrong partial blob is not kept");
+}
+
+/// A lying registry — a manifest bigger than any real one, a manifest or a blob whose body never
+/// ends, a blob longer than it says — costs one line, a bounded time and nothing in the store.
+#[test]
+fn a_lying_registry_is_refused_in_one_line_and_bounded_time_leaving_nothing() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    src.ok(&["push", &name]);
+    let sk = Skopeo::new();
+    let (digest, size) =
+        largest_layer(&sk.ok(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
+    let repo_tag = name.split_once('/').unwrap().1.to_string();
+    let cases = [
+        ("/manifests/", Lie::HugeManifest(5 << 20), "larger than"),
+        ("/manifests/", Lie::Endless, "larger than"),
+        (digest.as_str(), Lie::Endless, &*format!("layer {digest}")),
+        (digest.as_str(), Lie::LongerThanSaid(size), &*format!("layer {digest}")),
+    ];
+    for (pattern, lie, says) in cases {
+        let liar = Liar::start(&reg.host(), pattern, lie.clone());
+        let dst = Store::new();
+        let start = Instant::now();
+        let line = dst.fails(&["pull", &format!("{}/{repo_tag}", liar.host())]);
+        let took = start.elapsed();
+        assert!(liar.told() > 0, "{lie:?}: the lie was not asked for");
+        assert!(line.contains(says) && line.trim().lines().count() == 1, "{lie:?}: {line}");
+        assert!(took < Duration::from_secs(60), "{lie:?}: took {took:?}");
+        assert_eq!(dst.ok(&["images", "-q"]), "", "{lie:?}");
+        assert_eq!(store_contents(&dst), (vec![], vec![]), "{lie:?}: a failed pull leaves nothing behind");
+    }
 }
 
 #[test]

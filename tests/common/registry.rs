@@ -2,7 +2,8 @@
 //! `docker-registry` (distribution 2.8) serving a temp dir over plain HTTP or TLS (a CA made with
 //! the `openssl` CLI), without auth, with htpasswd Basic auth, or with token auth (a token server
 //! in this process, after docker's token spec: <https://distribution.github.io/distribution/spec/auth/token/>);
-//! and [`Throttle`], a TCP proxy that limits what reaches the client.
+//! [`Throttle`], a TCP proxy that limits what reaches the client; and [`Liar`], a proxy that
+//! answers some requests with a hostile reply.
 //!
 //! The registry logs one JSON line per event (`log.formatter: json`). A request ends with a line
 //! whose `msg` is `response completed` (or `response completed with error`), carrying
@@ -1070,4 +1071,172 @@ fn serve_file(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<FileRequest>>) {
     let reason = if status == 200 { "OK" } else { "Not Found" };
     let _ = write!(conn, "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     let _ = conn.write_all(&body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A lying registry: a real one behind a proxy that answers some paths with a hostile reply
+
+/// What a [`Liar`] answers instead of the registry, for requests whose path contains its
+/// pattern.
+#[derive(Clone, Debug)]
+pub enum Lie {
+    /// A `200` manifest of this many bytes (a valid JSON head, then spaces).
+    HugeManifest(usize),
+    /// A `200` answer (chunked) that never ends.
+    Endless,
+    /// A `200` answer announcing the blob's length, then sending more than that, forever.
+    LongerThanSaid(u64),
+}
+
+/// A proxy in front of a real registry (`GET` and `HEAD`, one request per connection) that
+/// answers paths containing a pattern with a [`Lie`]. Counts the lies told.
+pub struct Liar {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    told: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Liar {
+    /// Starts in front of `upstream` (`HOST:PORT`, plain HTTP), lying `lie` for paths
+    /// containing `pattern`.
+    pub fn start(upstream: &str, pattern: &str, lie: Lie) -> Liar {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, told) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (sp, t) = (stop.clone(), told.clone());
+        let (upstream, pattern) = (upstream.to_string(), pattern.to_string());
+        let thread = std::thread::spawn(move || {
+            accept_loop(&listener, &sp, |conn| {
+                let (upstream, pattern, lie, t, sp) =
+                    (upstream.clone(), pattern.clone(), lie.clone(), t.clone(), sp.clone());
+                std::thread::spawn(move || liar_serve(conn, &upstream, &pattern, &lie, &t, &sp));
+            })
+        });
+        Liar { addr, stop, told, thread: Some(thread) }
+    }
+
+    /// `127.0.0.1:PORT` of the proxy.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Lies told so far.
+    pub fn told(&self) -> u64 {
+        self.told.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Liar {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers one request: a lie, or the registry's own answer.
+fn liar_serve(mut conn: TcpStream, upstream: &str, pattern: &str, lie: &Lie, told: &AtomicU64, stop: &AtomicBool) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    // A TLS hello (a client trying HTTPS first) gets what distribution's plain HTTP server says.
+    let mut first = [0u8; 1];
+    if conn.peek(&mut first).is_ok_and(|n| n == 1) && first[0] == 0x16 {
+        let _ = conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+        return;
+    }
+    let Some(head) = read_head(&mut conn) else { return };
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("/").to_string());
+    if method == "GET" && path.contains(pattern) {
+        told.fetch_add(1, Ordering::SeqCst);
+        let endless = |conn: &mut TcpStream, chunked: bool| {
+            let chunk = vec![b'x'; 64 * 1024];
+            while !stop.load(Ordering::SeqCst) {
+                let ok = if chunked {
+                    write!(conn, "{:x}\r\n", chunk.len())
+                        .and_then(|_| conn.write_all(&chunk))
+                        .and_then(|_| conn.write_all(b"\r\n"))
+                } else {
+                    conn.write_all(&chunk)
+                };
+                if ok.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = match lie {
+            Lie::HugeManifest(n) => {
+                let mut body =
+                    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]"#
+                        .to_vec();
+                body.resize(*n - 1, b' ');
+                body.push(b'}');
+                write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .and_then(|_| conn.write_all(&body))
+            }
+            Lie::Endless => {
+                let ct = if path.contains("/manifests/") {
+                    "application/vnd.oci.image.manifest.v1+json"
+                } else {
+                    "application/octet-stream"
+                };
+                let r = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                );
+                endless(&mut conn, true);
+                r
+            }
+            Lie::LongerThanSaid(len) => {
+                let r = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                );
+                endless(&mut conn, false);
+                r
+            }
+        };
+        return;
+    }
+    // Pass the request on (its Accept and Authorization), the registry's answer back whole,
+    // closing the connection after it (one request per connection, said to the client too).
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("http://{upstream}{path}");
+    let mut req = match method.as_str() {
+        "HEAD" => agent.head(&url),
+        _ => agent.get(&url),
+    };
+    for line in head.lines().skip(1) {
+        if let Some((k, v)) = line.split_once(':')
+            && ["accept", "authorization", "range"].contains(&k.trim().to_ascii_lowercase().as_str())
+        {
+            req = req.header(k.trim(), v.trim());
+        }
+    }
+    let Ok(mut resp) = req.call() else { return };
+    let body = if method == "HEAD" { Vec::new() } else { resp.body_mut().read_to_vec().unwrap_or_default() };
+    let mut out = format!("HTTP/1.1 {}\r\n", resp.status());
+    for (k, v) in resp.headers() {
+        if !["connection", "transfer-encoding", "content-length"].contains(&k.as_str()) {
+            out += &format!("{k}: {}\r\n", v.to_str().unwrap_or(""));
+        }
+    }
+    let len = if method == "HEAD" {
+        resp.headers().get("content-length").and_then(|v| v.to_str().ok()).unwrap_or("0").to_string()
+    } else {
+        body.len().to_string()
+    };
+    out += &format!("Content-Length: {len}\r\nConnection: close\r\n\r\n");
+    let _ = conn.write_all(out.as_bytes()).and_then(|_| conn.write_all(&body));
 }
