@@ -214,6 +214,30 @@ fn root_pid_1_hostname_proc_and_mounts_are_the_container_s() {
     assert!(env.sh(&["--network", "host"], "cat /proc/net/dev").lines().count() >= 3);
 }
 
+/// The rootfs is a FUSE mount the container's own processes cannot get behind: no way to the
+/// FUSE device, `..` and absolute symlinks end at its own root, and the host paths its mount
+/// table names (as docker's does, for `/etc/hosts`) lead nowhere inside.
+#[test]
+fn root_the_container_cannot_get_behind_its_fuse_rootfs() {
+    if !common::require_root("root_the_container_cannot_get_behind_its_fuse_rootfs") {
+        return;
+    }
+    let env = Env::new();
+    let script = "test -e /dev/fuse && echo fuse-visible; \
+                  mknod /tmp/fuse c 10 229 && (cat /tmp/fuse >/dev/null 2>&1 && echo fuse-open || echo fuse-denied); \
+                  ln -s /../../../../.. /tmp/up; \
+                  [ \"$(ls /tmp/up/)\" = \"$(ls /)\" ] && echo up-is-root; \
+                  [ \"$(ls /proc/1/root/../..)\" = \"$(ls /)\" ] && echo proc-root-is-root; \
+                  grep ' / ' /proc/self/mountinfo | grep -c fuse";
+    assert_eq!(lines(&env.sh(&[], script)), ["fuse-denied", "up-is-root", "proc-root-is-root", "1"]);
+    let script = "p=$(grep ' /etc/hosts ' /proc/self/mountinfo | cut -d' ' -f4); echo $p; \
+                  test -e $p || echo absent; test -e $(dirname $p)/upper || echo no-upper";
+    let got = lines(&env.sh(&[], script)).into_iter().map(str::to_string).collect::<Vec<_>>();
+    assert!(got[0].starts_with(&env.root().display().to_string()), "{got:?}");
+    assert_eq!(got[1..], ["absent", "no-upper"], "{got:?}");
+    assert!(!env.mounted());
+}
+
 #[test]
 fn root_dev_sys_etc_files_and_every_namespace_are_the_container_s() {
     if !common::require_root("root_dev_sys_etc_files_and_every_namespace_are_the_container_s") {
