@@ -700,6 +700,43 @@ fn broken_blobs_are_refused_and_nothing_remains() {
     env.load(&fixtures().join("oci-umoci"));
 }
 
+/// Gigantic counts and sizes: more names for one file than the filesystem allows, an entry
+/// claiming an exabyte, an `index.json` bigger than any real one. One line each, nothing kept.
+#[test]
+fn gigantic_counts_and_sizes_are_refused_in_one_line() {
+    let env = Env::new();
+    // 70,000 names for one file (ext4 allows 65,000).
+    let names: Vec<String> = (0..70_000).map(|i| format!("l{i}")).collect();
+    let mut members = vec![file("f", b"x")];
+    members.extend(names.iter().map(|n| link(n, tar::EntryType::Link, "f")));
+    let line = hostile_case(&env, "links", &members);
+    assert!(line.contains("layer sha256:") && line.contains("Too many links"), "{line}");
+    env.assert_store_empty();
+    // A regular file whose header claims 2^60 bytes, followed by a few.
+    let mut tar = tar_of(&[file("big", b"")]);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("big").unwrap();
+    h.set_size(1 << 60);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    tar.splice(0..512, h.as_bytes().iter().copied());
+    let layout = oci_layout(&env.path("exabyte"), &[gz_layer(tar)], "v1");
+    let line = env.fails(&["load", "-i", layout.to_str().unwrap()]);
+    assert!(line.contains("layer sha256:") && line.contains("reading the layer tar"), "{line}");
+    env.assert_store_empty();
+    // An index.json of 40 MiB.
+    let layout = oci_layout(&env.path("index"), &[gz_layer(tar_of(&[file("a", b"a")]))], "v1");
+    let mut index = fs::read(layout.join("index.json")).unwrap();
+    index.pop();
+    index.extend(std::iter::repeat_n(b' ', 40 << 20));
+    index.push(b'}');
+    fs::write(layout.join("index.json"), index).unwrap();
+    let line = env.fails(&["load", "-i", layout.to_str().unwrap()]);
+    assert!(line.contains("index.json"), "{line}");
+    env.assert_store_empty();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Concurrency
 
