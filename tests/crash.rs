@@ -8,7 +8,9 @@
 //! kernel keeps), so it is seen after the remount with no `fsync` needed; the one operation in
 //! flight at the kill is either done or not, never half done (a copy-up is built in the work dir
 //! and renamed into place: a file shows all its lower data or all its new data, never a part).
-//! What a power cut keeps is the business of `fsync`: see `root_power_cut_keeps_what_was_synced`.
+//! What a power cut keeps is the business of `fsync`: see `root_power_cut_keeps_what_was_synced`;
+//! and a power cut in the middle of a `pull` or a `build` leaves a store `strata check` passes
+//! (`root_power_cut_during_pull_and_build_leaves_a_whole_store`).
 //!
 //! How it is checked: the same operations run, one system call at a time, on kernel overlayfs
 //! (`index=on,redirect_dir=on`) over copies of the same layers, as far as Strata had got; the
@@ -765,6 +767,104 @@ fn root_power_cut_keeps_what_was_synced() {
     km.unmount();
     let d2 = differences(&before, &kernel);
     assert!(d2.is_empty(), "after the cut kernel overlayfs reads the upper dir otherwise:\n{}", d2.join("\n"));
+}
+
+/// `strata --root ROOT check`: exit code and output.
+fn store_check(root: &Path) -> (i32, String) {
+    let out =
+        Command::new(common::strata()).arg("--root").arg(root).arg("check").stdin(Stdio::null()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts `strata --root ROOT ARGS`, lets it run `after`, cuts the power, and waits for it
+/// to end (it meets a filesystem that is gone); whether it was still running at the cut.
+fn cut_during(disk: &LoopFs, root: &Path, args: &[&str], after: Duration) -> bool {
+    let mut child = Command::new(common::strata())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            disk.cut();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    disk.cut();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "strata {args:?} hangs after the power cut");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// A power cut in the middle of a `pull` (from a real registry, off the cut disk) or a `build`
+/// (containers, copies, commits) leaves a store that `strata check` passes, with the image that
+/// was complete before still complete and running; the writer, run again, finishes.
+#[test]
+fn root_power_cut_during_pull_and_build_leaves_a_whole_store() {
+    let test = "root_power_cut_during_pull_and_build_leaves_a_whole_store";
+    if !common::require_root(test) || !common::registry::require_registry() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("strata-cut-").tempdir_in("/tmp").unwrap();
+    let reg = common::registry::Registry::start(common::registry::RegistryOptions::new());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/oci-multi");
+    let fixture = fixture.to_str().unwrap();
+    // An image worth pulling: the fixture and 24 MB more in a layer of its own.
+    let src = tmp.path().join("src");
+    strata_ok(&src, &["load", "-q", "-i", fixture]);
+    let script = "for i in 1 2 3; do head -c 8000000 /dev/urandom > /data/big$i; done";
+    strata_ok(&src, &["run", "--name", "big", "--network", "none", "oci-multi", "sh", "-c", script]);
+    let name = format!("{}/cut/big:1", reg.host());
+    strata_ok(&src, &["commit", "big", &name]);
+    strata_ok(&src, &["push", &name]);
+    // Pulled through a proxy holding it to 40 MB/s, so that each cut lands during the pull.
+    let throttle = common::registry::Throttle::start(&reg.host());
+    throttle.set_rate(40_000_000);
+    let name = format!("{}/cut/big:1", throttle.host());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("blob"), vec![7u8; 3_000_000]).unwrap();
+    let dockerfile = "FROM oci-multi\nRUN head -c 6000000 /dev/urandom > /r1\nCOPY blob /blob\n\
+                      RUN cat /blob /r1 > /r2 && echo built > /built\n";
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let ctx = ctx.to_str().unwrap();
+    let mut cut = (0, 0);
+    for (i, ms) in [40u64, 150, 400].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("disk{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        let disk = LoopFs::new(&dir);
+        let root = disk.mnt.join("store");
+        strata_ok(&root, &["load", "-q", "-i", fixture]);
+        let whole = |when: &str| {
+            let (code, out) = store_check(&root);
+            assert!(code == 0 && out.ends_with("0 problems\n"), "{when}: the store is not whole:\n{out}");
+            let keep = strata_ok(&root, &["run", "--rm", "--network", "none", "oci-multi", "cat", "/data/keep.txt"]);
+            assert_eq!(keep, "keep\nmore\n", "{when}");
+        };
+        cut.0 += cut_during(&disk, &root, &["pull", &name], Duration::from_millis(ms)) as usize;
+        disk.power_on();
+        whole(&format!("pull cut after {ms} ms"));
+        cut.1 += cut_during(&disk, &root, &["build", "-q", "-t", "cut:1", ctx], Duration::from_millis(ms * 3)) as usize;
+        disk.power_on();
+        whole(&format!("build cut after {} ms", ms * 3));
+        // Run again, both finish, and what they made is whole and runs.
+        strata_ok(&root, &["pull", &name]);
+        strata_ok(&root, &["build", "-q", "-t", "cut:1", ctx]);
+        whole("at the end");
+        strata_ok(&root, &["run", "--rm", "--network", "none", &name, "test", "-s", "/data/big3"]);
+        assert_eq!(strata_ok(&root, &["run", "--rm", "--network", "none", "cut:1", "cat", "/built"]), "built\n");
+    }
+    eprintln!("power cut during {} pulls and {} builds of 3", cut.0, cut.1);
+    assert!(cut.0 >= 2 && cut.1 >= 2, "too few cuts landed while the writer ran: {cut:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
