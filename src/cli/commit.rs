@@ -1,25 +1,17 @@
 //! `strata commit [OPTIONS] CONTAINER [REPO[:TAG]]`: a container's changes as a new image, as
-//! `docker commit` makes it; prints the new image id.
-//!
-//! A running container is frozen while its upper dir is read (`--pause`, on by default), and
-//! its upper dir synced first. An upper dir without changes commits an empty layer (a tar with
-//! no entries), as docker does, so `-c` changes alone make a new image.
+//! `docker commit` makes it ([`crate::container::commit`]); prints the new image id. A running
+//! container is frozen while its upper dir is read (`--pause`, on by default).
 
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
-use super::container_ref::{self, Opened};
+use super::container_ref;
 use super::store_root::open_store;
-use crate::image::commit::{self, Options};
-use crate::image::diff;
-use crate::image::pack::Roots;
+use crate::container::commit::{self, Request, Source};
+use crate::image::commit::Options;
 use crate::image::progress::{Progress, ProgressMode};
 use crate::image::reference::Name;
 use crate::image::source::Compression;
-use crate::sys::{fd, freeze, lock, mount};
 
 /// Arguments of `strata commit`.
 #[derive(clap::Args, Debug)]
@@ -58,60 +50,32 @@ pub fn run(a: CommitArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let store_lock = store.write()?;
     let c = container_ref::open(&store, &a.container)?;
-    let frozen = match c.record.running_pid().filter(|_| a.pause) {
-        Some(pid) => Some(freeze::freeze(pid).with_context(|| format!("pausing container {}", c.record.name))?),
-        None => None,
+    let (upper, merged) = (c.record.upper(), c.record.merged());
+    let source = Source {
+        name: &c.record.name,
+        upper: &upper,
+        merged: &merged,
+        running_pid: c.record.running_pid(),
+        image: &c.image,
+        lowers: &c.lowers,
     };
-    if let Some(f) = &frozen {
-        log::debug!("container {} paused ({})", c.record.name, f.describe());
-    }
-    let layer = write_layer(&store_lock, &c, &a)?;
-    drop(frozen);
-    let opts = Options {
-        author: a.author.clone(),
-        message: a.message.clone(),
-        changes: a.changes.clone(),
-        created_by: created_by(&c.record.command),
-        config: None,
+    let request = Request {
+        pause: a.pause,
         compression: a.compression,
+        progress: Progress::on_stderr(a.progress),
+        options: Options {
+            author: a.author,
+            message: a.message,
+            changes: a.changes,
+            created_by: created_by(&c.record.command),
+            config: None,
+            compression: a.compression,
+        },
+        name: name.as_ref(),
     };
-    let id = commit::finish_image(&store_lock, &c.image, &layer, &opts, name.as_ref())?;
+    let id = commit::commit(&store_lock, &source, &request)?;
     println!("{id}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Syncs the container's upper dir, plans the layer and writes it, with a progress line.
-fn write_layer(
-    store_lock: &crate::image::store::WriteLock<'_>,
-    c: &Opened,
-    a: &CommitArgs,
-) -> anyhow::Result<commit::Layer> {
-    let upper_dir = c.record.upper();
-    let upper = fd::open_user_dir(&upper_dir).with_context(|| format!("opening {}", upper_dir.display()))?;
-    sync(&c.record.merged(), &upper_dir);
-    let plan = diff::plan(&upper_dir, &c.lowers)?;
-    let roots = Roots { upper: upper.as_fd(), lowers: &c.lowers };
-    let bar = Progress::on_stderr(a.progress).task(&c.record.name, plan.bytes, "Committing");
-    let layer = commit::write_layer(store_lock, &plan, &roots, a.compression, &mut |n| bar.inc(n));
-    match &layer {
-        Ok(l) => bar.done(&format!("Committed layer {}", l.blob.digest.short())),
-        Err(_) => bar.failed(),
-    }
-    Ok(layer?)
-}
-
-/// Flushes what the container wrote: the mount's page cache (if it is mounted), then the upper
-/// dir's filesystem.
-fn sync(merged: &Path, upper: &Path) {
-    let dirs = if mount::is_mount_point(merged) { vec![merged, upper] } else { vec![upper] };
-    for dir in dirs {
-        let synced = std::fs::File::open(dir)
-            .map_err(|e| crate::sys::errno_of(&e))
-            .and_then(|d| lock::sync_filesystem(d.as_fd()));
-        if let Err(e) = synced {
-            log::warn!("syncing {}: {e}", dir.display());
-        }
-    }
 }
 
 /// The history's `created_by`: the container's command, as docker shows it.

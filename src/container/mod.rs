@@ -16,10 +16,12 @@
 //! - [`state`]: whether a container still runs, and correcting records that say otherwise;
 //! - [`network`]: the network mode, `/etc/hosts` and `/etc/resolv.conf`, the pasta/slirp4netns helper;
 //!   [`ports`]: published ports;
+//! - [`commit`]: a container's changes as a new image;
 //! - [`exec`], [`stop`], [`remove`]: the other verbs.
 //!
 //! All raw system calls are in [`crate::sys`] (`ns`, `mountfd`, `pty`, `fdpass`, `creds`).
 
+pub mod commit;
 pub mod config;
 pub mod create;
 pub mod exec;
