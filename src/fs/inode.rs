@@ -81,8 +81,8 @@ impl Src {
 /// Mutable facts about a node.
 #[derive(Debug)]
 pub struct NodeState {
-    /// (parent node, name) of each known name; empty once the object is unlinked.
-    pub names: Vec<(u64, OsString)>,
+    /// The names it is known by; none once the object is unlinked.
+    pub names: Names,
     /// Where the object is shown from.
     pub src: Src,
     /// An `O_PATH` fd kept when the last name went while handles were open.
@@ -112,7 +112,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(nodeid: u64, ino: u64, kind: FileType, names: Vec<(u64, OsString)>, src: Src) -> Node {
+    fn new(nodeid: u64, ino: u64, kind: FileType, names: Names, src: Src) -> Node {
         Node {
             nodeid,
             ino,
@@ -173,7 +173,7 @@ const RENUMBERED: u64 = 1 << 63;
 impl InodeTable {
     /// A table holding only the root directory (node id [`ROOT`], inode number `root_ino`).
     pub fn new(root_src: Src, root_ino: u64) -> InodeTable {
-        let root = Arc::new(Node::new(ROOT, root_ino, FileType::Directory, Vec::new(), root_src));
+        let root = Arc::new(Node::new(ROOT, root_ino, FileType::Directory, Names::default(), root_src));
         root.lookups.store(1, Ordering::Relaxed);
         InodeTable {
             map: RwLock::new(HashMap::from([(ROOT, root)])),
@@ -233,7 +233,7 @@ impl InodeTable {
             Self::refresh(node, parent, name, src, now);
             return node.clone();
         }
-        let node = Arc::new(Node::new(nodeid, ino, kind, vec![(parent, name.to_owned())], src));
+        let node = Arc::new(Node::new(nodeid, ino, kind, Names::one(parent, name), src));
         if let Some(old) = map.get(&nodeid) {
             node.lookups.store(old.lookups.load(Ordering::Acquire), Ordering::Release);
         }
@@ -246,7 +246,7 @@ impl InodeTable {
     fn refresh(node: &Node, parent: u64, name: &OsStr, src: Src, now: u64) {
         let mut st = node.state.lock();
         st.src = src;
-        add_name(&mut st.names, node.kind, parent, name);
+        st.names.add(node.kind, parent, name);
         node.lookups.fetch_add(1, Ordering::AcqRel);
         node.touched.store(now, Ordering::Relaxed);
     }
@@ -319,9 +319,14 @@ impl InodeTable {
         if node.nodeid == ROOT {
             return Ok(PathBuf::new());
         }
-        let names = node.state.lock().names.clone();
-        let mut last = Errno::NOENT;
-        for (parent, name) in names {
+        // The first name nearly always leads there: the others are copied only if it does not.
+        let Some((parent, name)) = node.state.lock().names.first().cloned() else { return Err(Errno::NOENT) };
+        let mut last = match self.path_from(parent, &name) {
+            Ok(p) => return Ok(p),
+            Err(e) => e,
+        };
+        let others: Vec<(u64, OsString)> = node.state.lock().names.iter().skip(1).cloned().collect();
+        for (parent, name) in others {
             match self.path_from(parent, &name) {
                 Ok(p) => return Ok(p),
                 Err(e) => last = e,
@@ -348,21 +353,145 @@ impl InodeTable {
     }
 }
 
-/// Adds a name to a node's list: a directory has one name, a file one per hardlink.
-pub fn add_name(names: &mut Vec<(u64, OsString)>, kind: FileType, parent: u64, name: &OsStr) {
-    if kind == FileType::Directory {
-        names.clear();
+/// The names a node is known by — (parent node, name) pairs — the most recently confirmed one
+/// first (it is the likeliest to still be valid). A directory has one; a file one per hard link
+/// the kernel looked up, which can be many thousands (`stress-ng --link`): adding, confirming
+/// and removing a name take constant time, whatever their number.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    list: Vec<(u64, OsString)>,
+    /// Where each name is in `list`, kept while the list is long.
+    index: Option<HashMap<(u64, OsString), usize>>,
+    /// Where in `list` the most recently confirmed name is.
+    recent: usize,
+}
+
+/// From how many names a [`Names`] keeps an index (below, a scan is cheaper).
+const INDEX_FROM: usize = 16;
+
+impl Names {
+    /// One name.
+    pub fn one(parent: u64, name: &OsStr) -> Names {
+        Names { list: vec![(parent, name.to_owned())], index: None, recent: 0 }
     }
-    if let Some(pos) = names.iter().position(|(p, n)| *p == parent && n == name) {
-        // Most recently confirmed name first: it is the likeliest to still be valid.
-        let e = names.remove(pos);
-        names.insert(0, e);
-    } else {
-        names.insert(0, (parent, name.to_owned()));
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether the object has no name left (unlinked).
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The most recently confirmed name.
+    pub fn first(&self) -> Option<&(u64, OsString)> {
+        self.list.get(self.recent)
+    }
+
+    /// Every name, the most recently confirmed first.
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, OsString)> {
+        let recent = self.recent;
+        self.first().into_iter().chain(self.list.iter().enumerate().filter(move |(i, _)| *i != recent).map(|(_, e)| e))
+    }
+
+    fn position(&self, parent: u64, name: &OsStr) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(&(parent, name.to_owned())).copied(),
+            None => self.list.iter().position(|(p, n)| *p == parent && n == name),
+        }
+    }
+
+    /// Adds `name` in `parent` (a directory's name replaces its old one), or confirms it: it
+    /// becomes the first.
+    pub fn add(&mut self, kind: FileType, parent: u64, name: &OsStr) {
+        if kind == FileType::Directory {
+            *self = Names::one(parent, name);
+            return;
+        }
+        if let Some(pos) = self.position(parent, name) {
+            self.recent = pos;
+            return;
+        }
+        self.list.push((parent, name.to_owned()));
+        self.recent = self.list.len() - 1;
+        match &mut self.index {
+            Some(ix) => {
+                ix.insert((parent, name.to_owned()), self.recent);
+            }
+            None if self.list.len() >= INDEX_FROM => {
+                self.index = Some(self.list.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect());
+            }
+            None => {}
+        }
+    }
+
+    /// Removes `name` in `parent`, if the node has it.
+    pub fn remove(&mut self, parent: u64, name: &OsStr) {
+        let Some(pos) = self.position(parent, name) else { return };
+        let last = self.list.len() - 1;
+        let (gone_parent, gone) = self.list.swap_remove(pos);
+        if let Some(ix) = &mut self.index {
+            ix.remove(&(gone_parent, gone));
+            if pos != last {
+                ix.insert(self.list[pos].clone(), pos);
+            }
+            if self.list.len() < INDEX_FROM / 2 {
+                self.index = None;
+            }
+        }
+        // The name that was last moved into `pos`. If the first went, the first is now the
+        // newest name left (the one that was last in the list).
+        if self.recent == pos || self.recent == last {
+            self.recent = if pos != last { pos } else { self.list.len().saturating_sub(1) };
+        }
     }
 }
 
-/// Removes one name from a node's list.
-pub fn remove_name(names: &mut Vec<(u64, OsString)>, parent: u64, name: &OsStr) {
-    names.retain(|(p, n)| !(*p == parent && n == name));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: &Names) -> Vec<String> {
+        n.iter().map(|(p, s)| format!("{p}/{}", s.to_string_lossy())).collect()
+    }
+
+    #[test]
+    fn names_keep_the_most_recent_first_and_stay_consistent_past_the_index() {
+        let f = FileType::RegularFile;
+        let mut n = Names::one(1, OsStr::new("a"));
+        n.add(f, 1, OsStr::new("b"));
+        n.add(f, 2, OsStr::new("a"));
+        assert_eq!(names(&n)[0], "2/a");
+        n.add(f, 1, OsStr::new("a"));
+        assert_eq!(names(&n)[0], "1/a");
+        assert_eq!(n.len(), 3);
+        n.remove(1, OsStr::new("a"));
+        assert_eq!(n.len(), 2);
+        assert_eq!(names(&n)[0], "2/a", "the newest left comes first");
+        // Many names (an index), removed in a mixed order: every one findable until it goes.
+        for i in 0..1000 {
+            n.add(f, 3, OsStr::new(&format!("l{i}")));
+        }
+        assert_eq!(names(&n)[0], "3/l999");
+        for i in (0..1000).step_by(2).chain((1..1000).step_by(2)) {
+            n.add(f, 3, OsStr::new(&format!("l{i}")));
+            assert_eq!(names(&n)[0], format!("3/l{i}"));
+            n.remove(3, OsStr::new(&format!("l{i}")));
+            assert!(n.iter().all(|(_, s)| s != OsStr::new(&format!("l{i}"))));
+            assert_eq!(n.iter().count(), n.len());
+        }
+        assert_eq!(n.len(), 2);
+        let mut left = names(&n);
+        left.sort();
+        assert_eq!(left, ["1/b", "2/a"]);
+        n.remove(1, OsStr::new("b"));
+        n.remove(2, OsStr::new("a"));
+        assert!(n.is_empty() && n.first().is_none());
+        // A directory has one name: a new one replaces it.
+        let mut d = Names::one(1, OsStr::new("d"));
+        d.add(FileType::Directory, 5, OsStr::new("e"));
+        assert_eq!(names(&d), ["5/e"]);
+    }
 }

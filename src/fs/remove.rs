@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rustix::fs::{FileType, Mode, OFlags, RenameFlags};
 
-use super::inode::{self, DirLayer, Node, Src};
+use super::inode::{DirLayer, Node, Src};
 use super::layers::{self, WhiteoutMode};
 use super::lookup::Found;
 use super::whiteout;
@@ -77,7 +77,7 @@ impl Overlay {
             self.trace(format_args!("whiteout  /{}", ppath.join(name).display()));
         }
         if let Some(n) = node {
-            inode::remove_name(&mut n.state.lock().names, pnode.nodeid, name);
+            n.state.lock().names.remove(pnode.nodeid, name);
         }
         Ok(())
     }

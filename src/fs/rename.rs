@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rustix::fs::{FileType, RenameFlags};
 
-use super::inode::{self, DirLayer, Node, Src};
+use super::inode::{DirLayer, Node, Src};
 use super::layers::{self, WhiteoutMode};
 use super::lookup::Found;
 use super::whiteout;
@@ -255,18 +255,18 @@ impl Overlay {
         let replaced = dst.and_then(|d| self.inodes.find_object(d.0.ino));
         if let (Some(r), false) = (&replaced, exchange) {
             self.pin_if_last(r, newparent, newname);
-            inode::remove_name(&mut r.state.lock().names, newparent, newname);
+            r.state.lock().names.remove(newparent, newname);
         }
         if let Some(m) = &moved {
             let mut st = m.state.lock();
-            inode::remove_name(&mut st.names, parent, name);
-            inode::add_name(&mut st.names, m.kind, newparent, newname);
+            st.names.remove(parent, name);
+            st.names.add(m.kind, newparent, newname);
             st.src = self.moved_src(&st.src, src.1);
         }
         if let (Some(r), Some((_, back)), true) = (&replaced, dst, exchange) {
             let mut st = r.state.lock();
-            inode::remove_name(&mut st.names, newparent, newname);
-            inode::add_name(&mut st.names, r.kind, parent, name);
+            st.names.remove(newparent, newname);
+            st.names.add(r.kind, parent, name);
             st.src = self.moved_src(&st.src, back);
         }
     }
