@@ -67,22 +67,3 @@ impl Drop for FuseReadBuf {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ll::fuse_abi as abi;
-
-    #[test]
-    fn aligned_and_zeroed() {
-        let mut buf = FuseReadBuf::new().unwrap();
-        let b = buf.as_mut();
-        assert_eq!(b.len(), BUFFER_SIZE);
-        assert_eq!(
-            b.as_ptr() as usize % std::mem::align_of::<abi::fuse_in_header>(),
-            0
-        );
-        assert!(b[..4096].iter().all(|&x| x == 0));
-        b[BUFFER_SIZE - 1] = 1;
-    }
-}
