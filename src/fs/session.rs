@@ -1,7 +1,8 @@
 //! A Strata mount served by threads of the calling process: the checks before mounting (mount
-//! point, `/dev/fuse`), the layers opened, the FUSE session made with Strata's options, and the
-//! cache shrinker that keeps a long-lived daemon's memory flat. Used by `strata mount` (which
-//! serves it in a daemon of its own) and by a container's monitor (its rootfs).
+//! point, `/dev/fuse`), the layers opened, the FUSE session made with Strata's options, and what
+//! keeps a long-lived daemon's memory flat (the cache shrinker, the heap policy of
+//! [`sys::heap`]). Used by `strata mount` (which serves it in a daemon of its own) and by a
+//! container's monitor (its rootfs).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub fn spawn(spec: &MountSpec, mnt: &Path) -> anyhow::Result<fuser::BackgroundSe
 /// opaque directory); the kernel is ready to send requests after it.
 pub fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<StrataFuse>> {
     check_mountpoint(mnt)?;
+    // The process serves the mount for long: its memory must come back after each burst.
+    sys::heap::keep_trimmed();
     let stack = Stack::open(&spec.stack)?;
     for note in &stack.notes {
         log::warn!("{note}");

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod fd;
 pub mod fdpass;
 pub mod freeze;
+pub mod heap;
 pub mod lock;
 pub mod mount;
 pub mod mountfd;
