@@ -27,6 +27,18 @@ pub fn keep_trimmed() {
     }
 }
 
+/// Gives back to the kernel the free memory of every arena, the pages between blocks in use
+/// included (the fragmentation a long-lived daemon's nodes leave); returns whether any was
+/// (nothing where the C library is not glibc). Takes each arena's lock for a moment: call it
+/// from a thread of its own, now and then.
+pub fn trim() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only walks the allocator's free lists under its own locks.
+    return unsafe { libc::malloc_trim(0) } == 1;
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 /// Bytes of the blocks `malloc` has mapped on their own and not yet freed (glibc only), for
 /// tests and memory figures.
 pub fn mapped_bytes() -> Option<usize> {
