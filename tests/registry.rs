@@ -469,16 +469,22 @@ fn shared_base_layers_are_not_sent_twice_are_mounted_across_repositories_and_not
     assert_eq!(reg.blob_gets(&sha256(&base.blob)).len(), 1);
 }
 
+/// A registry holding the fixture as Strata pushes it; its name there, and the digest and size
+/// of its largest layer.
+fn registry_with_fixture() -> (Registry, String, (String, u64)) {
+    let reg = Registry::start(RegistryOptions::new());
+    let (src, name) = store_with_fixture(&reg.host());
+    src.ok(&["push", &name]);
+    let raw = Skopeo::new().ok(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]);
+    (reg, name, largest_layer(&raw))
+}
+
 #[test]
 fn a_blob_changed_in_the_registry_is_refused_and_nothing_enters_the_store() {
     if !tools() {
         return;
     }
-    let reg = Registry::start(RegistryOptions::new());
-    let (src, name) = store_with_fixture(&reg.host());
-    src.ok(&["push", &name]);
-    let sk = Skopeo::new();
-    let (digest, _) = largest_layer(&sk.ok(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
+    let (reg, name, (digest, _)) = registry_with_fixture();
     let path = reg.blob_path(&digest);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
@@ -500,12 +506,7 @@ fn a_lying_registry_is_refused_in_one_line_and_bounded_time_leaving_nothing() {
     if !tools() {
         return;
     }
-    let reg = Registry::start(RegistryOptions::new());
-    let (src, name) = store_with_fixture(&reg.host());
-    src.ok(&["push", &name]);
-    let sk = Skopeo::new();
-    let (digest, size) =
-        largest_layer(&sk.ok(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]));
+    let (reg, name, (digest, size)) = registry_with_fixture();
     let repo_tag = name.split_once('/').unwrap().1.to_string();
     let cases = [
         ("/manifests/", Lie::HugeManifest(5 << 20), "larger than"),
