@@ -28,10 +28,12 @@ pub fn spawn(spec: &MountSpec, mnt: &Path) -> anyhow::Result<fuser::BackgroundSe
 pub fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<StrataFuse>> {
     check_mountpoint(mnt)?;
     if spec.io_uring == fuser::IoUringMode::Required && !sys::mount::fuse_uring_enabled() {
-        bail!(
-            "io_uring transport requested but the kernel does not offer it (enable_uring is off: echo Y > {})",
-            sys::mount::FUSE_URING_PARAM
-        );
+        let why = if Path::new(sys::mount::FUSE_URING_PARAM).exists() {
+            format!("enable_uring is off: echo Y > {}", sys::mount::FUSE_URING_PARAM)
+        } else {
+            "this kernel has no FUSE over io_uring: Linux 6.14+ with CONFIG_FUSE_IO_URING".to_string()
+        };
+        bail!("io_uring transport requested but the kernel does not offer it ({why})");
     }
     let stack = Stack::open(&spec.stack)?;
     for note in &stack.notes {

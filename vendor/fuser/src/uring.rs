@@ -426,27 +426,21 @@ fn serve<FS: Filesystem>(
 ) -> io::Result<()> {
     pin_to_cpu(queue.qid as usize);
     *queue.server.lock() = Some(std::thread::current().id());
-    let registered = register(&queue);
-    let failed = registered.as_ref().err().map(|e| io::Error::new(e.kind(), e.to_string()));
-    let _ = ready.send(registered);
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    let mut done = match register(&queue) {
+        Ok(early) => {
+            let _ = ready.send(Ok(()));
+            early
+        }
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+    };
     // One request in `/dev/fuse` form; u64 words keep the header aligned.
     let mut words = vec![0u64; (size_of::<abi::fuse_in_header>() + OP_IN_SZ + payload) / 8 + 1];
     let mut live = DEPTH;
-    while live > 0 {
-        queue.flush()?;
-        match queue.ring.submitter().submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-        // SAFETY: only this thread reads the completion queue.
-        let done: Vec<(usize, i32)> = unsafe { queue.ring.completion_shared() }
-            .map(|c| (c.user_data() as usize, c.result()))
-            .collect();
-        for (idx, res) in done {
+    loop {
+        for (idx, res) in done.drain(..) {
             if res < 0 {
                 live -= 1;
                 retire(&queue, idx, res);
@@ -456,6 +450,16 @@ fn serve<FS: Filesystem>(
             // `handle` does.
             unsafe { handle(&queue, &el, idx, bytes(&mut words)) };
         }
+        if live == 0 {
+            break;
+        }
+        queue.flush()?;
+        match queue.ring.submitter().submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        done = completions(&queue);
     }
     debug!("io_uring queue {} ends", queue.qid);
     Ok(())
@@ -467,19 +471,26 @@ fn bytes(words: &mut [u64]) -> &mut [u8] {
 }
 
 /// Registers every entry of `queue`; an error the kernel returns at once (a bad buffer, the
-/// connection gone, io_uring turned off) fails it.
-fn register(queue: &Queue) -> io::Result<()> {
+/// connection gone, io_uring turned off) fails it. Returns the completions already there: a
+/// REGISTER that succeeded stays pending until a request comes, which may be at once.
+fn register(queue: &Queue) -> io::Result<Vec<(usize, i32)>> {
     for idx in 0..DEPTH {
         queue.push(&queue.sqe(CMD_REGISTER, idx, 0))?;
     }
     queue.flush()?;
-    // A REGISTER that succeeds stays pending until a request comes; a failed one has completed.
-    // SAFETY: only this thread reads the completion queue, and nothing else runs on it yet.
-    let failed = unsafe { queue.ring.completion_shared() }.find(|c| c.result() < 0);
-    match failed {
-        Some(c) => Err(io::Error::from_raw_os_error(-c.result())),
-        None => Ok(()),
+    let early = completions(queue);
+    match early.iter().find(|(_, res)| *res < 0) {
+        Some((_, res)) => Err(io::Error::from_raw_os_error(-res)),
+        None => Ok(early),
     }
+}
+
+/// Takes the completions there are: (entry, result).
+fn completions(queue: &Queue) -> Vec<(usize, i32)> {
+    // SAFETY: only the serving thread reads the completion queue.
+    unsafe { queue.ring.completion_shared() }
+        .map(|c| (c.user_data() as usize, c.result()))
+        .collect()
 }
 
 /// Serves the request of entry `idx`.
