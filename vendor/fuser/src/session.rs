@@ -507,7 +507,9 @@ impl<FS: Filesystem> Session<FS> {
     /// Asks for `FUSE_OVER_IO_URING` as the session's configuration says, and remembers the
     /// queues to start.
     fn choose_transport(&mut self, config: &mut KernelConfig) -> io::Result<()> {
-        let offered = config.capabilities().contains(InitFlags::FUSE_OVER_IO_URING);
+        let offered = config
+            .capabilities()
+            .contains(InitFlags::FUSE_OVER_IO_URING);
         match self.config.io_uring {
             IoUringMode::Off => return Ok(()),
             IoUringMode::Auto if !offered => return Ok(()),

@@ -574,6 +574,9 @@ fn pin_to_cpu(cpu: usize) {
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
     if res != 0 {
-        debug!("pinning io_uring queue {cpu}: {}", io::Error::last_os_error());
+        debug!(
+            "pinning io_uring queue {cpu}: {}",
+            io::Error::last_os_error()
+        );
     }
 }
