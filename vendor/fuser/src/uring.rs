@@ -24,11 +24,11 @@
 //! every waiting command with an error and fails every later commit; a thread ends when none of
 //! its entries is left with the kernel.
 
-use std::cell::UnsafeCell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::thread::ThreadId;
@@ -163,40 +163,54 @@ pub(crate) fn possible_cpus() -> io::Result<usize> {
 }
 
 /// One registered entry: its two buffers, written by the kernel and by the thread that owns
-/// the entry between the command's completion and its next commit.
+/// the entry between the command's completion and its next commit, so reached through raw
+/// pointers only (allocated here, freed on drop).
 struct Entry {
-    header: Box<UnsafeCell<ReqHeader>>,
-    payload: Box<[UnsafeCell<u8>]>,
+    header: *mut ReqHeader,
+    /// `payload_len` bytes, zeroed by the allocator (untouched pages cost no memory).
+    payload: *mut u8,
+    payload_len: usize,
     iov: Box<[libc::iovec; 2]>,
 }
 
 impl Entry {
-    fn new(payload: usize) -> Entry {
-        let header = Box::new(UnsafeCell::new(ReqHeader {
+    fn new(payload_len: usize) -> Entry {
+        let header = Box::into_raw(Box::new(ReqHeader {
             in_out: [0; IN_OUT_SZ],
             op_in: [0; OP_IN_SZ],
             ent: EntInOut::default(),
         }));
-        let payload: Box<[UnsafeCell<u8>]> = (0..payload).map(|_| UnsafeCell::new(0)).collect();
+        let payload = Box::into_raw(vec![0u8; payload_len].into_boxed_slice()).cast::<u8>();
         let iov = Box::new([
             libc::iovec {
-                iov_base: header.get().cast(),
+                iov_base: header.cast(),
                 iov_len: size_of::<ReqHeader>(),
             },
             libc::iovec {
-                iov_base: UnsafeCell::raw_get(payload.as_ptr()).cast(),
-                iov_len: payload.len(),
+                iov_base: payload.cast(),
+                iov_len: payload_len,
             },
         ]);
         Entry {
             header,
             payload,
+            payload_len,
             iov,
         }
     }
+}
 
-    fn payload_ptr(&self) -> *mut u8 {
-        UnsafeCell::raw_get(self.payload.as_ptr())
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // SAFETY: both were made by `Box::into_raw` in `new`, with these sizes; the ring (and
+        // so the kernel's use of them) ends before its queue's entries are dropped.
+        unsafe {
+            drop(Box::from_raw(self.header));
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.payload,
+                self.payload_len,
+            )));
+        }
     }
 }
 
@@ -209,7 +223,7 @@ pub(crate) struct Queue {
     sq: Mutex<()>,
     entries: Box<[Entry]>,
     /// The thread that serves this queue; commits made on it are flushed by its loop.
-    server: Mutex<Option<ThreadId>>,
+    server: OnceLock<ThreadId>,
     /// Keeps the `/dev/fuse` fd open as long as the ring may use it.
     _ch: Channel,
 }
@@ -231,7 +245,7 @@ impl Queue {
             ring,
             sq: Mutex::new(()),
             entries: (0..DEPTH).map(|_| Entry::new(payload)).collect(),
-            server: Mutex::new(None),
+            server: OnceLock::new(),
             _ch: ch,
         })
     }
@@ -261,7 +275,7 @@ impl Queue {
     /// Queues a command; submits it at once unless called by the serving thread, whose loop
     /// flushes its commands before it waits.
     fn push(&self, sqe: &squeue::Entry128) -> io::Result<()> {
-        let on_server = *self.server.lock() == Some(std::thread::current().id());
+        let on_server = self.server.get() == Some(&std::thread::current().id());
         let _sq = self.sq.lock();
         // SAFETY: the submission queue is only accessed under `sq`.
         let full = unsafe { self.ring.submission_shared().push(sqe).is_err() };
@@ -291,19 +305,19 @@ impl Queue {
     unsafe fn read_request(&self, idx: usize, buf: &mut [u8]) -> Result<usize, String> {
         let ent = &self.entries[idx];
         // SAFETY: the kernel is done writing this entry (caller's contract).
-        let header = unsafe { &*ent.header.get() };
+        let header = unsafe { &*ent.header };
         let hsize = size_of::<abi::fuse_in_header>();
         let len = u32::from_ne_bytes(header.in_out[0..4].try_into().unwrap_or_default()) as usize;
         let payload = header.ent.payload_sz as usize;
         let op_in = len
             .checked_sub(hsize + payload)
-            .filter(|&n| n <= OP_IN_SZ && payload <= ent.payload.len() && len <= buf.len())
+            .filter(|&n| n <= OP_IN_SZ && payload <= ent.payload_len && len <= buf.len())
             .ok_or_else(|| format!("bad ring request: len {len}, payload {payload}"))?;
         buf[..hsize].copy_from_slice(&header.in_out[..hsize]);
         buf[hsize..hsize + op_in].copy_from_slice(&header.op_in[..op_in]);
         // SAFETY: `payload` bytes of the payload buffer were written by the kernel, which does
         // not touch them until the commit.
-        let data = unsafe { std::slice::from_raw_parts(ent.payload_ptr(), payload) };
+        let data = unsafe { std::slice::from_raw_parts(ent.payload, payload) };
         buf[hsize + op_in..len].copy_from_slice(data);
         Ok(len)
     }
@@ -344,7 +358,7 @@ impl RingReply {
         let ent = &self.queue.entries[self.idx];
         let hsize = size_of::<abi::fuse_out_header>();
         let total: usize = data.iter().map(|s| s.len()).sum();
-        let (Some(first), true) = (data.first(), total - hsize.min(total) <= ent.payload.len())
+        let (Some(first), true) = (data.first(), total - hsize.min(total) <= ent.payload_len)
         else {
             return Err(io::Error::other("reply does not fit the ring entry"));
         };
@@ -354,9 +368,9 @@ impl RingReply {
         // SAFETY: this reply owns the entry until the commit below (see `Queue`'s invariant);
         // the kernel reads it only after the commit.
         unsafe {
-            let header = &mut *ent.header.get();
+            let header = &mut *ent.header;
             header.in_out[..hsize].copy_from_slice(&first[..hsize]);
-            let mut at = ent.payload_ptr();
+            let mut at = ent.payload;
             let mut put = |s: &[u8]| {
                 std::ptr::copy_nonoverlapping(s.as_ptr(), at, s.len());
                 at = at.add(s.len());
@@ -425,7 +439,7 @@ fn serve<FS: Filesystem>(
     ready: mpsc::Sender<io::Result<()>>,
 ) -> io::Result<()> {
     pin_to_cpu(queue.qid as usize);
-    *queue.server.lock() = Some(std::thread::current().id());
+    let _ = queue.server.set(std::thread::current().id());
     let mut done = match register(&queue) {
         Ok(early) => {
             let _ = ready.send(Ok(()));
@@ -504,7 +518,7 @@ unsafe fn handle<FS: Filesystem>(
     buf: &mut [u8],
 ) {
     // SAFETY: caller's contract.
-    let commit_id = unsafe { (*queue.entries[idx].header.get()).ent.commit_id };
+    let commit_id = unsafe { (*queue.entries[idx].header).ent.commit_id };
     let reply = ring_reply(queue, idx, commit_id, &el.ch);
     // SAFETY: caller's contract.
     let req = match unsafe { queue.read_request(idx, buf) } {
