@@ -125,8 +125,7 @@ impl Env {
     }
 }
 
-/// Where root turns FUSE over io_uring on for new mounts (Linux 6.14+).
-pub const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+pub use strata::sys::mount::FUSE_URING_PARAM as ENABLE_URING;
 
 /// `enable_uring` turned on until dropped, then set back to what it was.
 struct UringOn(String);

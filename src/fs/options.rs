@@ -13,7 +13,7 @@ use fuser::MountOption;
 use crate::fs::layers::StackSpec;
 
 /// Everything a mount is made from.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MountSpec {
     /// The layers.
     pub stack: StackSpec,
@@ -33,25 +33,9 @@ pub struct MountSpec {
     pub cache_entries: Option<usize>,
     /// `debug`: debug logging in the foreground (as `-d`).
     pub debug: bool,
-    /// `io_uring=on|off`: the FUSE transport (default: io_uring when the kernel offers it).
-    pub io_uring: fuser::IoUringMode,
-}
-
-impl Default for MountSpec {
-    fn default() -> MountSpec {
-        MountSpec {
-            stack: StackSpec::default(),
-            timeout: None,
-            threads: None,
-            flags: Vec::new(),
-            allow_other: None,
-            fsname: None,
-            read_only: false,
-            cache_entries: None,
-            debug: false,
-            io_uring: fuser::IoUringMode::Auto,
-        }
-    }
+    /// `io_uring=on|off|auto`: the FUSE transport (`None`: auto, io_uring when the kernel
+    /// offers it).
+    pub io_uring: Option<fuser::IoUringMode>,
 }
 
 /// Options that fuse-overlayfs or the kernel accept and that need nothing from Strata.
@@ -186,12 +170,12 @@ impl MountSpec {
             }
             "debug" => self.debug = true,
             "io_uring" => {
-                self.io_uring = match need()? {
+                self.io_uring = Some(match need()? {
                     "on" => fuser::IoUringMode::Required,
                     "off" => fuser::IoUringMode::Off,
                     "auto" => fuser::IoUringMode::Auto,
                     v => bail!("io_uring={v}: expected on, off or auto"),
-                }
+                })
             }
             "max_idle_threads" => {
                 need()?.parse::<i64>().with_context(|| format!("{key}: not a number"))?;
@@ -275,11 +259,11 @@ mod tests {
     #[test]
     fn chooses_the_transport() {
         let mut s = MountSpec::default();
-        assert_eq!(s.io_uring, fuser::IoUringMode::Auto);
+        assert_eq!(s.io_uring, None);
         s.apply("io_uring=on").unwrap();
-        assert_eq!(s.io_uring, fuser::IoUringMode::Required);
+        assert_eq!(s.io_uring, Some(fuser::IoUringMode::Required));
         s.apply("io_uring=off").unwrap();
-        assert_eq!(s.io_uring, fuser::IoUringMode::Off);
+        assert_eq!(s.io_uring, Some(fuser::IoUringMode::Off));
         assert!(s.apply("io_uring=maybe").unwrap_err().to_string().contains("expected on, off or auto"));
         assert!(s.apply("io_uring").is_err());
     }

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::strata;
 
-/// Where root turns FUSE over io_uring on and off.
-pub const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+pub use strata::sys::mount::{FUSE_URING_PARAM as ENABLE_URING, fuse_uring_enabled as uring_enabled};
 
 /// Whether this is the io_uring pass of `scripts/test`.
 pub fn io_uring_pass() -> bool {
@@ -21,11 +20,6 @@ pub fn io_uring_pass() -> bool {
 /// nothing otherwise.
 pub fn transport_option() -> &'static str {
     if io_uring_pass() { ",io_uring=on" } else { "" }
-}
-
-/// Whether the kernel offers FUSE over io_uring to new mounts now.
-pub fn uring_enabled() -> bool {
-    std::fs::read_to_string(ENABLE_URING).is_ok_and(|v| v.trim() == "Y")
 }
 
 /// Whether a test of the io_uring transport may run: in the io_uring pass (which must have
