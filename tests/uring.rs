@@ -137,17 +137,23 @@ impl Load {
     }
 }
 
+/// A daemon on io_uring with 8 workers that all made progress, about to lose its mount.
+fn under_load() -> (tempfile::TempDir, Daemon, Load) {
+    let t = tmp();
+    let d = start(t.path());
+    let load = Load::start(&d.mnt, 8);
+    load.assert_progress(Duration::from_millis(1500));
+    load.going.store(true, Ordering::Relaxed);
+    (t, d, load)
+}
+
 #[test]
 fn root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon() {
     let test = "root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon";
     if !require_io_uring(test) {
         return;
     }
-    let t = tmp();
-    let mut d = start(t.path());
-    let load = Load::start(&d.mnt, 8);
-    load.assert_progress(Duration::from_millis(1500));
-    load.going.store(true, Ordering::Relaxed);
+    let (_t, mut d, load) = under_load();
     // A plain umount(2) stays EBUSY while requests hold the mount: detach it (`strata umount
     // --lazy`); the connection ends once the last request and open file let go of it.
     rustix::mount::unmount(&d.mnt, rustix::mount::UnmountFlags::DETACH).unwrap();
@@ -163,11 +169,7 @@ fn root_uring_sigkill_under_load_fails_requests_instead_of_hanging() {
     if !require_io_uring(test) {
         return;
     }
-    let t = tmp();
-    let mut d = start(t.path());
-    let load = Load::start(&d.mnt, 8);
-    load.assert_progress(Duration::from_millis(1500));
-    load.going.store(true, Ordering::Relaxed);
+    let (_t, mut d, load) = under_load();
     rustix::process::kill_process(d.pid(), rustix::process::Signal::KILL).unwrap();
     d.wait(TEARDOWN).expect("the killed daemon did not end");
     load.assert_all_return();
