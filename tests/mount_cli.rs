@@ -108,6 +108,33 @@ fn root_bad_setup_gets_one_clear_line_and_a_failure_status() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/fuse not found"), "{out:?}");
 }
 
+/// `-o io_uring=on` where the kernel does not offer it: one line naming the fix, and no mount.
+/// `scripts/test` turns `enable_uring` off for this pass.
+#[test]
+fn root_io_uring_on_without_the_kernel_offering_it_fails_with_one_line() {
+    if !require_root("root_io_uring_on_without_the_kernel_offering_it_fails_with_one_line") {
+        return;
+    }
+    if common::uring::uring_enabled() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "enable_uring is on: scripts/test turns it off here");
+        eprintln!("skipped: enable_uring is on");
+        return;
+    }
+    let t = tmp();
+    dirs(t.path(), &["l", "m"]);
+    let opts = format!("lowerdir={},io_uring=on", t.path().join("l").display());
+    let m = t.path().join("m").display().to_string();
+    let e = mount_error(&["mount", "-o", &opts, &m]);
+    assert!(e.starts_with("strata: io_uring transport requested but the kernel does not offer it ("), "{e}");
+    assert!(e.contains("echo Y > /sys/module/fuse/parameters/enable_uring") || e.contains("Linux 6.14+"), "{e}");
+    assert!(!is_mounted(&t.path().join("m")));
+    // io_uring=off (and the default) mount as before.
+    let opts = format!("lowerdir={},io_uring=off", t.path().join("l").display());
+    assert!(run(Command::new(strata()).args(["mount", "-o", &opts, &m])).status.success());
+    assert!(is_mounted(&t.path().join("m")));
+    assert!(run(Command::new(strata()).arg("umount").arg(&m)).status.success());
+}
+
 #[test]
 fn root_read_only_mount_answers_erofs() {
     if !require_root("root_read_only_mount_answers_erofs") {
@@ -295,6 +322,8 @@ fn root_debug_mode_logs_in_the_foreground_and_a_background_daemon_unmounts_on_si
     assert!(child.wait().unwrap().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("strata[debug]:"), "no debug lines in:\n{text}");
+    let transport = if common::uring::uring_enabled() { "transport: io_uring (" } else { "transport: /dev/fuse" };
+    assert!(text.contains(transport), "no {transport:?} in:\n{text}");
     // Background (the default): the command returns once mounted; SIGTERM to the daemon unmounts.
     let out = run(Command::new(strata()).args(["mount", "--lower"]).arg(t.path().join("l")).arg(&m));
     assert!(out.status.success() && is_mounted(&m), "background mount not ready when the command returned");

@@ -1,5 +1,6 @@
 //! The systems compared: a plain directory (the limit), kernel overlayfs, Debian's
-//! fuse-overlayfs and Strata — each mounted over the same layers with a fresh upper dir.
+//! fuse-overlayfs and Strata on both FUSE transports (`/dev/fuse` and io_uring) — each mounted
+//! over the same layers with a fresh upper dir.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,11 +24,15 @@ pub enum Sys {
     Strata,
     /// `strata mount -o volatile`: no fsync (what fuse-overlayfs does on copy-up).
     StrataVolatile,
+    /// `strata mount -o io_uring=on`: FUSE over io_uring (`enable_uring` is turned on for the
+    /// mount and restored right after; the connection keeps io_uring).
+    StrataUring,
 }
 
 impl Sys {
     /// Every system, in table order.
-    pub const ALL: [Sys; 5] = [Sys::Plain, Sys::Kernel, Sys::FuseOverlayfs, Sys::Strata, Sys::StrataVolatile];
+    pub const ALL: [Sys; 6] =
+        [Sys::Plain, Sys::Kernel, Sys::FuseOverlayfs, Sys::Strata, Sys::StrataVolatile, Sys::StrataUring];
 
     /// The name in tables, JSON and `--systems`.
     pub fn name(self) -> &'static str {
@@ -37,6 +42,7 @@ impl Sys {
             Sys::FuseOverlayfs => "fuse-overlayfs",
             Sys::Strata => "strata",
             Sys::StrataVolatile => "strata volatile",
+            Sys::StrataUring => "strata-uring",
         }
     }
 
@@ -94,23 +100,49 @@ impl Env {
                 c.args(["-o", &opts]);
                 c
             }
-            Sys::Strata | Sys::StrataVolatile => {
+            Sys::Strata | Sys::StrataVolatile | Sys::StrataUring => {
                 let mut c = Command::new(&self.strata);
                 let mut opts = if self.strata_opts.is_empty() { opts } else { format!("{opts},{}", self.strata_opts) };
-                if sys == Sys::StrataVolatile {
-                    opts.push_str(",volatile");
-                }
+                opts.push_str(match sys {
+                    Sys::StrataVolatile => ",volatile,io_uring=off",
+                    Sys::StrataUring => ",io_uring=on",
+                    _ => ",io_uring=off",
+                });
                 c.args(["mount", "-o", &opts]);
                 c
             }
             Sys::Plain => unreachable!(),
         };
+        // The kernel offers io_uring at INIT, over by the time `strata mount` returns.
+        let uring = if sys == Sys::StrataUring { Some(UringOn::new()?) } else { None };
         let out = cmd.arg(&dir).output().with_context(|| format!("starting {}", sys.name()))?;
+        drop(uring);
         if !out.status.success() {
             bail!("mounting {}: {}", sys.name(), String::from_utf8_lossy(&out.stderr).trim());
         }
         let daemon = if sys == Sys::Kernel { None } else { Some(daemon_of(&dir)?) };
         Ok(Mounted { dir, upper, daemon, mounted: true })
+    }
+}
+
+pub use strata::sys::mount::FUSE_URING_PARAM as ENABLE_URING;
+
+/// `enable_uring` turned on until dropped, then set back to what it was.
+struct UringOn(String);
+
+impl UringOn {
+    fn new() -> Result<UringOn> {
+        let was = fs::read_to_string(ENABLE_URING).with_context(|| format!("{ENABLE_URING} (Linux 6.14+)"))?;
+        fs::write(ENABLE_URING, "Y").with_context(|| format!("turning on {ENABLE_URING}"))?;
+        Ok(UringOn(was.trim().to_string()))
+    }
+}
+
+impl Drop for UringOn {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write(ENABLE_URING, &self.0) {
+            eprintln!("restoring {ENABLE_URING} to {}: {e}", self.0);
+        }
     }
 }
 

@@ -110,6 +110,7 @@ pub fn mount_spec(spec: &MountSpec, mnt: &Path, mode: RunMode) -> anyhow::Result
             let signals = catch_signals()?;
             let session = prepare(spec, mnt, trace)?;
             log::info!("mounted {}", mnt.display());
+            log::info!("transport: {}", session.transport());
             serve(session, signals)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -205,7 +205,8 @@ impl InodeTable {
 
     /// Whether node `nodeid` is one its object no longer answers as (it was renumbered since).
     pub fn is_superseded(&self, nodeid: u64) -> bool {
-        self.find(nodeid).is_some_and(|n| self.nodeid_of(n.ino) != nodeid)
+        // Only a renumbering supersedes: the root's node id is not its inode number either.
+        self.find(nodeid).is_some_and(|n| self.renumbered.read().get(&n.ino).is_some_and(|&now| now != nodeid))
     }
 
     /// Gives object `ino` a new node id: the next lookup makes a new kernel inode for it, while

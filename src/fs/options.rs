@@ -33,6 +33,9 @@ pub struct MountSpec {
     pub cache_entries: Option<usize>,
     /// `debug`: debug logging in the foreground (as `-d`).
     pub debug: bool,
+    /// `io_uring=on|off|auto`: the FUSE transport (`None`: auto, io_uring when the kernel
+    /// offers it).
+    pub io_uring: Option<fuser::IoUringMode>,
 }
 
 /// Options that fuse-overlayfs or the kernel accept and that need nothing from Strata.
@@ -166,6 +169,14 @@ impl MountSpec {
                 self.timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
             }
             "debug" => self.debug = true,
+            "io_uring" => {
+                self.io_uring = Some(match need()? {
+                    "on" => fuser::IoUringMode::Required,
+                    "off" => fuser::IoUringMode::Off,
+                    "auto" => fuser::IoUringMode::Auto,
+                    v => bail!("io_uring={v}: expected on, off or auto"),
+                })
+            }
             "max_idle_threads" => {
                 need()?.parse::<i64>().with_context(|| format!("{key}: not a number"))?;
             }
@@ -243,6 +254,18 @@ mod tests {
         s.apply("fsync=0").unwrap();
         assert!(s.stack.volatile);
         assert_eq!(s.stack.lowers.len(), 2);
+    }
+
+    #[test]
+    fn chooses_the_transport() {
+        let mut s = MountSpec::default();
+        assert_eq!(s.io_uring, None);
+        s.apply("io_uring=on").unwrap();
+        assert_eq!(s.io_uring, Some(fuser::IoUringMode::Required));
+        s.apply("io_uring=off").unwrap();
+        assert_eq!(s.io_uring, Some(fuser::IoUringMode::Off));
+        assert!(s.apply("io_uring=maybe").unwrap_err().to_string().contains("expected on, off or auto"));
+        assert!(s.apply("io_uring").is_err());
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub fn spawn(spec: &MountSpec, mnt: &Path) -> anyhow::Result<fuser::BackgroundSe
 /// opaque directory); the kernel is ready to send requests after it.
 pub fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Session<StrataFuse>> {
     check_mountpoint(mnt)?;
+    if spec.io_uring == Some(fuser::IoUringMode::Required) && !sys::mount::fuse_uring_enabled() {
+        let why = if Path::new(sys::mount::FUSE_URING_PARAM).exists() {
+            format!("enable_uring is off: echo Y > {}", sys::mount::FUSE_URING_PARAM)
+        } else {
+            "this kernel has no FUSE over io_uring: Linux 6.14+ with CONFIG_FUSE_IO_URING".to_string()
+        };
+        bail!("io_uring transport requested but the kernel does not offer it ({why})");
+    }
     // The process serves the mount for long: its memory must come back after each burst.
     sys::heap::keep_trimmed();
     let stack = Stack::open(&spec.stack)?;
@@ -50,6 +58,7 @@ pub fn prepare(spec: &MountSpec, mnt: &Path, trace: bool) -> anyhow::Result<Sess
     fc.acl = if root || spec.allow_other == Some(true) { SessionACL::All } else { SessionACL::Owner };
     fc.n_threads = Some(spec.threads.unwrap_or_else(default_threads));
     fc.clone_fd = true;
+    fc.io_uring = spec.io_uring.unwrap_or(fuser::IoUringMode::Auto);
     let ov = Arc::new(ov);
     let session = Session::new(StrataFuse::new(ov.clone()), mnt, &fc).map_err(|e| mount_error(e, mnt))?;
     ov.set_invalidator(Box::new(super::fuse::Notify(session.notifier())));

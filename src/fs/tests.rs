@@ -493,3 +493,18 @@ fn wh_files_hide_whether_the_directory_was_listed_first_or_not() {
     }
     assert!(ino_of(&ov, "plain/x").is_ok() && ino_of(&ov, "plain/nothing") == Err(Errno::NOENT));
 }
+
+#[test]
+fn only_a_renumbered_node_is_superseded_not_the_root() {
+    let f = Fixture::new(1);
+    f.file("l0/a", "x");
+    let ov = f.overlay();
+    // The root's node id (1) is not its inode number, and it was never renumbered: the kernel
+    // may cache its attributes like any other node's.
+    assert!(!ov.inodes.is_superseded(ROOT));
+    let ino = ino_of(&ov, "a").unwrap();
+    assert!(!ov.inodes.is_superseded(ino));
+    let new = ov.inodes.renumber(ino);
+    assert!(ov.inodes.is_superseded(ino));
+    assert!(!ov.inodes.is_superseded(new));
+}

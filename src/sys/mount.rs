@@ -12,6 +12,14 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<()> {
     rustix::mount::unmount(path, flags)
 }
 
+/// Where root turns FUSE over io_uring on and off (Linux 6.14+).
+pub const FUSE_URING_PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether the kernel offers FUSE over io_uring to new mounts (`enable_uring` is `Y`).
+pub fn fuse_uring_enabled() -> bool {
+    std::fs::read_to_string(FUSE_URING_PARAM).is_ok_and(|v| v.trim() == "Y")
+}
+
 /// Whether `path` is a mount point, by `/proc/self/mountinfo`.
 pub fn is_mount_point(path: &Path) -> bool {
     let Ok(canon) = path.canonicalize() else {

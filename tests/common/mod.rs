@@ -10,6 +10,7 @@ pub mod ops;
 pub mod registry;
 pub mod store;
 pub mod tree;
+pub mod uring;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -216,6 +217,9 @@ pub fn mount(fs: Fs, lowers: &[PathBuf], upper: Option<&Path>, work: Option<&Pat
     }
     if fs == Fs::Kernel && upper.is_some() {
         opts.push_str(",index=on,redirect_dir=on");
+    }
+    if fs == Fs::Strata {
+        opts.push_str(uring::transport_option());
     }
     let status = match fs {
         Fs::Strata => Command::new(strata()).args(["mount", "-o", &opts]).arg(mnt).status().unwrap(),

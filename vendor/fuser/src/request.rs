@@ -5,6 +5,7 @@
 //!
 //! TODO: This module is meant to go away soon in favor of `ll::Request`.
 
+use std::cell::Cell;
 use std::convert::TryFrom;
 use std::path::Path;
 
@@ -28,12 +29,17 @@ use crate::reply::ReplyRaw;
 use crate::reply::ReplySender;
 use crate::session::SessionACL;
 use crate::session::SessionEventLoop;
+use crate::uring::RingReply;
 
 /// Request data structure
 #[derive(Debug)]
 pub(crate) struct RequestWithSender<'a> {
     /// Channel sender for sending the reply
     ch: ChannelSender,
+    /// Set when the request came from an io_uring entry: the reply goes there.
+    ring: Option<RingReply>,
+    /// Whether a reply object was made (a ring request must get one).
+    replied: Cell<bool>,
     /// Parsed request
     pub(crate) request: ll::AnyRequest<'a>,
 }
@@ -49,7 +55,33 @@ impl<'a> RequestWithSender<'a> {
             }
         };
 
-        Some(Self { ch, request })
+        Some(Self {
+            ch,
+            ring: None,
+            replied: Cell::new(false),
+            request,
+        })
+    }
+
+    /// A request taken from an io_uring entry; its reply is committed to that entry.
+    pub(crate) fn new_ring(ring: RingReply, data: &'a [u8]) -> Option<RequestWithSender<'a>> {
+        let mut req = Self::new(ring.ch.clone(), data)?;
+        req.ring = Some(ring);
+        Some(req)
+    }
+
+    /// Whether a reply object was made for this request.
+    pub(crate) fn replied(&self) -> bool {
+        self.replied.get()
+    }
+
+    /// Where the reply goes: the ring entry the request came from, or `/dev/fuse`.
+    fn sender(&self) -> ReplySender {
+        self.replied.set(true);
+        match &self.ring {
+            Some(ring) => ReplySender::Ring(ring.clone()),
+            None => ReplySender::Channel(self.ch.clone()),
+        }
     }
 
     /// Dispatch request to the given filesystem.
@@ -304,11 +336,7 @@ impl<'a> RequestWithSender<'a> {
                     self.request.nodeid(),
                     x.file_handle(),
                     x.offset(),
-                    ReplyDirectory::new(
-                        self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
-                        x.size() as usize,
-                    ),
+                    ReplyDirectory::new(self.request.unique(), self.sender(), x.size() as usize),
                 );
             }
             ll::Operation::ReleaseDir(x) => {
@@ -481,7 +509,7 @@ impl<'a> RequestWithSender<'a> {
                     x.offset(),
                     ReplyDirectoryPlus::new(
                         self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
+                        self.sender(),
                         x.size() as usize,
                     ),
                 );
@@ -554,7 +582,7 @@ impl<'a> RequestWithSender<'a> {
     /// Create a reply object for this request that can be passed to the filesystem
     /// implementation and makes sure that a request is replied exactly once
     pub(crate) fn reply<T: Reply>(&self) -> T {
-        Reply::new(self.request.unique(), ReplySender::Channel(self.ch.clone()))
+        Reply::new(self.request.unique(), self.sender())
     }
 
     /// Returns a Request reference for this request

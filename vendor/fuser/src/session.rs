@@ -48,6 +48,9 @@ use crate::reply::Reply;
 use crate::reply::ReplyRaw;
 use crate::reply::ReplySender;
 use crate::request::RequestWithSender;
+use crate::uring::IoUringMode;
+use crate::uring::RingParams;
+use crate::uring::Transport;
 
 /// The max size of write requests from the kernel. The absolute minimum is 4k,
 /// FUSE recommends at least 128k, max 16M. The FUSE default is 16M on macOS
@@ -139,6 +142,8 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// Set when INIT granted `FUSE_OVER_IO_URING`: the queues `run` starts.
+    pub(crate) uring: Option<RingParams>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +191,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            uring: None,
         };
 
         session.handshake()?;
@@ -214,6 +220,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            uring: None,
         };
 
         session.handshake()?;
@@ -252,6 +259,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            uring,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -268,6 +276,25 @@ impl<FS: Filesystem> Session<FS> {
         };
 
         let mut filesystem = Arc::new(filesystem);
+
+        let mut threads = Vec::with_capacity(n_threads);
+        if let Some(params) = uring {
+            let template = SessionEventLoop {
+                thread_name: String::new(),
+                filesystem: filesystem.clone(),
+                ch: ch.clone(),
+                allowed,
+                session_owner,
+            };
+            match crate::uring::start(params, &ch, &template) {
+                Ok(rings) => threads.extend(rings),
+                // The kernel serves everything through /dev/fuse now.
+                Err(e) if config.io_uring != IoUringMode::Required => {
+                    warn!("io_uring transport not available, using /dev/fuse: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
 
         let mut channels = Vec::with_capacity(n_threads);
 
@@ -287,8 +314,6 @@ impl<FS: Filesystem> Session<FS> {
             }
         }
         channels.push(ch);
-
-        let mut threads = Vec::with_capacity(n_threads);
 
         for (i, ch) in channels.into_iter().enumerate() {
             let thread_name = format!("fuser-{i}");
@@ -421,7 +446,9 @@ impl<FS: Filesystem> Session<FS> {
                     "Bug: filesystem must be initialized during handshake",
                 ));
             };
-            let res = filesystem.init(Request::ref_cast(request.header()), &mut config);
+            let res = filesystem
+                .init(Request::ref_cast(request.header()), &mut config)
+                .and_then(|()| self.choose_transport(&mut config));
             if let Err(error) = res {
                 let errno = Errno::from_i32(error.raw_os_error().unwrap_or(0));
                 <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
@@ -474,6 +501,48 @@ impl<FS: Filesystem> Session<FS> {
                 .send_ll(&response);
 
             return Ok(());
+        }
+    }
+
+    /// Asks for `FUSE_OVER_IO_URING` as the session's configuration says, and remembers the
+    /// queues to start.
+    fn choose_transport(&mut self, config: &mut KernelConfig) -> io::Result<()> {
+        let offered = config
+            .capabilities()
+            .contains(InitFlags::FUSE_OVER_IO_URING);
+        match self.config.io_uring {
+            IoUringMode::Off => return Ok(()),
+            IoUringMode::Auto if !offered => return Ok(()),
+            IoUringMode::Required if !offered => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel does not offer FUSE over io_uring",
+                ));
+            }
+            IoUringMode::Auto | IoUringMode::Required => {}
+        }
+        config.requested |= InitFlags::FUSE_OVER_IO_URING;
+        let page = page_size::get();
+        let payload = [
+            8192,
+            config.max_write as usize,
+            config.max_pages() as usize * page,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(8192);
+        self.uring = Some(RingParams {
+            queues: crate::uring::possible_cpus()?,
+            payload,
+        });
+        Ok(())
+    }
+
+    /// The transport requests come through once the session runs.
+    pub fn transport(&self) -> Transport {
+        match self.uring {
+            Some(p) => Transport::IoUring { queues: p.queues },
+            None => Transport::DevFuse,
         }
     }
 

@@ -18,6 +18,8 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// Whether to serve requests over io_uring when the kernel offers it (`FUSE_OVER_IO_URING`).
+    pub io_uring: crate::IoUringMode,
 }
 
 /// Mount options accepted by the FUSE filesystem type

@@ -1,0 +1,248 @@
+//! The io_uring transport at its edges: unmounted under load, its daemon killed under load, and
+//! more CPUs (queues) than requests in flight. Each is bounded by a timeout: a hang or a lost
+//! reply fails the test instead of blocking it. They run in the io_uring pass of `scripts/test`
+//! (see `common::uring`); the union suite runs there too, on io_uring.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use common::uring::{Daemon, mounted, require_io_uring};
+
+/// How long a worker may take to come back once the mount goes, and a daemon to end.
+const TEARDOWN: Duration = Duration::from_secs(15);
+/// Files in the lower layer, each holding its own name.
+const FILES: usize = 40;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("strata-uring-").tempdir_in("/tmp").unwrap()
+}
+
+/// A lower layer (`f0`..: files holding their names, `d/` with a few entries), an upper and a
+/// work dir; returns the `-o` options of a mount on io_uring.
+fn setup(t: &Path) -> String {
+    let l = t.join("l");
+    std::fs::create_dir_all(l.join("d")).unwrap();
+    for i in 0..FILES {
+        std::fs::write(l.join(format!("f{i}")), format!("f{i}")).unwrap();
+    }
+    for i in 0..5 {
+        std::fs::write(l.join(format!("d/e{i}")), "").unwrap();
+    }
+    for d in ["u", "w"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    let p = |d: &str| t.join(d).display().to_string();
+    format!("lowerdir={},upperdir={},workdir={},io_uring=on", p("l"), p("u"), p("w"))
+}
+
+/// Starts the daemon and checks it serves through io_uring.
+fn start(t: &Path) -> Daemon {
+    let opts = setup(t);
+    let d = Daemon::start(&opts, &t.join("m"), &t.join("log"));
+    // The line comes once the session is made, just after the mount appears.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("transport: ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = d.log();
+    assert!(log.contains("transport: io_uring ("), "not on io_uring:\n{log}");
+    d
+}
+
+/// One round of a worker on `mnt`: lookups, reads (checked), a listing, a file made, written,
+/// read back and removed. `Err` names what failed or read wrong.
+fn round(mnt: &Path, worker: usize, n: u64) -> Result<(), String> {
+    let i = (n as usize + worker) % FILES;
+    let f = mnt.join(format!("f{i}"));
+    std::fs::metadata(&f).map_err(|e| format!("stat f{i}: {e}"))?;
+    let got = std::fs::read(&f).map_err(|e| format!("read f{i}: {e}"))?;
+    if got != format!("f{i}").as_bytes() {
+        return Err(format!("f{i} reads {:?}", String::from_utf8_lossy(&got)));
+    }
+    let listed = std::fs::read_dir(mnt.join("d")).map_err(|e| format!("readdir: {e}"))?.count();
+    if listed != 5 {
+        return Err(format!("d lists {listed} entries"));
+    }
+    let w = mnt.join(format!("w{worker}"));
+    let data = format!("{worker}:{n}");
+    std::fs::write(&w, &data).map_err(|e| format!("write w{worker}: {e}"))?;
+    let back = std::fs::read(&w).map_err(|e| format!("read w{worker}: {e}"))?;
+    if back != data.as_bytes() {
+        return Err(format!("w{worker} reads {:?}, wrote {data:?}", String::from_utf8_lossy(&back)));
+    }
+    std::fs::remove_file(&w).map_err(|e| format!("unlink w{worker}: {e}"))
+}
+
+/// Workers running rounds on a mount until it goes.
+struct Load {
+    /// Set before the mount is taken away: errors from then on are expected.
+    going: Arc<AtomicBool>,
+    rounds: Vec<Arc<AtomicU64>>,
+    done: mpsc::Receiver<(usize, Result<(), String>)>,
+}
+
+impl Load {
+    fn start(mnt: &Path, workers: usize) -> Load {
+        let going = Arc::new(AtomicBool::new(false));
+        let (tx, done) = mpsc::channel();
+        let rounds: Vec<Arc<AtomicU64>> = (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        for (w, count) in rounds.iter().enumerate() {
+            let (mnt, going, count, tx) = (mnt.to_path_buf(), going.clone(), count.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let res = loop {
+                    match round(&mnt, w, count.load(Ordering::Relaxed)) {
+                        Ok(()) => count.fetch_add(1, Ordering::Relaxed),
+                        Err(_) if going.load(Ordering::Relaxed) => break Ok(()),
+                        Err(e) => break Err(e),
+                    };
+                };
+                let _ = tx.send((w, res));
+            });
+        }
+        Load { going, rounds, done }
+    }
+
+    /// Every worker completes rounds within `window`, without error: no reply is lost.
+    fn assert_progress(&self, window: Duration) {
+        let before: Vec<u64> = self.rounds.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        std::thread::sleep(window);
+        if let Ok((w, res)) = self.done.try_recv() {
+            panic!("worker {w} stopped while the mount was up: {res:?}");
+        }
+        for (w, c) in self.rounds.iter().enumerate() {
+            let now = c.load(Ordering::Relaxed);
+            assert!(
+                now > before[w],
+                "worker {w} made no progress in {window:?} (a reply lost?): {now} rounds; waiting in FUSE:\n{}",
+                fuse_waits()
+            );
+        }
+    }
+
+    /// Every worker comes back within `TEARDOWN` of the mount going.
+    fn assert_all_return(self) {
+        let deadline = Instant::now() + TEARDOWN;
+        for _ in 0..self.rounds.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok((_, Ok(()))) => {}
+                Ok((w, Err(e))) => panic!("worker {w}: {e}"),
+                Err(_) => panic!("a worker is still blocked {TEARDOWN:?} after the mount went"),
+            }
+        }
+    }
+}
+
+/// A daemon on io_uring with 8 workers that all made progress, about to lose its mount.
+fn under_load() -> (tempfile::TempDir, Daemon, Load) {
+    let t = tmp();
+    let d = start(t.path());
+    let load = Load::start(&d.mnt, 8);
+    load.assert_progress(Duration::from_millis(1500));
+    load.going.store(true, Ordering::Relaxed);
+    (t, d, load)
+}
+
+#[test]
+fn root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon() {
+    let test = "root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon";
+    if !require_io_uring(test) {
+        return;
+    }
+    let (_t, mut d, load) = under_load();
+    // A plain umount(2) stays EBUSY while requests hold the mount: detach it (`strata umount
+    // --lazy`); the connection ends once the last request and open file let go of it.
+    rustix::mount::unmount(&d.mnt, rustix::mount::UnmountFlags::DETACH).unwrap();
+    load.assert_all_return();
+    let status = d.wait(TEARDOWN).unwrap_or_else(|| panic!("daemon still running; log:\n{}", d.log()));
+    assert!(status.success(), "{status:?}; log:\n{}", d.log());
+    assert!(!mounted(&d.mnt));
+}
+
+#[test]
+fn root_uring_sigkill_under_load_fails_requests_instead_of_hanging() {
+    let test = "root_uring_sigkill_under_load_fails_requests_instead_of_hanging";
+    if !require_io_uring(test) {
+        return;
+    }
+    let (_t, mut d, load) = under_load();
+    rustix::process::kill_process(d.pid(), rustix::process::Signal::KILL).unwrap();
+    d.wait(TEARDOWN).expect("the killed daemon did not end");
+    load.assert_all_return();
+    // The connection is gone: the mount answers at once (ENOTCONN) until it is detached.
+    let err = std::fs::metadata(d.mnt.join("f0")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    rustix::mount::unmount(&d.mnt, rustix::mount::UnmountFlags::DETACH).unwrap();
+}
+
+/// Kernel stacks of this process's threads waiting in FUSE.
+fn fuse_waits() -> String {
+    let mut out = String::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let stack = std::fs::read_to_string(task.path().join("stack")).unwrap_or_default();
+        if stack.contains("fuse") {
+            out.push_str(&format!("thread {}:\n{stack}\n", task.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// CPUs the test may run on.
+fn cpus() -> Vec<usize> {
+    let set = rustix::thread::sched_getaffinity(None).unwrap();
+    (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
+}
+
+#[test]
+fn root_uring_one_request_at_a_time_from_each_cpu_with_idle_queues() {
+    let test = "root_uring_one_request_at_a_time_from_each_cpu_with_idle_queues";
+    if !require_io_uring(test) {
+        return;
+    }
+    let t = tmp();
+    let d = start(t.path());
+    // One thread, one request in flight, on each CPU in turn: every other queue is idle, and
+    // each queue serves requests with the others never used.
+    let mnt: PathBuf = d.mnt.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let res = (|| {
+            for cpu in cpus() {
+                let mut one = rustix::thread::CpuSet::new();
+                one.set(cpu);
+                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
+                for n in 0..200 {
+                    round(&mnt, cpu, n).map_err(|e| format!("cpu {cpu}, round {n}: {e}"))?;
+                }
+            }
+            Ok::<(), String>(())
+        })();
+        let _ = tx.send(res);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(res) => res.unwrap(),
+        Err(_) => panic!("sequential requests did not finish in 60 s (a reply lost?)"),
+    }
+    drop(d);
+}
+
+/// The io_uring pass exists: `scripts/test` (what CI runs) turns `enable_uring` on and runs the
+/// union suite and these tests with `STRATA_TEST_TRANSPORT=io_uring`, and restores the setting.
+#[test]
+fn scripts_test_runs_the_io_uring_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("scripts/test")).unwrap();
+    for needed in [
+        "STRATA_TEST_TRANSPORT=io_uring cargo test --test union --test uring",
+        "echo Y > \"$uring\"",
+        "trap 'echo \"$was\" > \"$uring\"' EXIT",
+    ] {
+        assert!(script.contains(needed), "scripts/test lacks {needed:?}");
+    }
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(ci.contains("./scripts/test"), ".ci/run does not run scripts/test");
+}
