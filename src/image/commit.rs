@@ -130,11 +130,13 @@ pub fn write_layer(
 }
 
 /// Whether `plan` is `upper` as it is — every entry read from the upper dir at its own path,
-/// with its own owner, no whiteout or opaque marker — so that the upper dir can become the
-/// unpacked layer itself ([`adopt_layer`]).
+/// with its own owner (none to pack instead, or the same ids), no whiteout or opaque marker —
+/// so that the upper dir can become the unpacked layer itself ([`adopt_layer`]).
 pub fn is_upper_as_is(plan: &Plan) -> bool {
     plan.items.iter().all(|i| match i {
-        Item::Object { path, from, src, owner, .. } => *from == ReadFrom::Upper && path == src && owner.is_none(),
+        Item::Object { path, from, src, owner, st } => {
+            *from == ReadFrom::Upper && path == src && owner.is_none_or(|o| o == (st.st_uid, st.st_gid))
+        }
         _ => false,
     })
 }
@@ -348,5 +350,26 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::lower::Lowers;
+
+    /// A `COPY`'s upper dir — files and a directory the image also has, written with their
+    /// own owners — is the layer as it is, so the build adopts it instead of writing it twice.
+    #[test]
+    fn an_upper_dir_written_with_its_own_owners_is_the_layer_as_it_is() {
+        let t = tempfile::tempdir().unwrap();
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        std::fs::create_dir_all(lower.join("data")).unwrap();
+        std::fs::create_dir_all(upper.join("data/files")).unwrap();
+        std::fs::write(upper.join("data/files/f"), b"x").unwrap();
+        let lowers = Lowers::open(&[lower]).unwrap();
+        let plan = super::super::diff::plan(&upper, &lowers).unwrap();
+        assert!(!plan.items.is_empty());
+        assert!(is_upper_as_is(&plan), "{:?}", plan.items);
     }
 }
