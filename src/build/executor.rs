@@ -949,8 +949,7 @@ impl Builder<'_> {
             let sub = dir.join(made.len().to_string());
             std::fs::create_dir(&sub).map_err(|e| self.fail(ins, format!("{}: {e}", sub.display())))?;
             if let (None, Some(c)) = (heredoc, checksum) {
-                let name = remote::file_name(s)
-                    .ok_or_else(|| self.fail(ins, format!("{s}: cannot determine a file name from the URL")))?;
+                let name = remote::file_name(s).map_err(|e| self.fail(ins, e))?;
                 made.push(format!("{s} {c}"));
                 sources.push((Source { path: sub.join(&name), rel: name }, true));
                 pending.push((s.clone(), sub));

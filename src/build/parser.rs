@@ -281,7 +281,7 @@ impl Instruction {
 /// The heredoc markers (`<<EOF`, `<<-"EOF"`, `3<<EOF`) among the words of `line`.
 fn heredocs_of(line: &str) -> Vec<Heredoc> {
     let none = std::collections::BTreeMap::<String, String>::new();
-    let raw = Lexer { escape: '\\', raw_quotes: true, raw_escapes: true, skip_unset: true, skip_quotes: false };
+    let raw = Lexer { raw_quotes: true, raw_escapes: true, skip_unset: true, ..Lexer::new('\\') };
     let words = raw.words(line, &none).unwrap_or_default();
     words.iter().filter_map(|w| heredoc_marker(w)).collect()
 }
@@ -299,7 +299,7 @@ pub fn heredoc_marker(word: &str) -> Option<Heredoc> {
         return None;
     }
     let none = std::collections::BTreeMap::<String, String>::new();
-    let mut lex = Lexer { escape: '\\', raw_quotes: false, raw_escapes: false, skip_unset: true, skip_quotes: false };
+    let mut lex = Lexer { skip_unset: true, ..Lexer::new('\\') };
     let cooked = lex.words(rest, &none).ok()?;
     let [name] = cooked.as_slice() else { return None };
     lex.raw_quotes = true;

@@ -57,7 +57,7 @@ pub fn fetch(url: &str, dir: &Path, checksum: Option<&str>, progress: Progress) 
 
 fn download(url: &str, dir: &Path, progress: Progress) -> Result<Fetched, String> {
     let bad = |why: &dyn std::fmt::Display| format!("{url}: {why}");
-    let name = file_name(url).ok_or_else(|| bad(&"cannot determine a file name from the URL"))?;
+    let name = file_name(url)?;
     let host = url.split("://").nth(1).and_then(|r| r.split(['/', '?', '#']).next()).unwrap_or("");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .tls_config(tls::config(&TlsOptions::default(), host).map_err(|e| bad(&e))?)
@@ -101,8 +101,12 @@ fn download(url: &str, dir: &Path, progress: Progress) -> Result<Fetched, String
     Ok(Fetched { path, name, digest: format!("sha256:{}", hex::encode(h.finalize())) })
 }
 
-/// The last part of the URL's path, if it names a file.
-pub fn file_name(url: &str) -> Option<String> {
+/// The last part of the URL's path, if it names a file; else one line naming the URL.
+pub fn file_name(url: &str) -> Result<String, String> {
+    name_in(url).ok_or_else(|| format!("{url}: cannot determine a file name from the URL"))
+}
+
+fn name_in(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let path = rest.split(['?', '#']).next()?;
     let (_, path) = path.split_once('/')?;
@@ -136,9 +140,9 @@ mod tests {
 
     #[test]
     fn names_and_dates() {
-        assert_eq!(file_name("http://h:1/a/b.tar.gz?x=1").as_deref(), Some("b.tar.gz"));
-        assert_eq!(file_name("https://h/"), None);
-        assert_eq!(file_name("https://h"), None);
+        assert_eq!(file_name("http://h:1/a/b.tar.gz?x=1").as_deref(), Ok("b.tar.gz"));
+        assert_eq!(name_in("https://h/"), None);
+        assert_eq!(file_name("https://h"), Err("https://h: cannot determine a file name from the URL".into()));
         let t = http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
         assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(UNIX_EPOCH));
