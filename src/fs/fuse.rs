@@ -461,10 +461,18 @@ impl Filesystem for StrataFuse {
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let next = i as u64 + 1;
             // The kernel takes no reference for `.` and `..`: their attributes are not used.
-            if e.name == "." || e.name == ".." {
+            // The first chunk of a listing (offset 0) is READDIRPLUS whether or not the caller
+            // will stat anything (READDIRPLUS_AUTO): it gets `.`, `..` and one name, without
+            // attributes — no stat of the entries `find` never looks at. A caller that stats
+            // that name makes a LOOKUP, after which the kernel asks for attributes again, and
+            // the chunks that follow carry them (it keeps asking while they are used).
+            let first_chunk = offset == 0;
+            if e.name == "." || e.name == ".." || first_chunk {
                 let mut attr = negative();
-                (attr.ino, attr.kind) = (INodeNo(e.ino), fuser::FileType::Directory);
-                if reply.add(INodeNo(e.ino), next, &e.name, &Duration::ZERO, &attr, Generation(0)) {
+                (attr.ino, attr.kind) = (INodeNo(e.ino), kind(e.kind));
+                if reply.add(INodeNo(0), next, &e.name, &Duration::ZERO, &attr, Generation(0))
+                    || (first_chunk && e.name != "." && e.name != "..")
+                {
                     break;
                 }
                 continue;
