@@ -97,6 +97,7 @@ mod mnt;
 mod notify;
 mod open_flags;
 mod passthrough;
+mod placement;
 mod poll_events;
 mod read_buf;
 mod rename_flags;

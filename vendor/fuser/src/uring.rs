@@ -49,6 +49,8 @@ use crate::channel::ChannelSender;
 use crate::ll;
 use crate::ll::Operation;
 use crate::ll::fuse_abi as abi;
+use crate::placement;
+use crate::placement::Placement;
 use crate::reply::ReplyEmpty;
 use crate::reply::ReplyRaw;
 use crate::request::RequestWithSender;
@@ -397,6 +399,7 @@ pub(crate) fn start<FS: Filesystem>(
 ) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(params.queues);
+    let placement = Arc::new(Placement::new());
     for qid in 0..params.queues {
         let queue = Arc::new(Queue::new(qid as u16, ch.clone(), params.payload)?);
         let el = SessionEventLoop {
@@ -408,10 +411,11 @@ pub(crate) fn start<FS: Filesystem>(
         };
         let tx = tx.clone();
         let payload = params.payload;
+        let placement = placement.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(el.thread_name.clone())
-                .spawn(move || serve(queue, el, payload, tx))?,
+                .spawn(move || serve(queue, el, payload, &placement, tx))?,
         );
     }
     drop(tx);
@@ -436,9 +440,11 @@ fn serve<FS: Filesystem>(
     queue: Arc<Queue>,
     el: SessionEventLoop<FS>,
     payload: usize,
+    placement: &Placement,
     ready: mpsc::Sender<io::Result<()>>,
 ) -> io::Result<()> {
     pin_to_cpu(queue.qid as usize);
+    let mut idle = false;
     let _ = queue.server.set(std::thread::current().id());
     let mut done = match register(&queue) {
         Ok(early) => {
@@ -467,7 +473,12 @@ fn serve<FS: Filesystem>(
         if live == 0 {
             break;
         }
-        queue.flush()?;
+        // The commit of the replies just made happens in the wait below: the policy chosen here
+        // decides where the woken callers run (see `placement`).
+        let wanted = placement.idle_wanted();
+        if wanted != idle && placement::set_idle(wanted).is_ok() {
+            idle = wanted;
+        }
         match queue.ring.submitter().submit_and_wait(1) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
