@@ -655,3 +655,83 @@ fn root_writes_never_reach_a_lower_file_even_with_a_reader_open_before_copy_up()
     let upper = std::fs::read_to_string(t.path().join("u/f")).unwrap();
     assert!(upper.starts_with("UPPER"), "{}", &upper[..20]);
 }
+
+/// Stats the daemon makes while `work` runs (strace attached to every thread of `pid`).
+fn daemon_stats_during(pid: i32, t: &Path, work: impl FnOnce()) -> usize {
+    let out = t.join("strace.out");
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=newfstatat,statx,fstat", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace (scripts/test installs it)");
+    // strace writes nothing until it is attached: wait for the attach to show in the status.
+    let tracer = |tid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+    };
+    for _ in 0..200 {
+        let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if tasks.iter().all(|t| tracer(t)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    work();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(strace.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    strace.wait().unwrap();
+    let log = std::fs::read_to_string(&out).unwrap_or_default();
+    log.lines().filter(|l| l.contains("stat")).count()
+}
+
+/// `find` (names and types only) makes the daemon stat none of a listing's entries: the first
+/// READDIRPLUS chunk, which the kernel sends whether or not anything will be stat'ed, carries no
+/// attributes. `ls -l` still gets every entry's attributes, as on kernel overlayfs.
+#[test]
+fn root_find_makes_the_daemon_stat_no_listed_entry() {
+    if !require_root("root_find_makes_the_daemon_stat_no_listed_entry") {
+        return;
+    }
+    let t = tmp();
+    dirs(t.path(), &["l1/d", "l2/d", "u", "w", "m", "k/u", "k/w", "k/m"]);
+    for i in 0..300 {
+        std::fs::write(t.path().join(format!("l{}/d/f{i:03}", 1 + i % 2)), format!("{i}")).unwrap();
+    }
+    let p = |s: &str| t.path().join(s).display().to_string();
+    let lower = format!("{}:{}", p("l1"), p("l2"));
+    let st = run(Command::new(strata())
+        .args(["mount", "--lower", &lower, "--upper", &p("u"), "--work", &p("w")])
+        .arg(t.path().join("m")));
+    assert!(st.status.success());
+    let pid = daemon_of(&t.path().join("m")).expect("the daemon");
+    let found = std::cell::RefCell::new(String::new());
+    let stats = daemon_stats_during(pid, t.path(), || {
+        let out = run(Command::new("find").arg(t.path().join("m/d")));
+        *found.borrow_mut() = String::from_utf8_lossy(&out.stdout).into_owned();
+    });
+    assert_eq!(found.borrow().lines().count(), 301, "find lists d and its 300 files");
+    assert!(stats < 30, "find over 300 entries made the daemon stat {stats} times");
+    // ls -l sees the same as kernel overlayfs.
+    let kernel = format!("lowerdir={lower},upperdir={},workdir={}", p("k/u"), p("k/w"));
+    assert!(run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &kernel, &p("k/m")])).status.success());
+    let ls = |d: &str| {
+        let out = run(Command::new("ls").args(["-ln", "--time-style=+%s"]).current_dir(t.path().join(d)));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (strata_ls, kernel_ls) = (ls("m/d"), ls("k/m/d"));
+    let _ = Command::new("umount").arg(p("k/m")).status();
+    let _ = Command::new("umount").arg(p("m")).status();
+    assert_eq!(strata_ls.lines().count(), 301);
+    assert_eq!(strata_ls, kernel_ls);
+}

@@ -246,3 +246,82 @@ fn scripts_test_runs_the_io_uring_pass() {
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
     assert!(ci.contains("./scripts/test"), ".ci/run does not run scripts/test");
 }
+
+/// The scheduling policy of each `fuser-uring-*` thread of `pid` (`/proc/…/stat` field 41:
+/// 0 SCHED_OTHER, 5 SCHED_IDLE).
+fn ring_policies(pid: i32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("fuser-uring") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let policy = after.split_whitespace().nth(41 - 3).and_then(|f| f.parse().ok()).unwrap_or(u32::MAX);
+        out.push((comm.trim().to_string(), policy));
+    }
+    out
+}
+
+/// While the machine is otherwise idle the ring threads may run as `SCHED_IDLE` (a woken caller
+/// then stays on its CPU); with every CPU wanted by other tasks they must not: they go back to
+/// `SCHED_OTHER`, and requests made from each CPU in turn are served at once, not left behind
+/// busy tasks.
+#[test]
+fn root_uring_ring_threads_yield_to_nothing_on_a_busy_machine() {
+    let test = "root_uring_ring_threads_yield_to_nothing_on_a_busy_machine";
+    if !require_io_uring(test) {
+        return;
+    }
+    let t = tmp();
+    let d = start(t.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = cpus()
+        .into_iter()
+        .map(|cpu| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut one = rustix::thread::CpuSet::new();
+                one.set(cpu);
+                let _ = rustix::thread::sched_setaffinity(None, &one);
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let mnt: PathBuf = d.mnt.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let res = (|| {
+            for cpu in cpus() {
+                let mut one = rustix::thread::CpuSet::new();
+                one.set(cpu);
+                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
+                for n in 0..100 {
+                    round(&mnt, cpu, n).map_err(|e| format!("cpu {cpu}, round {n}: {e}"))?;
+                }
+            }
+            Ok::<(), String>(())
+        })();
+        let _ = tx.send(res);
+    });
+    let res = rx.recv_timeout(Duration::from_secs(60));
+    let policies = ring_policies(d.pid().as_raw_nonzero().get());
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    match res {
+        Ok(res) => res.unwrap(),
+        Err(_) => panic!("requests behind CPU-bound tasks did not finish in 60 s"),
+    }
+    assert!(!policies.is_empty(), "no ring thread found");
+    for (name, policy) in &policies {
+        assert_eq!(*policy, 0, "{name} is not SCHED_OTHER with every CPU busy: {policies:?}");
+    }
+    drop(d);
+}
