@@ -184,6 +184,7 @@ fn plan(s: &Sizes, systems: &[Sys], xfs: Option<&Path>) -> Vec<Spec> {
     let (entries, whiteouts) = s.bigdir;
     v.extend([
         on_mounts("create", format!("create {create} small files"), Kernel(2.0), &all, work::create),
+        on_mounts("untar", format!("untar {create} small files"), Kernel(2.0), &all, work::untar),
         on_mounts("delete", format!("delete {doomed} lower files (whiteouts)"), Kernel(2.0), &all, work::delete_lower),
     ]);
     for (key, cold) in [("lsf-cold", true), ("lsf-warm", false)] {

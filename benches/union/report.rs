@@ -113,7 +113,7 @@ impl Row {
     pub fn uring_verdict(&self) -> Option<(bool, Vec<String>)> {
         let uring = self.median("strata-uring")?;
         let mut missed = Vec::new();
-        let metadata = ["find-cold", "find-warm", "lslr-cold", "lslr-warm", "find-par4", "create", "rm"];
+        let metadata = ["find-cold", "find-warm", "lslr-cold", "lslr-warm", "find-par4", "create", "untar", "rm"];
         if let Some(k) = self.median("kernel").filter(|_| metadata.contains(&self.key.as_str())) {
             let r = uring / k;
             if r > 2.0 {

@@ -224,6 +224,28 @@ pub fn create(cx: &Cx, sys: Sys) -> Result<f64> {
     timed(|| create_files(&root, cx.sizes.create))
 }
 
+/// `tar xf` of an archive of small files (the ones [`create`] makes, packed once beside the
+/// generated layers) into a new dir of the mount: what unpacking a source tree or a layer does.
+pub fn untar(cx: &Cx, sys: Sys) -> Result<f64> {
+    let tar = cx.dir.join(format!("small-{}.tar", cx.sizes.create));
+    if !tar.exists() {
+        let src = cx.dir.join("small-src");
+        if src.exists() {
+            fs::remove_dir_all(&src)?;
+        }
+        create_files(&src, cx.sizes.create)?;
+        let part = tar.with_extension("tar.part");
+        super::run(Command::new("tar").arg("cf").arg(&part).arg("-C").arg(&src).arg("."))?;
+        fs::rename(&part, &tar)?;
+        fs::remove_dir_all(&src)?;
+    }
+    let layers = cx.cache.tree(cx.sizes.tree)?;
+    let m = cx.mount(sys, &layers, None)?;
+    let root = m.dir.join("unpacked");
+    fs::create_dir_all(&root)?;
+    timed(|| super::run(Command::new("tar").arg("xf").arg(&tar).arg("-C").arg(&root)))
+}
+
 /// `rm -rf` of the files [`create`] makes.
 pub fn remove_new(cx: &Cx, sys: Sys) -> Result<f64> {
     let layers = cx.cache.tree(cx.sizes.tree)?;
