@@ -197,6 +197,28 @@ fn cpus() -> Vec<usize> {
     (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
 }
 
+/// One thread making `rounds` rounds on `mnt` from each CPU in turn (pinned: one request in
+/// flight, from that CPU's queue); its result arrives on the channel.
+fn rounds_on_each_cpu(mnt: &Path, rounds: u64) -> mpsc::Receiver<Result<(), String>> {
+    let mnt: PathBuf = mnt.to_path_buf();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let res = (|| {
+            for cpu in cpus() {
+                let mut one = rustix::thread::CpuSet::new();
+                one.set(cpu);
+                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
+                for n in 0..rounds {
+                    round(&mnt, cpu, n).map_err(|e| format!("cpu {cpu}, round {n}: {e}"))?;
+                }
+            }
+            Ok::<(), String>(())
+        })();
+        let _ = tx.send(res);
+    });
+    rx
+}
+
 #[test]
 fn root_uring_one_request_at_a_time_from_each_cpu_with_idle_queues() {
     let test = "root_uring_one_request_at_a_time_from_each_cpu_with_idle_queues";
@@ -207,23 +229,7 @@ fn root_uring_one_request_at_a_time_from_each_cpu_with_idle_queues() {
     let d = start(t.path());
     // One thread, one request in flight, on each CPU in turn: every other queue is idle, and
     // each queue serves requests with the others never used.
-    let mnt: PathBuf = d.mnt.clone();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let res = (|| {
-            for cpu in cpus() {
-                let mut one = rustix::thread::CpuSet::new();
-                one.set(cpu);
-                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
-                for n in 0..200 {
-                    round(&mnt, cpu, n).map_err(|e| format!("cpu {cpu}, round {n}: {e}"))?;
-                }
-            }
-            Ok::<(), String>(())
-        })();
-        let _ = tx.send(res);
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
+    match rounds_on_each_cpu(&d.mnt, 200).recv_timeout(Duration::from_secs(60)) {
         Ok(res) => res.unwrap(),
         Err(_) => panic!("sequential requests did not finish in 60 s (a reply lost?)"),
     }
@@ -293,23 +299,7 @@ fn root_uring_ring_threads_yield_to_nothing_on_a_busy_machine() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(50));
-    let mnt: PathBuf = d.mnt.clone();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let res = (|| {
-            for cpu in cpus() {
-                let mut one = rustix::thread::CpuSet::new();
-                one.set(cpu);
-                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
-                for n in 0..100 {
-                    round(&mnt, cpu, n).map_err(|e| format!("cpu {cpu}, round {n}: {e}"))?;
-                }
-            }
-            Ok::<(), String>(())
-        })();
-        let _ = tx.send(res);
-    });
-    let res = rx.recv_timeout(Duration::from_secs(60));
+    let res = rounds_on_each_cpu(&d.mnt, 100).recv_timeout(Duration::from_secs(60));
     let policies = ring_policies(d.pid().as_raw_nonzero().get());
     stop.store(true, Ordering::Relaxed);
     for h in hogs {
