@@ -18,7 +18,11 @@
 //! other way round: the `fuse_out_header` in `in_out`, everything after it in the payload buffer.
 //!
 //! Replies made on another thread (a filesystem that answers later) are committed from that
-//! thread: every access to a ring's submission queue holds the queue's lock.
+//! thread: every push to a ring's submission queue holds the queue's lock. The serving thread's
+//! wait submits whatever is queued without it (the kernel serialises submissions itself).
+//!
+//! While the machine is otherwise idle the serving threads run as `SCHED_IDLE`, so that a caller
+//! woken by a reply stays on its CPU (see `placement`).
 //!
 //! Teardown: when the connection goes (unmount, abort, the daemon killed) the kernel completes
 //! every waiting command with an error and fails every later commit; a thread ends when none of
