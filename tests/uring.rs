@@ -315,3 +315,99 @@ fn root_uring_ring_threads_yield_to_nothing_on_a_busy_machine() {
     }
     drop(d);
 }
+
+/// A filesystem of one file, `/x`, that answers every LOOKUP and GETATTR from a thread of its
+/// own: the reply is committed to the ring by a thread that is not the ring's.
+struct LateReplies;
+
+fn late_attr(ino: u64) -> fuser::FileAttr {
+    let t = std::time::UNIX_EPOCH;
+    fuser::FileAttr {
+        ino: fuser::INodeNo(ino),
+        size: if ino == 1 { 0 } else { 1 },
+        blocks: 0,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        crtime: t,
+        kind: if ino == 1 { fuser::FileType::Directory } else { fuser::FileType::RegularFile },
+        perm: if ino == 1 { 0o755 } else { 0o644 },
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+impl fuser::Filesystem for LateReplies {
+    fn lookup(&self, _req: &fuser::Request, parent: fuser::INodeNo, name: &std::ffi::OsStr, reply: fuser::ReplyEntry) {
+        let found = parent.0 == 1 && name == "x";
+        std::thread::spawn(move || {
+            if found {
+                // No caching: every stat of /x comes back as a LOOKUP.
+                reply.entry(&Duration::ZERO, &late_attr(2), fuser::Generation(0));
+            } else {
+                reply.error(fuser::Errno::ENOENT);
+            }
+        });
+    }
+
+    fn getattr(
+        &self,
+        _req: &fuser::Request,
+        ino: fuser::INodeNo,
+        _fh: Option<fuser::FileHandle>,
+        reply: fuser::ReplyAttr,
+    ) {
+        std::thread::spawn(move || reply.attr(&Duration::ZERO, &late_attr(ino.0)));
+    }
+}
+
+/// Replies made on another thread than the ring's: committed under the queue's lock while the
+/// ring's thread waits, none lost (every stat answers, from each CPU's queue, within a bound).
+#[test]
+fn root_uring_replies_from_another_thread_reach_the_caller() {
+    let test = "root_uring_replies_from_another_thread_reach_the_caller";
+    if !require_io_uring(test) {
+        return;
+    }
+    let t = tmp();
+    let mnt = t.path().join("m");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut cfg = fuser::Config::default();
+    cfg.io_uring = fuser::IoUringMode::Required;
+    cfg.n_threads = Some(1);
+    let session = fuser::Session::new(LateReplies, &mnt, &cfg).unwrap().spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let target = mnt.join("x");
+    std::thread::spawn(move || {
+        let res = (|| {
+            for cpu in cpus() {
+                let mut one = rustix::thread::CpuSet::new();
+                one.set(cpu);
+                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
+                for n in 0..300 {
+                    let m = std::fs::metadata(&target).map_err(|e| format!("cpu {cpu}, stat {n}: {e}"))?;
+                    if m.len() != 1 {
+                        return Err(format!("cpu {cpu}, stat {n}: size {}", m.len()));
+                    }
+                }
+            }
+            Ok::<(), String>(())
+        })();
+        let _ = tx.send(res);
+    });
+    let res = rx.recv_timeout(Duration::from_secs(60));
+    let on_ring = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .any(|t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().starts_with("fuser-uring"));
+    match res {
+        Ok(res) => res.unwrap(),
+        Err(_) => panic!("stats answered from other threads did not finish in 60 s (a reply lost?)"),
+    }
+    assert!(on_ring, "the session serves no io_uring queue");
+    session.umount_and_join().unwrap();
+}

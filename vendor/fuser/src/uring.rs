@@ -17,9 +17,12 @@
 //! header's `len` counts all of them, which gives the size of the `op_in` part). A reply is the
 //! other way round: the `fuse_out_header` in `in_out`, everything after it in the payload buffer.
 //!
-//! Replies made on another thread (a filesystem that answers later) are committed from that
-//! thread: every push to a ring's submission queue holds the queue's lock. The serving thread's
-//! wait submits whatever is queued without it (the kernel serialises submissions itself).
+//! Replies made on another thread (a filesystem that answers later) are queued by that thread
+//! (every push to a ring's submission queue holds the queue's lock) but submitted by the ring's
+//! own thread, woken through an eventfd that its ring always has a read pending on: a command
+//! belongs to the task that submits it, and the kernel cancels a task's commands when it exits,
+//! so a FETCH submitted by a short-lived replying thread would be cancelled with it (the
+//! requests then given to that entry fail with ECANCELED).
 //!
 //! While the machine is otherwise idle the serving threads run as `SCHED_IDLE`, so that a caller
 //! woken by a reply stays on its CPU (see `placement`).
@@ -63,6 +66,8 @@ use crate::session::SessionEventLoop;
 /// `enum fuse_uring_cmd` (include/uapi/linux/fuse.h).
 const CMD_REGISTER: u32 = 1;
 const CMD_COMMIT_AND_FETCH: u32 = 2;
+/// `user_data` of the read pending on a queue's eventfd (entries use their index).
+const WAKE: u64 = u64::MAX;
 
 /// Entries per queue: requests a CPU's thread can hold at once. The thread serves them one at a
 /// time; the others are requests made on that CPU while it works.
@@ -227,6 +232,10 @@ pub(crate) struct Queue {
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
     /// Held for every access to the submission queue (replies may come from any thread).
     sq: Mutex<()>,
+    /// Written by a thread that queued a commit, to make the serving thread submit it.
+    wake: std::os::fd::OwnedFd,
+    /// Where the pending read of `wake` puts its count (written by the kernel).
+    wake_buf: Box<std::cell::UnsafeCell<u64>>,
     entries: Box<[Entry]>,
     /// The thread that serves this queue; commits made on it are flushed by its loop.
     server: OnceLock<ThreadId>,
@@ -242,14 +251,23 @@ unsafe impl Sync for Queue {}
 
 impl Queue {
     fn new(qid: u16, ch: Channel, payload: usize) -> io::Result<Queue> {
+        // At most one commit per entry and the read of `wake` are ever queued at once.
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
-            .setup_cqsize(2 * DEPTH as u32)
-            .build(DEPTH as u32)?;
+            .setup_cqsize(4 * DEPTH as u32)
+            .build(2 * DEPTH as u32)?;
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
+        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if wake < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(Queue {
             qid,
             fd: std::os::fd::AsFd::as_fd(&ch).as_raw_fd(),
             ring,
             sq: Mutex::new(()),
+            // SAFETY: `wake` was just returned by eventfd and is owned by nothing else.
+            wake: unsafe { std::os::fd::FromRawFd::from_raw_fd(wake) },
+            wake_buf: Box::new(std::cell::UnsafeCell::new(0)),
             entries: (0..DEPTH).map(|_| Entry::new(payload)).collect(),
             server: OnceLock::new(),
             _ch: ch,
@@ -278,23 +296,37 @@ impl Queue {
         sqe
     }
 
-    /// Queues a command; submits it at once unless called by the serving thread, whose loop
-    /// flushes its commands before it waits.
+    /// Queues a command for the serving thread to submit (its loop submits before it waits);
+    /// from any other thread, wakes it to do so (see the module's notes).
     fn push(&self, sqe: &squeue::Entry128) -> io::Result<()> {
         let on_server = self.server.get() == Some(&std::thread::current().id());
-        let _sq = self.sq.lock();
-        // SAFETY: the submission queue is only accessed under `sq`.
-        let full = unsafe { self.ring.submission_shared().push(sqe).is_err() };
-        if full {
-            self.ring.submit()?;
-            // SAFETY: as above.
+        {
+            let _sq = self.sq.lock();
+            // SAFETY: the submission queue is only accessed under `sq`; it has room for a
+            // commit per entry and the read of `wake`, all that is ever queued at once.
             unsafe { self.ring.submission_shared().push(sqe) }
                 .map_err(|_| io::Error::other("io_uring submission queue full"))?;
         }
         if !on_server {
-            self.ring.submit()?;
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live buffer to an eventfd we own.
+            if unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) } != 8 {
+                return Err(io::Error::last_os_error());
+            }
         }
         Ok(())
+    }
+
+    /// Queues the read of `wake` that wakes the serving thread (serving thread only).
+    fn arm_wake(&self) -> io::Result<()> {
+        let sqe = opcode::Read::new(
+            types::Fd(self.wake.as_raw_fd()),
+            self.wake_buf.get().cast::<u8>(),
+            8,
+        )
+        .build()
+        .user_data(WAKE);
+        self.push(&squeue::Entry128::from(sqe))
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -465,6 +497,14 @@ fn serve<FS: Filesystem>(
     let mut live = DEPTH;
     loop {
         for (idx, res) in done.drain(..) {
+            if idx as u64 == WAKE {
+                // Another thread queued a commit: submitted by the wait below, with the read
+                // queued again (not when the ring is going: then it fails).
+                if res >= 0 {
+                    queue.arm_wake()?;
+                }
+                continue;
+            }
             if res < 0 {
                 live -= 1;
                 retire(&queue, idx, res);
@@ -506,6 +546,7 @@ fn register(queue: &Queue) -> io::Result<Vec<(usize, i32)>> {
     for idx in 0..DEPTH {
         queue.push(&queue.sqe(CMD_REGISTER, idx, 0))?;
     }
+    queue.arm_wake()?;
     queue.flush()?;
     let early = completions(queue);
     match early.iter().find(|(_, res)| *res < 0) {
