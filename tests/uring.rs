@@ -197,10 +197,12 @@ fn cpus() -> Vec<usize> {
     (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
 }
 
-/// One thread making `rounds` rounds on `mnt` from each CPU in turn (pinned: one request in
-/// flight, from that CPU's queue); its result arrives on the channel.
-fn rounds_on_each_cpu(mnt: &Path, rounds: u64) -> mpsc::Receiver<Result<(), String>> {
-    let mnt: PathBuf = mnt.to_path_buf();
+/// One thread calling `step(cpu, n)` `times` times from each CPU in turn (pinned: one request
+/// in flight, from that CPU's queue); its result arrives on the channel.
+fn on_each_cpu(
+    times: u64,
+    step: impl Fn(usize, u64) -> Result<(), String> + Send + 'static,
+) -> mpsc::Receiver<Result<(), String>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let res = (|| {
@@ -208,8 +210,8 @@ fn rounds_on_each_cpu(mnt: &Path, rounds: u64) -> mpsc::Receiver<Result<(), Stri
                 let mut one = rustix::thread::CpuSet::new();
                 one.set(cpu);
                 rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
-                for n in 0..rounds {
-                    round(&mnt, cpu, n).map_err(|e| format!("cpu {cpu}, round {n}: {e}"))?;
+                for n in 0..times {
+                    step(cpu, n).map_err(|e| format!("cpu {cpu}, step {n}: {e}"))?;
                 }
             }
             Ok::<(), String>(())
@@ -217,6 +219,12 @@ fn rounds_on_each_cpu(mnt: &Path, rounds: u64) -> mpsc::Receiver<Result<(), Stri
         let _ = tx.send(res);
     });
     rx
+}
+
+/// [`on_each_cpu`] making rounds on `mnt`.
+fn rounds_on_each_cpu(mnt: &Path, rounds: u64) -> mpsc::Receiver<Result<(), String>> {
+    let mnt: PathBuf = mnt.to_path_buf();
+    on_each_cpu(rounds, move |cpu, n| round(&mnt, cpu, n))
 }
 
 #[test]
@@ -380,24 +388,10 @@ fn root_uring_replies_from_another_thread_reach_the_caller() {
     cfg.io_uring = fuser::IoUringMode::Required;
     cfg.n_threads = Some(1);
     let session = fuser::Session::new(LateReplies, &mnt, &cfg).unwrap().spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
     let target = mnt.join("x");
-    std::thread::spawn(move || {
-        let res = (|| {
-            for cpu in cpus() {
-                let mut one = rustix::thread::CpuSet::new();
-                one.set(cpu);
-                rustix::thread::sched_setaffinity(None, &one).map_err(|e| format!("pin to {cpu}: {e}"))?;
-                for n in 0..300 {
-                    let m = std::fs::metadata(&target).map_err(|e| format!("cpu {cpu}, stat {n}: {e}"))?;
-                    if m.len() != 1 {
-                        return Err(format!("cpu {cpu}, stat {n}: size {}", m.len()));
-                    }
-                }
-            }
-            Ok::<(), String>(())
-        })();
-        let _ = tx.send(res);
+    let rx = on_each_cpu(300, move |_, _| {
+        let m = std::fs::metadata(&target).map_err(|e| format!("stat: {e}"))?;
+        if m.len() != 1 { Err(format!("size {}", m.len())) } else { Ok(()) }
     });
     let res = rx.recv_timeout(Duration::from_secs(60));
     let on_ring = std::fs::read_dir("/proc/self/task")
