@@ -466,13 +466,12 @@ impl Filesystem for StrataFuse {
             // attributes — no stat of the entries `find` never looks at. A caller that stats
             // that name makes a LOOKUP, after which the kernel asks for attributes again, and
             // the chunks that follow carry them (it keeps asking while they are used).
-            let first_chunk = offset == 0;
-            if e.name == "." || e.name == ".." || first_chunk {
+            let dot = e.name == "." || e.name == "..";
+            if dot || offset == 0 {
                 let mut attr = negative();
                 (attr.ino, attr.kind) = (INodeNo(e.ino), kind(e.kind));
-                if reply.add(INodeNo(0), next, &e.name, &Duration::ZERO, &attr, Generation(0))
-                    || (first_chunk && e.name != "." && e.name != "..")
-                {
+                // Past `.` and `..`, the first chunk ends after its one name.
+                if reply.add(INodeNo(0), next, &e.name, &Duration::ZERO, &attr, Generation(0)) || !dot {
                     break;
                 }
                 continue;
