@@ -90,6 +90,30 @@ pub struct NodeState {
     /// The overlay's change count read before the last lookup: while the count stays, the
     /// node's `src` is where the object is (see `Overlay::copy_up`).
     pub seen_at: Option<u64>,
+    /// What is known of the xattrs of the instance `src` shows (kept for lower layers only,
+    /// which never change under a mount; forgotten whenever `src` changes).
+    pub xattrs: XattrsKnown,
+}
+
+/// Whether an object's shown instance has xattrs a caller can see (see `Overlay::getxattr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XattrsKnown {
+    /// Not looked at yet.
+    Unknown,
+    /// None: every `getxattr` is `ENODATA`, every list is empty, without asking the disk.
+    Bare,
+    /// Some: ask the disk.
+    Some,
+}
+
+impl NodeState {
+    /// Points the node at a new source; what was known about the old one goes.
+    pub fn set_src(&mut self, src: Src) {
+        if self.src != src {
+            self.src = src;
+            self.xattrs = XattrsKnown::Unknown;
+        }
+    }
 }
 
 /// One object of the merged view.
@@ -117,7 +141,7 @@ impl Node {
             nodeid,
             ino,
             kind,
-            state: Mutex::new(NodeState { names, src, pinned: None, seen_at: None }),
+            state: Mutex::new(NodeState { names, src, pinned: None, seen_at: None, xattrs: XattrsKnown::Unknown }),
             copy_lock: Mutex::new(()),
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
@@ -137,7 +161,7 @@ impl Node {
 
     /// Replaces the source description.
     pub fn set_src(&self, src: Src) {
-        self.state.lock().src = src;
+        self.state.lock().set_src(src);
     }
 
     /// Number of open handles.
@@ -246,7 +270,7 @@ impl InodeTable {
 
     fn refresh(node: &Node, parent: u64, name: &OsStr, src: Src, now: u64) {
         let mut st = node.state.lock();
-        st.src = src;
+        st.set_src(src);
         st.names.add(node.kind, parent, name);
         node.lookups.fetch_add(1, Ordering::AcqRel);
         node.touched.store(now, Ordering::Relaxed);

@@ -261,13 +261,15 @@ impl Overlay {
             let mut st = m.state.lock();
             st.names.remove(parent, name);
             st.names.add(m.kind, newparent, newname);
-            st.src = self.moved_src(&st.src, src.1);
+            let moved = self.moved_src(&st.src, src.1);
+            st.set_src(moved);
         }
         if let (Some(r), Some((_, back)), true) = (&replaced, dst, exchange) {
             let mut st = r.state.lock();
             st.names.remove(newparent, newname);
             st.names.add(r.kind, parent, name);
-            st.src = self.moved_src(&st.src, back);
+            let moved = self.moved_src(&st.src, back);
+            st.set_src(moved);
         }
     }
 

@@ -508,3 +508,36 @@ fn only_a_renumbered_node_is_superseded_not_the_root() {
     assert!(ov.inodes.is_superseded(ino));
     assert!(!ov.inodes.is_superseded(new));
 }
+
+#[test]
+fn a_lower_file_without_xattrs_is_asked_once_and_forgotten_at_copy_up() {
+    use super::inode::XattrsKnown;
+    let f = Fixture::new(1);
+    f.file("l0/bare", "b");
+    f.file("l0/named", "n");
+    rustix::fs::lsetxattr(f.p("l0/named"), "user.k", b"v", XattrFlags::empty()).unwrap();
+    let ov = f.overlay();
+    let known = |ino: u64| ov.inodes.get(ino).unwrap().state.lock().xattrs;
+    let (bare, named) = (ino_of(&ov, "bare").unwrap(), ino_of(&ov, "named").unwrap());
+    assert_eq!(known(bare), XattrsKnown::Unknown);
+    assert_eq!(ov.getxattr(bare, OsStr::new("security.selinux")), Err(Errno::NODATA));
+    assert_eq!(known(bare), XattrsKnown::Bare);
+    assert_eq!(ov.listxattr(bare, std::process::id()).unwrap(), b"");
+    // Lower layers do not change under a mount: what was learnt is not asked again (an xattr
+    // put on the lower file behind the mount's back shows that).
+    rustix::fs::lsetxattr(f.p("l0/bare"), "user.late", b"1", XattrFlags::empty()).unwrap();
+    assert_eq!(ov.getxattr(bare, OsStr::new("user.late")), Err(Errno::NODATA));
+    rustix::fs::lremovexattr(f.p("l0/bare"), "user.late").unwrap();
+    // A file with xattrs is asked every time, and answers each name.
+    assert_eq!(ov.getxattr(named, OsStr::new("user.k")).unwrap(), b"v");
+    assert_eq!(ov.getxattr(named, OsStr::new("user.other")), Err(Errno::NODATA));
+    assert_eq!(known(named), XattrsKnown::Some);
+    // Setting one copies the file up: the new source is asked, never the old answer.
+    ov.setxattr(bare, OsStr::new("user.new"), b"2", 0).unwrap();
+    assert_eq!(known(bare), XattrsKnown::Unknown);
+    assert_eq!(ov.getxattr(bare, OsStr::new("user.new")).unwrap(), b"2");
+    assert_eq!(ov.listxattr(bare, std::process::id()).unwrap(), b"user.new\0");
+    assert_eq!(known(bare), XattrsKnown::Unknown, "upper files are always asked");
+    ov.removexattr(bare, OsStr::new("user.new")).unwrap();
+    assert_eq!(ov.getxattr(bare, OsStr::new("user.new")), Err(Errno::NODATA));
+}

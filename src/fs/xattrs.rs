@@ -10,6 +10,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::fs::XattrFlags;
 
+use super::inode::{Node, XattrsKnown};
 use super::whiteout::is_private_xattr;
 use super::{Errno, Overlay, Result};
 use crate::sys::xattr;
@@ -68,6 +69,9 @@ impl Overlay {
             return Ok(self.layer_of(&node).into_bytes());
         }
         let disk = to_disk(key).ok_or(Errno::NODATA)?;
+        if self.lower_and_bare(&node)? {
+            return Err(Errno::NODATA);
+        }
         let at = self.locate(&node)?;
         xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)
     }
@@ -77,6 +81,9 @@ impl Overlay {
     pub fn listxattr(&self, ino: u64, pid: u32) -> Result<Vec<u8>> {
         let _tree = self.tree.read();
         let node = self.inodes.get(ino)?;
+        if self.lower_and_bare(&node)? {
+            return Ok(Vec::new());
+        }
         let at = self.locate(&node)?;
         let shown: Vec<OsString> = xattr::list(at.dir(), at.name())?.iter().filter_map(|k| from_disk(k)).collect();
         let trusted = |k: &OsString| k.as_bytes().starts_with(b"trusted.");
@@ -87,6 +94,31 @@ impl Overlay {
             out.push(0);
         }
         Ok(out)
+    }
+
+    /// Whether `node` is shown from a lower layer and that instance has no xattr a caller can
+    /// see. Lower layers never change under a mount, so this is asked of the disk once per
+    /// source: `ls -l` asks every file for `security.selinux` and its ACL, and most files have
+    /// no xattrs at all, so those answers then cost no system call.
+    fn lower_and_bare(&self, node: &Node) -> Result<bool> {
+        let src = {
+            let st = node.state.lock();
+            match st.xattrs {
+                XattrsKnown::Bare => return Ok(true),
+                XattrsKnown::Some => return Ok(false),
+                XattrsKnown::Unknown => st.src.clone(),
+            }
+        };
+        if self.in_upper(&src) {
+            return Ok(false);
+        }
+        let at = self.locate(node)?;
+        let bare = !xattr::list(at.dir(), at.name())?.iter().any(|k| from_disk(k).is_some());
+        let mut st = node.state.lock();
+        if st.src == src {
+            st.xattrs = if bare { XattrsKnown::Bare } else { XattrsKnown::Some };
+        }
+        Ok(bare)
     }
 
     /// `setxattr` (copies up first).

@@ -254,6 +254,9 @@ impl Queue {
         // At most one commit per entry and the read of `wake` are ever queued at once.
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .setup_cqsize(4 * DEPTH as u32)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_r_disabled()
             .build(2 * DEPTH as u32)?;
         // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
         let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -482,7 +485,7 @@ fn serve<FS: Filesystem>(
     pin_to_cpu(queue.qid as usize);
     let mut idle = false;
     let _ = queue.server.set(std::thread::current().id());
-    let mut done = match register(&queue) {
+    let mut done = match queue.ring.submitter().register_enable_rings().and_then(|()| register(&queue)) {
         Ok(early) => {
             let _ = ready.send(Ok(()));
             early
