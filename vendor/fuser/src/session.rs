@@ -278,6 +278,9 @@ impl<FS: Filesystem> Session<FS> {
         let mut filesystem = Arc::new(filesystem);
 
         let mut threads = Vec::with_capacity(n_threads);
+        // Whether the rings serve the requests: /dev/fuse then carries only FORGETs, INTERRUPTs
+        // and notification replies, which one thread reads at its own pace.
+        let mut rings_live = false;
         if let Some(params) = uring {
             let template = SessionEventLoop {
                 thread_name: String::new(),
@@ -285,9 +288,13 @@ impl<FS: Filesystem> Session<FS> {
                 ch: ch.clone(),
                 allowed,
                 session_owner,
+                pace_forgets: false,
             };
             match crate::uring::start(params, &ch, &template) {
-                Ok(rings) => threads.extend(rings),
+                Ok(rings) => {
+                    threads.extend(rings);
+                    rings_live = true;
+                }
                 // The kernel serves everything through /dev/fuse now.
                 Err(e) if config.io_uring != IoUringMode::Required => {
                     warn!("io_uring transport not available, using /dev/fuse: {e}")
@@ -297,6 +304,7 @@ impl<FS: Filesystem> Session<FS> {
         }
 
         let mut channels = Vec::with_capacity(n_threads);
+        let n_threads_minus_one = if rings_live { 0 } else { n_threads_minus_one };
 
         for _ in 0..n_threads_minus_one {
             if config.clone_fd {
@@ -323,6 +331,7 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
+                pace_forgets: rings_live,
             };
             threads.push(
                 thread::Builder::new()
@@ -587,7 +596,18 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
+    /// After a FORGET, wait [`FORGET_PACE`] before reading again (see `event_loop`).
+    pub(crate) pace_forgets: bool,
 }
+
+/// How long the `/dev/fuse` reader rests after a FORGET while rings serve the requests.
+///
+/// The kernel queues a FORGET on `/dev/fuse` whenever it drops an inode (every unlink, for
+/// one) and wakes a reader for each: a context switch per removed file, which on one CPU costs
+/// the caller as much as a request. A reader that rests after a FORGET is not waiting when the
+/// next ones come, so they wake nobody and arrive as one BATCH_FORGET at its next read. Nothing
+/// waits on a FORGET's answer; an INTERRUPT arriving meanwhile waits at most this long.
+const FORGET_PACE: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
     fn event_loop(&self) -> io::Result<()> {
@@ -602,11 +622,16 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {
-                        if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                        let op = req.request.operation();
+                        if let Ok(Operation::Destroy(_)) = op {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
-                        } else {
-                            req.dispatch(self)
+                        }
+                        let forget =
+                            matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
+                        req.dispatch(self);
+                        if forget && self.pace_forgets {
+                            thread::sleep(FORGET_PACE);
                         }
                     }
                     // Quit loop on illegal request

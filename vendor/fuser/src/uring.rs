@@ -447,6 +447,7 @@ pub(crate) fn start<FS: Filesystem>(
             filesystem: template.filesystem.clone(),
             allowed: template.allowed,
             session_owner: template.session_owner,
+            pace_forgets: false,
         };
         let tx = tx.clone();
         let payload = params.payload;
