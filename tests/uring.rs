@@ -402,3 +402,57 @@ fn root_uring_replies_from_another_thread_reach_the_caller() {
     assert!(on_ring, "the session serves no io_uring queue");
     session.umount_and_join().unwrap();
 }
+
+/// The `/dev/fuse` reader threads of daemon `pid` (not the rings'): (name, voluntary switches).
+fn dev_fuse_readers(pid: i32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if !comm.starts_with("fuser-") || comm.starts_with("fuser-uring") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        out.push((comm.to_string(), switches));
+    }
+    out
+}
+
+/// While the rings serve the requests, `/dev/fuse` carries FORGETs: every removed file sends
+/// one. One reader is left for them, and it is not woken once per FORGET (a context switch per
+/// removed file) but rests after one so the next arrive together as a BATCH_FORGET. The files'
+/// removal, and the daemon's answers after it, are checked too.
+#[test]
+fn root_uring_forgets_of_removed_files_wake_the_dev_fuse_reader_in_batches() {
+    let test = "root_uring_forgets_of_removed_files_wake_the_dev_fuse_reader_in_batches";
+    if !require_io_uring(test) {
+        return;
+    }
+    const N: usize = 400;
+    let t = tmp();
+    let d = start(t.path());
+    let dir = d.mnt.join("doomed");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..N {
+        std::fs::write(dir.join(format!("n{i}")), "x").unwrap();
+    }
+    let pid = d.pid().as_raw_nonzero().get();
+    let before = dev_fuse_readers(pid);
+    assert_eq!(before.len(), 1, "one /dev/fuse reader beside the rings: {before:?}");
+    for i in 0..N {
+        std::fs::remove_file(dir.join(format!("n{i}"))).unwrap();
+    }
+    // The last FORGETs reach the reader within its rest.
+    std::thread::sleep(Duration::from_millis(100));
+    let after = dev_fuse_readers(pid);
+    let woken = after[0].1.saturating_sub(before[0].1);
+    assert!(woken < (N / 4) as u64, "the /dev/fuse reader was woken {woken} times for {N} removed files");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_to_string(d.mnt.join("f3")).unwrap(), "f3");
+    drop(d);
+}

@@ -177,13 +177,11 @@ impl Overlay {
 
     /// Sets the permission bits of the object at `at` (not a symlink).
     fn chmod_obj(&self, at: &super::lookup::At, mode: u32) -> Result<()> {
-        let f = self.open_obj(at, OFlags::PATH)?;
-        // fchmod refuses O_PATH fds; the /proc path of one works and never follows a link.
-        rustix::fs::chmod(
-            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)),
-            Mode::from_raw_mode(mode & 0o7777),
-        )?;
-        Ok(())
+        match at.name() {
+            Some(n) => fd::chmod_at_nofollow(at.dir(), n, mode),
+            // An object without a name left: its pinned `O_PATH` fd.
+            None => fd::chmod_fd(at.dir(), mode),
+        }
     }
 
     /// Opens the object at `at` with `flags` (never following a symlink).

@@ -181,6 +181,31 @@ pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
     rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())
 }
 
+/// Sets the mode of entry `name` of `dir`, which must not be a symlink (`fchmodat2` with
+/// `AT_SYMLINK_NOFOLLOW`: Linux 6.6+; older kernels go through an `O_PATH` fd).
+pub fn chmod_at_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    check_name(name)?;
+    let cname = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
+    // SAFETY: fchmodat2 reads the NUL-terminated name, alive for the call; the fd is borrowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            (mode & 0o7777) as libc::c_uint,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => match Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) {
+            Errno::NOSYS => chmod_fd(open_at(dir, name, OFlags::PATH, Mode::empty())?.as_fd(), mode),
+            e => Err(e),
+        },
+    }
+}
+
 /// `fchmod`; an `O_PATH` fd (which `fchmod` refuses) through its `/proc/self/fd` link, which
 /// leads to the object itself.
 pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
