@@ -132,8 +132,8 @@ impl Overlay {
         let truncating_all = set.size == Some(0);
         self.copy_up(&node, !truncating_all)?;
         let at = self.locate(&node)?;
-        let st = at.stat()?;
-        let kind = fd::kind_of(&st);
+        // A node's type never changes (no stat needed to know it).
+        let kind = node.kind;
         // A change of nothing (`chown(f, -1, -1)`) still marks the change time, as on any
         // filesystem: a chown to the same ids does that.
         if set.uid.is_some() || set.gid.is_some() || set.is_empty() {
