@@ -261,21 +261,25 @@ fn scripts_test_runs_the_io_uring_pass() {
     assert!(ci.contains("./scripts/test"), ".ci/run does not run scripts/test");
 }
 
+/// Each thread of `pid`: its name and its `/proc/PID/task/TID` directory.
+fn threads(pid: i32) -> Vec<(String, PathBuf)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten();
+    tasks
+        .map(|t| (std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string(), t.path()))
+        .collect()
+}
+
 /// The scheduling policy of each `fuser-uring-*` thread of `pid` (`/proc/…/stat` field 41:
 /// 0 SCHED_OTHER, 5 SCHED_IDLE).
 fn ring_policies(pid: i32) -> Vec<(String, u32)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("fuser-uring") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let policy = after.split_whitespace().nth(41 - 3).and_then(|f| f.parse().ok()).unwrap_or(u32::MAX);
-        out.push((comm.trim().to_string(), policy));
-    }
-    out
+    let rings = threads(pid).into_iter().filter(|(comm, _)| comm.starts_with("fuser-uring"));
+    rings
+        .map(|(comm, dir)| {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+            (comm, after.split_whitespace().nth(41 - 3).and_then(|f| f.parse().ok()).unwrap_or(u32::MAX))
+        })
+        .collect()
 }
 
 /// While the machine is otherwise idle the ring threads may run as `SCHED_IDLE` (a woken caller
@@ -405,22 +409,14 @@ fn root_uring_replies_from_another_thread_reach_the_caller() {
 
 /// The `/dev/fuse` reader threads of daemon `pid` (not the rings'): (name, voluntary switches).
 fn dev_fuse_readers(pid: i32) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if !comm.starts_with("fuser-") || comm.starts_with("fuser-uring") {
-            continue;
-        }
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        let switches = status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(u64::MAX);
-        out.push((comm.to_string(), switches));
-    }
-    out
+    let readers = threads(pid).into_iter().filter(|(c, _)| c.starts_with("fuser-") && !c.starts_with("fuser-uring"));
+    readers
+        .map(|(comm, dir)| {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            let switches = status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"));
+            (comm, switches.and_then(|v| v.trim().parse().ok()).unwrap_or(u64::MAX))
+        })
+        .collect()
 }
 
 /// While the rings serve the requests, `/dev/fuse` carries FORGETs: every removed file sends
