@@ -8,7 +8,12 @@
 //! it hands it a request made on that CPU; the thread serves it inline and answers with
 //! `FUSE_IO_URING_CMD_COMMIT_AND_FETCH`, which commits the reply and waits for the next request
 //! in one command. Requests the kernel keeps on `/dev/fuse` (FORGET, INTERRUPT, notification
-//! replies) are still read there by the session's other threads.
+//! replies) are still read there, by one thread that rests after a FORGET (see `session`).
+//!
+//! Each ring is single-issuer with deferred task work (`IORING_SETUP_SINGLE_ISSUER |
+//! DEFER_TASKRUN`): created disabled, it is enabled by the thread that serves it, the only one
+//! that ever submits to it, and the kernel's work for it (handing over a request) runs when that
+//! thread waits instead of interrupting it.
 //!
 //! Layout of a request in an entry (kernel `fs/fuse/dev_uring.c`): the `fuse_in_header` at the
 //! start of `in_out`, the operation's fixed-size argument in `op_in`, the rest (names, data) in
