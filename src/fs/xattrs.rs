@@ -106,12 +106,10 @@ impl Overlay {
             match st.xattrs {
                 XattrsKnown::Bare => return Ok(true),
                 XattrsKnown::Some => return Ok(false),
+                XattrsKnown::Unknown if self.in_upper(&st.src) => return Ok(false),
                 XattrsKnown::Unknown => st.src.clone(),
             }
         };
-        if self.in_upper(&src) {
-            return Ok(false);
-        }
         let at = self.locate(node)?;
         let bare = !xattr::list(at.dir(), at.name())?.iter().any(|k| from_disk(k).is_some());
         let mut st = node.state.lock();

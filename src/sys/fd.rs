@@ -182,7 +182,7 @@ pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
 }
 
 /// Sets the mode of entry `name` of `dir`, which must not be a symlink (`fchmodat2` with
-/// `AT_SYMLINK_NOFOLLOW`: Linux 6.6+; older kernels go through an `O_PATH` fd).
+/// `AT_SYMLINK_NOFOLLOW`: Linux 6.6+; elsewhere through an `O_PATH` fd).
 pub fn chmod_at_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
     use std::os::fd::AsRawFd;
     check_name(name)?;
@@ -200,7 +200,9 @@ pub fn chmod_at_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result
     match r {
         0 => Ok(()),
         _ => match Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) {
-            Errno::NOSYS => chmod_fd(open_at(dir, name, OFlags::PATH, Mode::empty())?.as_fd(), mode),
+            // No fchmodat2 (before 6.6), or a seccomp filter that does not know it (EPERM; a
+            // real EPERM comes back from the second way too).
+            Errno::NOSYS | Errno::PERM => chmod_fd(open_at(dir, name, OFlags::PATH, Mode::empty())?.as_fd(), mode),
             e => Err(e),
         },
     }
@@ -339,6 +341,21 @@ pub fn dev_of(fd: impl AsFd) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chmod_at_nofollow_sets_a_file_and_refuses_a_symlink_without_touching_its_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), "x").unwrap();
+        std::os::unix::fs::symlink("f", tmp.path().join("l")).unwrap();
+        let dir = open_user_dir(tmp.path()).unwrap();
+        let mode = |n: &str| std::fs::metadata(tmp.path().join(n)).unwrap().permissions().mode() & 0o7777;
+        chmod_at_nofollow(dir.as_fd(), OsStr::new("f"), 0o4640).unwrap();
+        assert_eq!(mode("f"), 0o4640);
+        assert!(chmod_at_nofollow(dir.as_fd(), OsStr::new("l"), 0o777).is_err());
+        assert_eq!(mode("f"), 0o4640, "the link's target is not changed");
+        assert_eq!(chmod_at_nofollow(dir.as_fd(), OsStr::new("../f"), 0o600), Err(Errno::INVAL));
+    }
 
     #[test]
     fn paths_longer_than_path_max_open_a_part_at_a_time_and_stay_beneath() {
