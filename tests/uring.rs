@@ -17,6 +17,14 @@ const TEARDOWN: Duration = Duration::from_secs(15);
 /// Files in the lower layer, each holding its own name.
 const FILES: usize = 40;
 
+/// Held by the tests that load the machine and by the one whose count depends on an unloaded
+/// machine (the tests of one binary run in parallel).
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("strata-uring-").tempdir_in("/tmp").unwrap()
 }
@@ -149,6 +157,7 @@ fn under_load() -> (tempfile::TempDir, Daemon, Load) {
 
 #[test]
 fn root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon() {
+    let _alone = heavy();
     let test = "root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon";
     if !require_io_uring(test) {
         return;
@@ -165,6 +174,7 @@ fn root_uring_lazy_unmount_under_load_ends_every_request_and_the_daemon() {
 
 #[test]
 fn root_uring_sigkill_under_load_fails_requests_instead_of_hanging() {
+    let _alone = heavy();
     let test = "root_uring_sigkill_under_load_fails_requests_instead_of_hanging";
     if !require_io_uring(test) {
         return;
@@ -288,6 +298,7 @@ fn ring_policies(pid: i32) -> Vec<(String, u32)> {
 /// busy tasks.
 #[test]
 fn root_uring_ring_threads_yield_to_nothing_on_a_busy_machine() {
+    let _alone = heavy();
     let test = "root_uring_ring_threads_yield_to_nothing_on_a_busy_machine";
     if !require_io_uring(test) {
         return;
@@ -425,6 +436,7 @@ fn dev_fuse_readers(pid: i32) -> Vec<(String, u64)> {
 /// removal, and the daemon's answers after it, are checked too.
 #[test]
 fn root_uring_forgets_of_removed_files_wake_the_dev_fuse_reader_in_batches() {
+    let _alone = heavy();
     let test = "root_uring_forgets_of_removed_files_wake_the_dev_fuse_reader_in_batches";
     if !require_io_uring(test) {
         return;
