@@ -711,3 +711,52 @@ fn root_copy_and_run_heredocs() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success() && err.contains("line 2: unterminated heredoc \"EOF\""), "{err}");
 }
+
+/// The store's mounts (`merged/` dirs of containers) under `root`.
+fn mounts_under(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let root = root.to_string_lossy().into_owned();
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(Into::into).collect()
+}
+
+/// Whether a process runs `sleep SECS`.
+fn sleeping(secs: &str) -> bool {
+    let want = format!("sleep\0{secs}\0");
+    let mut procs = fs::read_dir("/proc").unwrap().flatten();
+    procs.any(|p| fs::read(p.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+}
+
+/// A RUN step lives as long as its build: killing `strata build` while a step runs kills the
+/// step's command, unmounts its rootfs and removes its container (as BuildKit cancels a step
+/// whose client went away), instead of leaving it to run on in the background.
+#[test]
+fn root_a_killed_build_kills_its_running_step_and_leaves_no_container() {
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let ctx = env.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM oci-multi\nRUN touch /started && sleep 3607\n").unwrap();
+    let root = env.dir.path().join("root");
+    let mut build = env.spawn(&["build", "-q", "--no-cache", ctx.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !mounts_under(&root).iter().any(|m| m.join("started").exists()) {
+        assert!(build.try_wait().unwrap().is_none(), "the build ended before its step ran");
+        assert!(Instant::now() < deadline, "the RUN step did not start in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sleeping("3607"), "the step's command is not running");
+    build.kill().unwrap();
+    build.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (!mounts_under(&root).is_empty() || sleeping("3607")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!sleeping("3607"), "the step's command outlived the killed build");
+    assert_eq!(mounts_under(&root), Vec::<std::path::PathBuf>::new(), "the step's rootfs is still mounted");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while env.ok(&["ps", "-a"]).lines().count() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(env.ok(&["ps", "-a"]).lines().count(), 1, "the step's container is left: {}", env.ok(&["ps", "-a"]));
+    assert!(env.run(&["check"]).status.success(), "the store is not whole after the kill");
+}

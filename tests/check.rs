@@ -190,8 +190,8 @@ fn root_killed_pulls_and_builds_leave_a_whole_store() {
         killed.1 +=
             kill_after(&env, &["build", "-q", "--no-cache", "-t", &format!("killed:{i}"), ctx], delay * 8) as usize;
         assert_whole(&env, &format!("build killed after {} ms", ms * 8));
-        // A RUN step's container outlives a killed build (its monitor is a process of its own,
-        // as `run`'s is): its rootfs goes when the step's command ends, not before.
+        // A RUN step's monitor is a process of its own: it kills the step's command when the
+        // build goes, then unmounts; that takes a moment after the kill.
         let left = mounts_gone_under(env.dir.path(), Duration::from_secs(30));
         assert!(left.is_empty(), "build killed after {} ms left mounts behind: {left:?}", ms * 8);
         // The image that was complete before every kill still runs.

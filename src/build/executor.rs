@@ -810,7 +810,8 @@ impl Builder<'_> {
         }
         self.say(&format!(" ---> Running in {}", c.short_id()));
         let mode = if self.opts.quiet { Mode::Detached } else { Mode::Foreground };
-        let code = match start::start(self.root, &c, mode) {
+        // Tied: if this build is killed, the step's command is killed with it.
+        let code = match start::start_tied(self.root, &c, mode) {
             Ok(s) => crate::sys::ns::wait_child(s.monitor).map(crate::sys::ns::Exit::status).unwrap_or(125),
             Err(e) => {
                 cleanup(&c);

@@ -1,9 +1,10 @@
-//! The monitor: one process per running container, forked by `run`/`start` and detached from
-//! the terminal. It owns the container's rootfs mount (the Strata union served by its threads),
-//! forks PID 1 into a new PID namespace (and, rootless, first enters a user namespace the
-//! client maps), fills the container's new volumes from the mounted rootfs, passes on the
-//! signals it gets, waits for PID 1, records how it ended, unmounts, and removes the container
-//! and its anonymous volumes when asked (`--rm`).
+//! The monitor: one process per running container, forked by `run`/`start` (and a build's RUN
+//! steps) and detached from the terminal. It owns the container's rootfs mount (the Strata
+//! union served by its threads), forks PID 1 into a new PID namespace (and, rootless, first
+//! enters a user namespace the client maps), fills the container's new volumes from the
+//! mounted rootfs, passes on the signals it gets, waits for PID 1, records how it ended,
+//! unmounts, and removes the container and its anonymous volumes when asked (`--rm`). A
+//! container tied to its client (a build's step) is killed and removed when the client goes.
 //!
 //! It reports to the client over a socket: `userns` (rootless: map my ids, answered by
 //! `mapped`), then `ok PID` (with the terminal's master for a foreground `-t`) or
@@ -37,6 +38,10 @@ pub struct Launch {
     pub channel: OwnedFd,
     /// No client waits for the end: a terminal's output goes to the log.
     pub detached: bool,
+    /// The container lives only as long as its client (a build's RUN step): when the client's
+    /// end of `channel` closes before the command ends, PID 1 is killed and the container
+    /// removed (see [`watch_client`]).
+    pub tied: bool,
 }
 
 /// Runs the monitor; never returns.
@@ -155,12 +160,12 @@ fn supervise(l: &Launch, pid: i32, init: OwnedFd) -> i32 {
         }
     };
     drop(init);
-    let exit = follow(l, pid, master);
+    let (exit, abandoned) = follow(l, pid, master);
     if let Some(h) = helper {
         h.stop();
     }
     teardown(session);
-    finish(l, exit)
+    finish(l, exit, abandoned)
 }
 
 /// Ends PID 1 before it ran the command.
@@ -182,8 +187,9 @@ fn wait_exec(init: &OwnedFd) -> std::io::Result<Result<Option<OwnedFd>, (i32, St
     }
 }
 
-/// Records the start, tells the client, passes signals on, logs a detached terminal, and waits.
-fn follow(l: &Launch, pid: i32, master: Option<OwnedFd>) -> Exit {
+/// Records the start, tells the client, passes signals on, logs a detached terminal, and waits;
+/// with whether a tied container's client went away first (its PID 1 was killed).
+fn follow(l: &Launch, pid: i32, master: Option<OwnedFd>) -> (Exit, bool) {
     let _ = record::update(&l.root, &l.container.id, |c| {
         c.state.status = Status::Running;
         c.state.pid = Some(pid);
@@ -208,16 +214,29 @@ fn follow(l: &Launch, pid: i32, master: Option<OwnedFd>) -> Exit {
     let fd = to_client.as_ref().map(|m| m.as_fd());
     let _ = report::send(l.channel.as_fd(), &Report::Ok(pid), fd);
     drop(to_client);
+    let watcher = if l.tied { watch_client(l, pid) } else { None };
     let exit = ns::wait_child(pid).unwrap_or(Exit::Code(255));
     drop(forwarder);
     if let Some(t) = log_thread {
         let _ = t.join();
     }
-    exit
+    // The watcher returns once PID 1 has ended (its pidfd turns readable).
+    let abandoned = watcher.and_then(|w| w.join().ok()).is_some_and(|killed| killed.unwrap_or(false));
+    (exit, abandoned)
 }
 
-/// Records the end and removes the container if it was started with `--rm`.
-fn finish(l: &Launch, exit: Exit) -> i32 {
+/// For a tied container: a thread that kills PID 1 when the client's end of the channel closes
+/// (the client was killed or ended without waiting). `true` from the thread: it did.
+fn watch_client(l: &Launch, pid: i32) -> Option<std::thread::JoinHandle<std::io::Result<bool>>> {
+    let pidfd = ns::pidfd(pid).ok()?;
+    let peer = l.channel.try_clone().ok()?;
+    let thread = std::thread::Builder::new().name("client-watch".into());
+    thread.spawn(move || ns::kill_when_closed(pidfd.as_fd(), peer.as_fd())).ok()
+}
+
+/// Records the end and removes the container if it was started with `--rm`, or if it was tied
+/// to a client that went away (nobody is left to remove it).
+fn finish(l: &Launch, exit: Exit, abandoned: bool) -> i32 {
     let code = exit.status();
     let _ = record::update(&l.root, &l.container.id, |c| {
         c.state.status = Status::Exited;
@@ -228,7 +247,7 @@ fn finish(l: &Launch, exit: Exit) -> i32 {
         c.state.monitor_start = None;
         c.state.finished = Some(record::now());
     });
-    if l.container.config.auto_remove {
+    if l.container.config.auto_remove || abandoned {
         let _ = super::remove::delete(&l.root, &l.container, true);
     }
     code

@@ -105,6 +105,9 @@ pub struct Started {
     pub pid: i32,
     /// The terminal's master, for a foreground `-t`.
     pub master: Option<OwnedFd>,
+    /// A tied container's end of the monitor's socket ([`start_tied`]): closing it (dropping
+    /// this, or the caller dying) ends the container.
+    pub tie: Option<OwnedFd>,
 }
 
 fn io_err<'a>(name: &'a str, what: &'a str) -> impl FnOnce(io::Error) -> StartError + 'a {
@@ -113,6 +116,17 @@ fn io_err<'a>(name: &'a str, what: &'a str) -> impl FnOnce(io::Error) -> StartEr
 
 /// Starts `c`. Call it while the process has a single thread (it forks).
 pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartError> {
+    launch(root, c, mode, false)
+}
+
+/// Starts `c` tied to the caller (a build's RUN step): if the caller dies, or drops
+/// [`Started::tie`], before the command ends, the command is killed and the container removed,
+/// so a killed build leaves no step running. Same rules as [`start`].
+pub fn start_tied(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartError> {
+    launch(root, c, mode, true)
+}
+
+fn launch(root: &Path, c: &Container, mode: Mode, tied: bool) -> Result<Started, StartError> {
     let c = state::refresh(root, c)?;
     if c.state.status == Status::Running {
         return Err(StartError::Running(c.name));
@@ -130,8 +144,15 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
     let stdio = stdio(root, &c, mode).map_err(io_err(&c.name, "setting up stdio"))?;
     let (client, channel) = fdpass::socket_pair().map_err(io_err(&c.name, "socket pair"))?;
     let name = c.name.clone();
-    let launch =
-        Launch { root: root.to_path_buf(), container: c, mount, stdio, channel, detached: mode == Mode::Detached };
+    let launch = Launch {
+        root: root.to_path_buf(),
+        container: c,
+        mount,
+        stdio,
+        channel,
+        detached: mode == Mode::Detached,
+        tied,
+    };
     super::signals::hold();
     let pid = match ns::fork().map_err(io_err(&name, "forking the monitor"))? {
         None => {
@@ -145,7 +166,7 @@ pub fn start(root: &Path, c: &Container, mode: Mode) -> Result<Started, StartErr
     if started.is_err() {
         let _ = ns::wait_child(pid);
     }
-    started
+    started.map(|s| Started { tie: tied.then_some(client), ..s })
 }
 
 /// Follows the monitor's reports until the command runs or fails.
@@ -158,7 +179,7 @@ fn handshake(client: &OwnedFd, monitor: i32, name: &str) -> Result<Started, Star
                 report::send(client.as_fd(), &reply, None).map_err(io_err(name, "answering its monitor"))?;
                 mapped?;
             }
-            (Report::Ok(pid), master) => return Ok(Started { monitor, pid, master }),
+            (Report::Ok(pid), master) => return Ok(Started { monitor, pid, master, tie: None }),
             (Report::Error { code, message }, _) => return Err(StartError::Failed { code, message }),
             (Report::End, _) => {
                 let message = "the container's monitor ended before the container started".into();

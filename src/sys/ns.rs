@@ -59,6 +59,37 @@ pub fn pidfd(pid: i32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
+/// Waits until `peer` (a socket) is closed by the other side or the process behind `pidfd`
+/// ends; in the first case sends that process `SIGKILL`. `Ok(true)`: it was killed.
+pub fn kill_when_closed(pidfd: BorrowedFd<'_>, peer: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: peer.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 },
+    ];
+    loop {
+        // SAFETY: `fds` is an array of two initialised pollfds, alive for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[0].revents != 0 {
+            return Ok(false);
+        }
+        if fds[1].revents & libc::POLLNVAL != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            // The pidfd names the process itself: a reaped and reused pid is never signalled.
+            rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL)?;
+            return Ok(true);
+        }
+    }
+}
+
 /// `fork(2)`: `None` in the child, the child's pid in the parent. Call it only while the
 /// process has one thread.
 pub fn fork() -> io::Result<Option<i32>> {
