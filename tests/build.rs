@@ -5,6 +5,7 @@ mod common;
 use std::fs;
 
 use common::container::Env;
+use common::mounts_under;
 
 fn build(env: &Env, ctx: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["build"];
@@ -710,13 +711,6 @@ fn root_copy_and_run_heredocs() {
     let out = build(&env, &env.dir.path().join("ctx"), &[]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success() && err.contains("line 2: unterminated heredoc \"EOF\""), "{err}");
-}
-
-/// The store's mounts (`merged/` dirs of containers) under `root`.
-fn mounts_under(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let root = root.to_string_lossy().into_owned();
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(Into::into).collect()
 }
 
 /// Whether a process runs `sleep SECS`.

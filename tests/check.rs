@@ -138,18 +138,11 @@ fn root_killed_writers_leave_a_whole_store() {
     env.ok(&["run", "--rm", "--network", "none", "finally:1", "test", "-s", "/data/big8"]);
 }
 
-/// Mount points left under the store's root (a killed writer must not leave one behind).
-fn mounts_under(root: &Path) -> Vec<String> {
-    let root = root.to_string_lossy().into_owned();
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
-}
-
 /// The mounts left under `root` once they are gone or `limit` has passed.
-fn mounts_gone_under(root: &Path, limit: Duration) -> Vec<String> {
+fn mounts_gone_under(root: &Path, limit: Duration) -> Vec<std::path::PathBuf> {
     let start = Instant::now();
     loop {
-        let left = mounts_under(root);
+        let left = common::mounts_under(root);
         if left.is_empty() || start.elapsed() > limit {
             return left;
         }

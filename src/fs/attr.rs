@@ -178,7 +178,7 @@ impl Overlay {
     /// Sets the permission bits of the object at `at` (not a symlink).
     fn chmod_obj(&self, at: &super::lookup::At, mode: u32) -> Result<()> {
         match at.name() {
-            Some(n) => fd::chmod_at_nofollow(at.dir(), n, mode),
+            Some(n) => fd::chmod_at(at.dir(), n, mode),
             // An object without a name left: its pinned `O_PATH` fd.
             None => fd::chmod_fd(at.dir(), mode),
         }

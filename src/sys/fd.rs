@@ -175,15 +175,10 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd> {
     rustix::fs::open(format!("/proc/self/fd/{}", fd.as_raw_fd()), flags | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// `fchmodat` (never on a symlink: Linux has no mode for links).
+/// Sets the mode of entry `name` of `dir`; a symlink is refused, never followed (Linux has no
+/// mode for links): `fchmodat2` with `AT_SYMLINK_NOFOLLOW` (Linux 6.6+), elsewhere through an
+/// `O_PATH` fd.
 pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
-    check_name(name)?;
-    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty())
-}
-
-/// Sets the mode of entry `name` of `dir`, which must not be a symlink (`fchmodat2` with
-/// `AT_SYMLINK_NOFOLLOW`: Linux 6.6+; elsewhere through an `O_PATH` fd).
-pub fn chmod_at_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> Result<()> {
     use std::os::fd::AsRawFd;
     check_name(name)?;
     let cname = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
@@ -343,18 +338,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chmod_at_nofollow_sets_a_file_and_refuses_a_symlink_without_touching_its_target() {
+    fn chmod_at_sets_a_file_and_refuses_a_symlink_without_touching_its_target() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("f"), "x").unwrap();
         std::os::unix::fs::symlink("f", tmp.path().join("l")).unwrap();
         let dir = open_user_dir(tmp.path()).unwrap();
         let mode = |n: &str| std::fs::metadata(tmp.path().join(n)).unwrap().permissions().mode() & 0o7777;
-        chmod_at_nofollow(dir.as_fd(), OsStr::new("f"), 0o4640).unwrap();
+        chmod_at(dir.as_fd(), OsStr::new("f"), 0o4640).unwrap();
         assert_eq!(mode("f"), 0o4640);
-        assert!(chmod_at_nofollow(dir.as_fd(), OsStr::new("l"), 0o777).is_err());
+        assert!(chmod_at(dir.as_fd(), OsStr::new("l"), 0o777).is_err());
         assert_eq!(mode("f"), 0o4640, "the link's target is not changed");
-        assert_eq!(chmod_at_nofollow(dir.as_fd(), OsStr::new("../f"), 0o600), Err(Errno::INVAL));
+        assert_eq!(chmod_at(dir.as_fd(), OsStr::new("../f"), 0o600), Err(Errno::INVAL));
     }
 
     #[test]

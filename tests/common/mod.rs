@@ -283,3 +283,10 @@ impl Drop for Mount {
 pub fn show(name: &OsStr) -> String {
     String::from_utf8_lossy(name.as_bytes()).into_owned()
 }
+
+/// The mount points under `root` (per this process's mount table).
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let root = root.to_string_lossy().into_owned();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(Into::into).collect()
+}
