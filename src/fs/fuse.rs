@@ -24,6 +24,9 @@ use crate::sys::fd::SetTime;
 pub struct StrataFuse {
     ov: Arc<Overlay>,
     backings: Backings<fuser::BackingId>,
+    /// The kernel opens and closes directories without asking (`FUSE_NO_OPENDIR_SUPPORT`):
+    /// OPENDIR is answered `ENOSYS` once, after which none comes, nor RELEASEDIR.
+    no_opendir: bool,
 }
 
 impl StrataFuse {
@@ -36,7 +39,7 @@ impl StrataFuse {
 impl StrataFuse {
     /// Wraps an overlay for a FUSE session.
     pub fn new(ov: Arc<Overlay>) -> StrataFuse {
-        StrataFuse { ov, backings: Backings::new(false) }
+        StrataFuse { ov, backings: Backings::new(false), no_opendir: false }
     }
 
     /// Replies to an open of handle `fh` of node `nodeid` in the mode the passthrough table
@@ -219,6 +222,9 @@ impl Filesystem for StrataFuse {
         let granted = wanted & config.capabilities();
         let _ = config.add_capabilities(granted);
         log::debug!("kernel capabilities used: {granted:?} (not offered: {:?})", wanted - granted);
+        // Listings need no handle (readdir.rs): two requests fewer per directory read — and
+        // none at all for one the kernel has cached (`FOPEN_CACHE_DIR` is then its default).
+        self.no_opendir = config.capabilities().contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         // Passthrough: reads and writes go from the kernel straight to the layer's file. Depth 1:
         // backing files sit on plain filesystems, and a Strata mount may be a lower layer itself.
         if config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
@@ -425,21 +431,27 @@ impl Filesystem for StrataFuse {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            return reply.error(fuser::Errno::ENOSYS);
+        }
         // The kernel may keep listings across opens: every change to a directory's names goes
         // through the kernel, which then drops that directory's cached listing itself.
-        match self.ov.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE),
+        match self.ov.inodes.get(ino.0) {
+            Ok(node) if node.is_dir() => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(_) => reply.error(fuser::Errno::ENOTDIR),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.ov.readdir(fh.0, offset) {
-            Ok((e, _)) => e,
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let (listing, start) = match self.ov.readdir(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(errno(e)),
         };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.kind), &e.name) {
+        for e in &listing.entries[start..] {
+            if reply.add(INodeNo(e.ino), e.cookie, kind(e.kind), &e.name) {
                 break;
             }
         }
@@ -450,16 +462,16 @@ impl Filesystem for StrataFuse {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: fuser::ReplyDirectoryPlus,
     ) {
-        let (entries, generation) = match self.ov.readdir(fh.0, offset) {
-            Ok(e) => e,
+        let (listing, start) = match self.ov.readdir(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(errno(e)),
         };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let next = i as u64 + 1;
+        for e in &listing.entries[start..] {
+            let next = e.cookie;
             // The kernel takes no reference for `.` and `..`: their attributes are not used.
             // The first chunk of a listing (offset 0) is READDIRPLUS whether or not the caller
             // will stat anything (READDIRPLUS_AUTO): it gets `.`, `..` and one name, without
@@ -478,7 +490,7 @@ impl Filesystem for StrataFuse {
             }
             // Each entry returned is a lookup the kernel will forget later; one that does not
             // fit in the reply must not stay counted.
-            let Ok((node, st)) = self.ov.lookup_listed(ino.0, e, generation) else { continue };
+            let Ok((node, st)) = self.ov.lookup_listed(ino.0, e, listing.generation) else { continue };
             let attr = fuse_attr(&attr_of(node.ino, &node.src(), &st));
             if reply.add(INodeNo(node.nodeid), next, &e.name, &self.ttl(), &attr, Generation(0)) {
                 self.ov.forget(node.nodeid, 1);
@@ -488,13 +500,12 @@ impl Filesystem for StrataFuse {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.ov.releasedir(fh.0);
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        match self.ov.fsyncdir(fh.0, datasync) {
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        match self.ov.fsyncdir(ino.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }

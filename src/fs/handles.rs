@@ -2,7 +2,7 @@
 //!
 //! Opening for writing (or with `O_TRUNC`) copies the object up first, so a write never reaches
 //! a lower layer. A file opened read-only before a copy-up keeps reading the lower data, as with
-//! kernel overlayfs. A directory handle holds the snapshot its offsets index.
+//! kernel overlayfs. Directories need no handle (see `readdir.rs`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,12 +11,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use rustix::fs::{Mode, OFlags};
 
 use super::inode::Node;
 use super::layers::LayerIdx;
-use super::readdir::DirEntry;
 use super::{Errno, Overlay, Result};
 use crate::sys::{errno_of, fd};
 
@@ -33,21 +32,10 @@ pub struct FileHandle {
     pub writable: bool,
 }
 
-/// An open directory.
-#[derive(Debug)]
-pub struct DirHandle {
-    /// The directory's node.
-    pub node: Arc<Node>,
-    /// The listing offsets refer to (taken at the first read from offset 0), and the change
-    /// count it was taken at.
-    pub entries: Mutex<Option<(Arc<Vec<DirEntry>>, u64)>>,
-}
-
 /// Open handles by number.
 #[derive(Debug, Default)]
 pub struct HandleTable {
     files: RwLock<HashMap<u64, Arc<FileHandle>>>,
-    dirs: RwLock<HashMap<u64, Arc<DirHandle>>>,
     next: AtomicU64,
 }
 
@@ -61,11 +49,6 @@ impl HandleTable {
     /// The open file `fh`, or `EBADF`.
     pub fn file(&self, fh: u64) -> Result<Arc<FileHandle>> {
         self.files.read().get(&fh).cloned().ok_or(Errno::BADF)
-    }
-
-    /// The open directory `fh`, or `EBADF`.
-    pub fn dir(&self, fh: u64) -> Result<Arc<DirHandle>> {
-        self.dirs.read().get(&fh).cloned().ok_or(Errno::BADF)
     }
 }
 
@@ -175,12 +158,12 @@ impl Overlay {
     /// `fsyncdir`: syncs the directory's instance in the upper dir, where the names created,
     /// removed and renamed in it are (with their whiteouts). A directory not in the upper dir
     /// has nothing of the mount's to sync: kernel overlayfs does the same.
-    pub fn fsyncdir(&self, fh: u64, datasync: bool) -> Result<()> {
-        let h = self.handles.dir(fh)?;
-        if self.stack.upper.as_ref().is_none_or(|u| u.volatile) || !self.in_upper(&h.node.src()) {
+    pub fn fsyncdir(&self, nodeid: u64, datasync: bool) -> Result<()> {
+        let node = self.inodes.get(nodeid)?;
+        if self.stack.upper.as_ref().is_none_or(|u| u.volatile) || !self.in_upper(&node.src()) {
             return Ok(());
         }
-        let path = self.inodes.path_of(&h.node)?;
+        let path = self.inodes.path_of(&node)?;
         // fsync needs an fd opened for reading (`O_PATH` answers EBADF).
         let dir = fd::open_dir_read(self.stack.upper_root()?, &path)?;
         fd::sync_fd(dir.as_fd(), datasync)
@@ -223,38 +206,6 @@ impl Overlay {
     /// `release`.
     pub fn release(&self, fh: u64) {
         let h = self.handles.files.write().remove(&fh);
-        if let Some(h) = h {
-            self.inodes.closed(&h.node);
-        }
-    }
-
-    /// `opendir`.
-    pub fn opendir(&self, ino: u64) -> Result<u64> {
-        let node = self.inodes.get(ino)?;
-        if !node.is_dir() {
-            return Err(Errno::NOTDIR);
-        }
-        node.opened();
-        let fh = self.handles.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.handles.dirs.write().insert(fh, Arc::new(DirHandle { node, entries: Mutex::new(None) }));
-        Ok(fh)
-    }
-
-    /// The listing of an open directory (offset `n` resumes after entry `n`), and the change
-    /// count it was taken at ([`Overlay::lookup_listed`] uses it).
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<(Arc<Vec<DirEntry>>, u64)> {
-        let h = self.handles.dir(fh)?;
-        let mut entries = h.entries.lock();
-        if offset == 0 || entries.is_none() {
-            let generation = self.generation();
-            *entries = Some((Arc::new(self.list_dir(h.node.nodeid)?), generation));
-        }
-        entries.clone().ok_or(Errno::IO)
-    }
-
-    /// `releasedir`.
-    pub fn releasedir(&self, fh: u64) {
-        let h = self.handles.dirs.write().remove(&fh);
         if let Some(h) = h {
             self.inodes.closed(&h.node);
         }

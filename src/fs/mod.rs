@@ -118,6 +118,8 @@ pub struct Overlay {
     generation: AtomicU64,
     /// Open directories of the layers.
     dirs: dircache::DirCache,
+    /// Recent merged listings (READDIR needs no handle).
+    listings: readdir::Listings,
     /// Serialises directory copy-ups (short: mkdir, attributes, rename).
     dir_copy: parking_lot::Mutex<()>,
     tmp_seq: AtomicU64,
@@ -157,6 +159,7 @@ impl Overlay {
             tree: RwLock::new(()),
             generation: AtomicU64::new(0),
             dirs: dircache::DirCache::default(),
+            listings: readdir::Listings::default(),
             dir_copy: parking_lot::Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
             pid: std::process::id(),

@@ -61,9 +61,13 @@ impl Fixture {
     }
 }
 
+/// What READDIR from offset 0 lists: `.`, `..`, then the merged names.
+fn listing(ov: &Overlay, ino: u64) -> Vec<super::readdir::DirEntry> {
+    ov.readdir(ino, 0).unwrap().0.entries.clone()
+}
+
 fn names(ov: &Overlay, ino: u64) -> Vec<String> {
-    let mut v: Vec<String> =
-        ov.list_dir(ino).unwrap().into_iter().map(|e| e.name.to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = listing(ov, ino).into_iter().map(|e| e.name.to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -150,7 +154,7 @@ fn readdir_merges_names_once_and_hides_markers() {
     // `a` in upper survives the `.wh.a` of a lower layer; `c` is whited out by upper.
     assert_eq!(names(&ov, dir), [".", "..", "a", "b", "d"]);
     assert_eq!(read(&ov, "dir/a"), "upper");
-    let listed: Vec<_> = ov.list_dir(dir).unwrap().into_iter().filter(|e| e.name == "b").collect();
+    let listed: Vec<_> = listing(&ov, dir).into_iter().filter(|e| e.name == "b").collect();
     assert_eq!(listed[0].ino, ino_of(&ov, "dir/b").unwrap(), "readdir d_ino equals st_ino");
 }
 
@@ -345,7 +349,7 @@ fn the_root_reports_the_top_layers_root_inode_number() {
     let ov = f.overlay();
     let upper = std::fs::metadata(f.p("upper")).unwrap();
     assert_eq!(ov.getattr(ROOT, None).unwrap().ino, upper.ino(), "as kernel overlayfs reports it");
-    let listed = ov.list_dir(ROOT).unwrap();
+    let listed = listing(&ov, ROOT);
     assert_eq!((listed[0].ino, listed[1].ino), (upper.ino(), upper.ino()), ". and .. of the root");
 }
 
@@ -457,7 +461,7 @@ fn lookups_from_a_listing_agree_with_full_lookups_and_notice_changes() {
     let ov = f.overlay();
     let d = ino_of(&ov, "d").unwrap();
     let generation = ov.generation();
-    let listing = ov.list_dir(d).unwrap();
+    let listing = listing(&ov, d);
     for e in listing.iter().filter(|e| e.name != "." && e.name != "..") {
         let (fast, fst) = ov.lookup_listed(d, e, generation).unwrap();
         let (full, st) = ov.lookup(d, &e.name).unwrap();
@@ -540,4 +544,47 @@ fn a_lower_file_without_xattrs_is_asked_once_and_forgotten_at_copy_up() {
     assert_eq!(known(bare), XattrsKnown::Unknown, "upper files are always asked");
     ov.removexattr(bare, OsStr::new("user.new")).unwrap();
     assert_eq!(ov.getxattr(bare, OsStr::new("user.new")), Err(Errno::NODATA));
+}
+
+#[test]
+fn a_reader_going_on_after_changes_gets_every_name_that_stayed_exactly_once() {
+    let f = Fixture::new(2);
+    for i in 0..150 {
+        f.file(&format!("l1/d/low{i:03}"), "below");
+        f.file(&format!("l0/d/top{i:03}"), "top");
+    }
+    let ov = f.overlay();
+    let d = ino_of(&ov, "d").unwrap();
+    let all: Vec<String> = names(&ov, d);
+    // A reader takes its first 100 entries; the offset it keeps is the last one's cookie.
+    let first = listing(&ov, d);
+    let cookies: Vec<u64> = first.iter().map(|e| e.cookie).collect();
+    assert!(cookies.windows(2).all(|w| w[0] < w[1]), "a listing is in increasing cookie order");
+    assert_eq!((cookies[0], cookies[1]), (1, 2), ". and .. come first");
+    let mut got: Vec<String> = first[..100].iter().map(|e| e.name.to_string_lossy().into_owned()).collect();
+    let offset = first[99].cookie;
+    // Meanwhile names go (some already read, some not) and come; another reader starts over.
+    let mut changed = std::collections::HashSet::new();
+    for e in first.iter().skip(2).step_by(7) {
+        ov.unlink(d, &e.name).unwrap();
+        changed.insert(e.name.to_string_lossy().into_owned());
+    }
+    for i in 0..40 {
+        let name = format!("new{i:02}");
+        ov.create(&Ctx::ROOT, d, OsStr::new(&name), NewObject::Dir { mode: 0o755 }).unwrap();
+        changed.insert(name);
+    }
+    let fresh = names(&ov, d);
+    assert_eq!(fresh.len(), all.len() - (first.len() - 2).div_ceil(7) + 40);
+    // The first reader goes on from its offset, in whatever listing is there now.
+    let (now, start) = ov.readdir(d, offset).unwrap();
+    assert!(now.generation > 0 && now.entries.iter().any(|e| e.name == "new00"), "the newer listing");
+    got.extend(now.entries[start..].iter().map(|e| e.name.to_string_lossy().into_owned()));
+    let mut seen = std::collections::HashSet::new();
+    for name in &got {
+        assert!(seen.insert(name.clone()), "{name} listed twice");
+    }
+    for name in all.iter().filter(|n| !changed.contains(*n)) {
+        assert!(seen.contains(name), "{name} stayed and was missed");
+    }
 }
