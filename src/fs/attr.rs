@@ -3,7 +3,7 @@
 //! (chmod, chown, truncate, utimes) after a copy-up.
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{FileType, Mode, OFlags, Stat};
@@ -101,6 +101,40 @@ impl SetAttr {
     }
 }
 
+/// The object a `setattr` works on: by name in its directory, or through an fd of the object
+/// itself (`name` is `None`: an open file, or the pinned `O_PATH` fd of one with no name left).
+#[derive(Clone, Copy)]
+struct Obj<'a> {
+    dir: BorrowedFd<'a>,
+    name: Option<&'a OsStr>,
+}
+
+impl Obj<'_> {
+    /// Its stat (never following a symlink).
+    fn stat(&self) -> Result<Stat> {
+        match self.name {
+            Some(n) => fd::stat_at(self.dir, n),
+            None => fd::stat_fd(self.dir),
+        }
+    }
+
+    /// Sets its permission bits (not a symlink's).
+    fn chmod(&self, mode: u32) -> Result<()> {
+        match self.name {
+            Some(n) => fd::chmod_at(self.dir, n, mode),
+            None => fd::chmod_fd(self.dir, mode),
+        }
+    }
+
+    /// Opens it with `flags` (never following a symlink).
+    fn open(&self, flags: OFlags) -> Result<std::os::fd::OwnedFd> {
+        match self.name {
+            Some(n) => fd::open_at(self.dir, n, flags, Mode::empty()),
+            None => fd::reopen(self.dir, flags),
+        }
+    }
+}
+
 impl Overlay {
     /// The attributes of `node` as the view shows them.
     pub fn attr(&self, node: &Node) -> Result<Attr> {
@@ -131,65 +165,62 @@ impl Overlay {
         let node = self.inodes.get(ino)?;
         let truncating_all = set.size == Some(0);
         self.copy_up(&node, !truncating_all)?;
-        let at = self.locate(&node)?;
+        // `fchown`, `fchmod`, `futimens`, `ftruncate` name the caller's open file: when that is
+        // the upper object (the object's copy is, once up), the work goes through its fd, with
+        // no name to resolve for each step.
+        let handle = fh.and_then(|fh| self.handles.file(fh).ok()).filter(|h| self.stack.is_upper(h.layer));
+        let at;
+        let obj = match &handle {
+            Some(h) => Obj { dir: h.file.as_fd(), name: None },
+            None => {
+                at = self.locate(&node)?;
+                Obj { dir: at.dir(), name: at.name() }
+            }
+        };
         // A node's type never changes (no stat needed to know it).
         let kind = node.kind;
         // A change of nothing (`chown(f, -1, -1)`) still marks the change time, as on any
         // filesystem: a chown to the same ids does that.
         if set.uid.is_some() || set.gid.is_some() || set.is_empty() {
-            match at.name() {
-                Some(n) => fd::chown_at(at.dir(), n, set.uid, set.gid)?,
-                None => fd::chown_fd(at.dir(), set.uid, set.gid)?,
+            match obj.name {
+                Some(n) => fd::chown_at(obj.dir, n, set.uid, set.gid)?,
+                None => fd::chown_fd(obj.dir, set.uid, set.gid)?,
             }
         }
         if let Some(mode) = set.mode {
             if kind == FileType::Symlink {
                 return Err(Errno::OPNOTSUPP);
             }
-            self.chmod_obj(&at, mode)?;
+            obj.chmod(mode)?;
         }
         if let Some(size) = set.size {
             if kind == FileType::Directory {
                 return Err(Errno::ISDIR);
             }
-            match fh.and_then(|fh| self.handles.file(fh).ok()).filter(|h| h.writable && self.stack.is_upper(h.layer)) {
+            match handle.as_ref().filter(|h| h.writable) {
                 Some(h) => rustix::fs::ftruncate(&h.file, size)?,
-                None => rustix::fs::ftruncate(self.open_obj(&at, OFlags::WRONLY)?, size)?,
+                None => rustix::fs::ftruncate(obj.open(OFlags::WRONLY)?, size)?,
             }
         }
+        // The stat taken to decide what a chown kills is the answer too if nothing changed since.
+        let mut last = None;
         if let Some(caller) = set.kill_privs.filter(|_| set.mode.is_none() && kind == FileType::RegularFile) {
-            self.kill_privs(&at, &caller)?;
+            let st = obj.stat()?;
+            match super::passthrough::mode_after_write(&st, &caller) {
+                Some(mode) => obj.chmod(mode)?,
+                None => last = Some(st),
+            }
         }
         if set.changes_times() {
             let (a, m) = (set.atime.unwrap_or(SetTime::Omit), set.mtime.unwrap_or(SetTime::Omit));
-            fd::utimes_at(at.dir(), at.name(), a, m)?;
+            fd::utimes_at(obj.dir, obj.name, a, m)?;
+            last = None;
         }
-        Ok(super::attr::attr_of(node.ino, &node.src(), &at.stat()?))
-    }
-
-    /// Clears the bits a write by `caller` (without `CAP_FSETID`) clears (the upper file at `at`).
-    fn kill_privs(&self, at: &super::lookup::At, caller: &super::Ctx) -> Result<()> {
-        match super::passthrough::mode_after_write(&at.stat()?, caller) {
-            Some(mode) => self.chmod_obj(at, mode),
-            None => Ok(()),
-        }
-    }
-
-    /// Sets the permission bits of the object at `at` (not a symlink).
-    fn chmod_obj(&self, at: &super::lookup::At, mode: u32) -> Result<()> {
-        match at.name() {
-            Some(n) => fd::chmod_at(at.dir(), n, mode),
-            // An object without a name left: its pinned `O_PATH` fd.
-            None => fd::chmod_fd(at.dir(), mode),
-        }
-    }
-
-    /// Opens the object at `at` with `flags` (never following a symlink).
-    pub(crate) fn open_obj(&self, at: &super::lookup::At, flags: OFlags) -> Result<std::os::fd::OwnedFd> {
-        match at.name() {
-            Some(n) => fd::open_at(at.dir(), n, flags, Mode::empty()),
-            None => fd::reopen(at.dir(), flags),
-        }
+        let st = match last {
+            Some(st) => st,
+            None => obj.stat()?,
+        };
+        Ok(super::attr::attr_of(node.ino, &node.src(), &st))
     }
 
     /// `readlink`.

@@ -89,7 +89,10 @@ impl Overlay {
             return Err(Errno::INVAL);
         }
         let (pnode, layers, ppath) = self.dir_node(parent)?;
-        if self.find_child(&ppath, &layers, name)?.is_some() {
+        // A directory only in the upper dir needs no look first: making the object there
+        // fails with EEXIST over anything at the name, which is looked at then.
+        let upper_only = matches!(&layers[..], [dl] if self.stack.is_upper(dl.idx));
+        if !upper_only && self.find_child(&ppath, &layers, name)?.is_some() {
             return Err(Errno::EXIST);
         }
         if let NewObject::Node { mode, rdev: 0 } = what
