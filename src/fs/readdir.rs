@@ -205,6 +205,13 @@ impl Overlay {
         Ok((listing, start))
     }
 
+    /// A fresh full listing of directory `nodeid` (`.`, `..`, then the merged names in cookie
+    /// order), not kept: what a reader from offset 0 would get after any change.
+    pub fn list_dir(&self, nodeid: u64) -> Result<Vec<DirEntry>> {
+        let node = self.inodes.get(nodeid)?;
+        Ok(self.listing(&node, self.generation())?.entries)
+    }
+
     /// A full listing of directory `node` in cookie order, `.` and `..` first.
     fn listing(&self, node: &Arc<Node>, generation: u64) -> Result<Listing> {
         let _tree = self.tree.read();
