@@ -217,6 +217,23 @@ pub fn init_trash(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Below this much free space on the scratch filesystem the trash is emptied at once: a full run
+/// moves some 20 GB of small files there (the commit and unpack rows most), and a run that
+/// fills the disk dies at its last row with nothing written.
+const TRASH_FLOOR: u64 = 16 << 30;
+
+/// Empties the trash now if the scratch filesystem is running out of room (said on stderr: the
+/// creates measured right after are slower for a while).
+fn empty_trash_if_low(trash: &Path) -> Result<()> {
+    let st = rustix::fs::statvfs(trash).with_context(|| format!("statfs of {}", trash.display()))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < TRASH_FLOOR {
+        eprintln!("bench: {} GiB left on the scratch filesystem: emptying the trash now", free >> 30);
+        super::sh(&format!("rm -rf '{}'/*", trash.display()))?;
+    }
+    Ok(())
+}
+
 /// Empties the trash (at the end of a run).
 pub fn empty_trash() -> Result<()> {
     match TRASH.get() {
@@ -240,6 +257,7 @@ pub fn reset_dir(dir: &Path) -> Result<()> {
         match TRASH.get() {
             Some(trash) => {
                 super::sh(&format!("find '{}' -xdev -type f -size +1M -delete", dir.display()))?;
+                empty_trash_if_low(trash)?;
                 let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match fs::rename(dir, trash.join(n.to_string())) {
                     Ok(()) => {}
