@@ -3,12 +3,13 @@
 //! (chmod, chown, truncate, utimes) after a copy-up.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{FileType, Mode, OFlags, Stat};
+use rustix::fs::{FileType, OFlags, Stat};
 
 use super::inode::{Node, Src};
+use super::lookup::AtRef;
 use super::{Errno, Overlay, Result};
 use crate::sys::fd::{self, SetTime};
 
@@ -101,40 +102,6 @@ impl SetAttr {
     }
 }
 
-/// The object a `setattr` works on: by name in its directory, or through an fd of the object
-/// itself (`name` is `None`: an open file, or the pinned `O_PATH` fd of one with no name left).
-#[derive(Clone, Copy)]
-struct Obj<'a> {
-    dir: BorrowedFd<'a>,
-    name: Option<&'a OsStr>,
-}
-
-impl Obj<'_> {
-    /// Its stat (never following a symlink).
-    fn stat(&self) -> Result<Stat> {
-        match self.name {
-            Some(n) => fd::stat_at(self.dir, n),
-            None => fd::stat_fd(self.dir),
-        }
-    }
-
-    /// Sets its permission bits (not a symlink's).
-    fn chmod(&self, mode: u32) -> Result<()> {
-        match self.name {
-            Some(n) => fd::chmod_at(self.dir, n, mode),
-            None => fd::chmod_fd(self.dir, mode),
-        }
-    }
-
-    /// Opens it with `flags` (never following a symlink).
-    fn open(&self, flags: OFlags) -> Result<std::os::fd::OwnedFd> {
-        match self.name {
-            Some(n) => fd::open_at(self.dir, n, flags, Mode::empty()),
-            None => fd::reopen(self.dir, flags),
-        }
-    }
-}
-
 impl Overlay {
     /// The attributes of `node` as the view shows them.
     pub fn attr(&self, node: &Node) -> Result<Attr> {
@@ -171,10 +138,10 @@ impl Overlay {
         let handle = fh.and_then(|fh| self.handles.file(fh).ok()).filter(|h| self.stack.is_upper(h.layer));
         let at;
         let obj = match &handle {
-            Some(h) => Obj { dir: h.file.as_fd(), name: None },
+            Some(h) => AtRef { dir: h.file.as_fd(), name: None },
             None => {
                 at = self.locate(&node)?;
-                Obj { dir: at.dir(), name: at.name() }
+                at.borrowed()
             }
         };
         // A node's type never changes (no stat needed to know it).

@@ -58,11 +58,49 @@ impl At {
         self.name.as_deref()
     }
 
+    /// The same address, borrowed.
+    pub fn borrowed(&self) -> AtRef<'_> {
+        AtRef { dir: self.dir(), name: self.name() }
+    }
+
     /// Stat of the object (never following a symlink).
     pub fn stat(&self) -> Result<Stat> {
-        match &self.name {
-            Some(n) => fd::stat_at(self.dir(), n),
-            None => fd::stat_fd(self.dir()),
+        self.borrowed().stat()
+    }
+}
+
+/// A borrowed [`At`]: an object by name in its directory, or (`name` is `None`) through an fd of
+/// the object itself — an open file, or the pinned `O_PATH` fd of one with no name left.
+#[derive(Clone, Copy, Debug)]
+pub struct AtRef<'a> {
+    /// The parent directory (or the object itself when `name` is `None`).
+    pub dir: BorrowedFd<'a>,
+    /// The object's name in `dir`.
+    pub name: Option<&'a OsStr>,
+}
+
+impl AtRef<'_> {
+    /// Stat of the object (never following a symlink).
+    pub fn stat(&self) -> Result<Stat> {
+        match self.name {
+            Some(n) => fd::stat_at(self.dir, n),
+            None => fd::stat_fd(self.dir),
+        }
+    }
+
+    /// Sets its permission bits (not a symlink's).
+    pub fn chmod(&self, mode: u32) -> Result<()> {
+        match self.name {
+            Some(n) => fd::chmod_at(self.dir, n, mode),
+            None => fd::chmod_fd(self.dir, mode),
+        }
+    }
+
+    /// Opens it with `flags` (never following a symlink).
+    pub fn open(&self, flags: rustix::fs::OFlags) -> Result<OwnedFd> {
+        match self.name {
+            Some(n) => fd::open_at(self.dir, n, flags, rustix::fs::Mode::empty()),
+            None => fd::reopen(self.dir, flags),
         }
     }
 }

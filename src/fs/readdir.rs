@@ -196,7 +196,7 @@ impl Overlay {
             // starting (or rewinding) sees the directory as it is now.
             Some(l) if offset != 0 || l.generation == generation => l,
             _ => {
-                let l = Arc::new(self.listing(&node, generation)?);
+                let l = Arc::new(self.listing(nodeid, generation)?);
                 self.listings.put(nodeid, l.clone());
                 l
             }
@@ -208,14 +208,13 @@ impl Overlay {
     /// A fresh full listing of directory `nodeid` (`.`, `..`, then the merged names in cookie
     /// order), not kept: what a reader from offset 0 would get after any change.
     pub fn list_dir(&self, nodeid: u64) -> Result<Vec<DirEntry>> {
-        let node = self.inodes.get(nodeid)?;
-        Ok(self.listing(&node, self.generation())?.entries)
+        Ok(self.listing(nodeid, self.generation())?.entries)
     }
 
-    /// A full listing of directory `node` in cookie order, `.` and `..` first.
-    fn listing(&self, node: &Arc<Node>, generation: u64) -> Result<Listing> {
+    /// A full listing of directory `nodeid` in cookie order, `.` and `..` first.
+    fn listing(&self, nodeid: u64, generation: u64) -> Result<Listing> {
         let _tree = self.tree.read();
-        let (node, layers, path) = self.dir_node(node.nodeid)?;
+        let (node, layers, path) = self.dir_node(nodeid)?;
         let parent = node.state.lock().names.first().map(|(p, _)| *p).unwrap_or(ROOT);
         let parent_ino = self.inodes.find(parent).map(|p| p.ino).unwrap_or(ROOT);
         let mut entries = self.merged_entries(&path, &layers)?;
