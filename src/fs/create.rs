@@ -105,7 +105,9 @@ impl Overlay {
         let dir = self.ensure_upper_dir(&ppath)?;
         let pst = fd::stat_fd(dir.as_fd())?;
         let (uid, gid) = owner_for(ctx, &pst);
-        let default_acl = acl::default_of(dir.as_fd());
+        // A directory Strata made itself is known to have no default ACL until one is set.
+        let known_none = pnode.state.lock().no_default_acl;
+        let default_acl = if known_none { None } else { acl::default_of(dir.as_fd()) };
         let what = what.masked(if default_acl.is_some() { 0 } else { ctx.umask });
         // The object gets the daemon's ids by itself (a set-gid parent's group, as `owner_for`).
         let owned =
@@ -146,6 +148,11 @@ impl Overlay {
         let ino = self.stack.compose_ino(0, st.st_ino);
         let src = Src::upper(kind, &ppath.join(name));
         let node = self.inodes.remember(ino, kind, parent, name, src);
+        {
+            let mut known = node.state.lock();
+            known.made_bare = true;
+            known.no_default_acl = kind == FileType::Directory && default_acl.is_none();
+        }
         Ok(Created { node, st, file })
     }
 

@@ -93,6 +93,13 @@ pub struct NodeState {
     /// What is known of the xattrs of the instance `src` shows (kept for lower layers only,
     /// which never change under a mount; forgotten whenever `src` changes).
     pub xattrs: XattrsKnown,
+    /// Strata made this object and no xattr was set or removed through it since, so it has no
+    /// `security.capability`: only a `setxattr` puts one on a file, and the kernel asks for it
+    /// at each `chown` and at a file's first write (see `Overlay::getxattr`).
+    pub made_bare: bool,
+    /// A directory Strata made under a parent that had no default ACL, with no xattr set or
+    /// removed since: it has none either (a new directory inherits its parent's).
+    pub no_default_acl: bool,
 }
 
 /// Whether an object's shown instance has xattrs a caller can see (see `Overlay::getxattr`).
@@ -112,7 +119,14 @@ impl NodeState {
         if self.src != src {
             self.src = src;
             self.xattrs = XattrsKnown::Unknown;
+            self.forget_made_bare();
         }
+    }
+
+    /// An xattr of the object changed (or its source did): what Strata knew from making it goes.
+    pub fn forget_made_bare(&mut self) {
+        self.made_bare = false;
+        self.no_default_acl = false;
     }
 }
 
@@ -141,7 +155,15 @@ impl Node {
             nodeid,
             ino,
             kind,
-            state: Mutex::new(NodeState { names, src, pinned: None, seen_at: None, xattrs: XattrsKnown::Unknown }),
+            state: Mutex::new(NodeState {
+                names,
+                src,
+                pinned: None,
+                seen_at: None,
+                xattrs: XattrsKnown::Unknown,
+                made_bare: false,
+                no_default_acl: false,
+            }),
             copy_lock: Mutex::new(()),
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),

@@ -547,6 +547,43 @@ fn a_lower_file_without_xattrs_is_asked_once_and_forgotten_at_copy_up() {
 }
 
 #[test]
+fn what_strata_made_is_not_asked_for_capabilities_or_a_default_acl_until_an_xattr_is_set() {
+    let f = Fixture::new(1);
+    let ov = f.overlay();
+    let ctx = Ctx { umask: 0o022, ..Ctx::ROOT };
+    let file = || NewObject::File { mode: 0o666, flags: libc::O_RDWR };
+    ov.create(&ctx, ROOT, OsStr::new("f"), file()).unwrap();
+    ov.create(&ctx, ROOT, OsStr::new("d"), NewObject::Dir { mode: 0o777 }).unwrap();
+    let (fi, di) = (ino_of(&ov, "f").unwrap(), ino_of(&ov, "d").unwrap());
+    let caps = OsStr::new("security.capability");
+    // File capabilities of a new file: none, and the disk is not asked (a capability put on
+    // the upper file behind the mount's back shows that).
+    let net_raw: [u8; 20] = [0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    rustix::fs::lsetxattr(f.p("upper/f"), caps, &net_raw, XattrFlags::empty()).unwrap();
+    assert_eq!(ov.getxattr(fi, caps), Err(Errno::NODATA));
+    // Any xattr set through the mount forgets that: the disk is asked again.
+    ov.setxattr(fi, OsStr::new("user.k"), b"v", 0).unwrap();
+    assert_eq!(ov.getxattr(fi, caps).unwrap(), net_raw);
+    ov.removexattr(fi, caps).unwrap();
+    assert_eq!(ov.getxattr(fi, caps), Err(Errno::NODATA));
+    // A directory made under one without a default ACL has none: its new files take the
+    // caller's umask.
+    let mode = |p: &str| std::fs::symlink_metadata(f.p(p)).unwrap().mode() & 0o777;
+    ov.create(&ctx, di, OsStr::new("a"), file()).unwrap();
+    assert_eq!(mode("upper/d/a"), 0o644);
+    // Once one is set through the mount, its new files take the ACL's mode, not the umask.
+    let rwx_all: Vec<u8> = [2u32.to_le_bytes().to_vec(), acl_entry(0x01), acl_entry(0x04), acl_entry(0x20)].concat();
+    ov.setxattr(di, OsStr::new("system.posix_acl_default"), &rwx_all, 0).unwrap();
+    ov.create(&ctx, di, OsStr::new("b"), file()).unwrap();
+    assert_eq!(mode("upper/d/b"), 0o666);
+}
+
+/// A POSIX ACL entry (`tag`, rwx, no id) as the kernel stores it in an xattr.
+fn acl_entry(tag: u16) -> Vec<u8> {
+    [tag.to_le_bytes().as_slice(), &7u16.to_le_bytes(), &u32::MAX.to_le_bytes()].concat()
+}
+
+#[test]
 fn a_reader_going_on_after_changes_gets_every_name_that_stayed_exactly_once() {
     let f = Fixture::new(2);
     for i in 0..150 {

@@ -46,6 +46,9 @@ fn from_disk(key: &OsStr) -> Option<OsString> {
     if is_private_xattr(key) { None } else { Some(key.to_owned()) }
 }
 
+/// File capabilities: asked by the kernel at every `chown` and at a file's first write.
+const CAPABILITY: &str = "security.capability";
+
 /// The virtual xattr that names the layer an object is shown from (never listed, never stored).
 pub const LAYER_XATTR: &str = "user.strata.layer";
 
@@ -69,7 +72,7 @@ impl Overlay {
             return Ok(self.layer_of(&node).into_bytes());
         }
         let disk = to_disk(key).ok_or(Errno::NODATA)?;
-        if self.lower_and_bare(&node)? {
+        if self.lower_and_bare(&node)? || (key == CAPABILITY && node.state.lock().made_bare) {
             return Err(Errno::NODATA);
         }
         let at = self.locate(&node)?;
@@ -128,6 +131,7 @@ impl Overlay {
         let disk = to_disk(key).ok_or(Errno::PERM)?;
         let node = self.inodes.get(ino)?;
         self.copy_up(&node, true)?;
+        node.state.lock().forget_made_bare();
         let at = self.locate(&node)?;
         xattr::set(at.dir(), at.name(), &disk, value, XattrFlags::from_bits_retain(flags as u32))
     }
@@ -142,6 +146,7 @@ impl Overlay {
             xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)?;
             self.copy_up(&node, true)?;
         }
+        node.state.lock().forget_made_bare();
         let at = self.locate(&node)?;
         xattr::remove(at.dir(), at.name(), &disk)
     }
