@@ -49,6 +49,10 @@ struct Args {
     /// (internal) Make `--calls` files in this dir, timing each call, and print the times.
     #[arg(long, hide = true)]
     calls_into: Option<PathBuf>,
+    /// Mount the no-work filesystem on this dir and serve it until it is unmounted (to try
+    /// things by hand; io_uring when `enable_uring` is on).
+    #[arg(long)]
+    serve: Option<PathBuf>,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -186,17 +190,7 @@ impl Mounted {
                     .arg(&mnt))?;
                 m.fuse_daemon = true;
             }
-            Sys::Null { uring } => {
-                let mut c = fuser::Config::default();
-                c.mount_options = vec![MountOption::FSName("nullfs".into()), MountOption::DefaultPermissions];
-                c.acl = SessionACL::All;
-                c.n_threads = Some(2);
-                c.clone_fd = true;
-                c.io_uring = if uring { IoUringMode::Required } else { IoUringMode::Off };
-                let fs = nullfs::NullFs::new(counts.clone());
-                let session = fuser::Session::new(fs, &mnt, &c).context("mounting the no-work filesystem")?;
-                m.null = Some(session.spawn()?);
-            }
+            Sys::Null { uring } => m.null = Some(null_session(uring, &mnt, counts)?.spawn()?),
         }
         Ok(m)
     }
@@ -230,6 +224,18 @@ impl Drop for Mounted {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The no-work filesystem mounted on `mnt`, with Strata's mount options and threads.
+fn null_session(uring: bool, mnt: &Path, counts: &Arc<nullfs::Counts>) -> Result<fuser::Session<nullfs::NullFs>> {
+    let mut c = fuser::Config::default();
+    c.mount_options = vec![MountOption::FSName("nullfs".into()), MountOption::DefaultPermissions];
+    c.acl = SessionACL::All;
+    c.n_threads = Some(2);
+    c.clone_fd = true;
+    c.io_uring = if uring { IoUringMode::Required } else { IoUringMode::Off };
+    let fs = nullfs::NullFs::new(counts.clone());
+    fuser::Session::new(fs, mnt, &c).context("mounting the no-work filesystem")
 }
 
 /// The child side: `n` files made in `dir` with `tar`'s calls, µs per file for each call.
@@ -310,6 +316,11 @@ fn real_main(a: Args) -> Result<()> {
     }
     if !rustix::process::geteuid().is_root() {
         bail!("the floor bench mounts filesystems: run it as root");
+    }
+    if let Some(mnt) = &a.serve {
+        let uring = fs::read_to_string(URING_PARAM).is_ok_and(|v| v.trim() == "Y");
+        let session = null_session(uring, mnt, &Arc::new(nullfs::Counts::default()))?;
+        return Ok(session.run()?);
     }
     let _param = UringParam::save()?;
     fs::create_dir_all(&a.dir)?;

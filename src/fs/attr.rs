@@ -132,10 +132,14 @@ impl Overlay {
         let node = self.inodes.get(ino)?;
         let truncating_all = set.size == Some(0);
         self.copy_up(&node, !truncating_all)?;
-        // `fchown`, `fchmod`, `futimens`, `ftruncate` name the caller's open file: when that is
-        // the upper object (the object's copy is, once up), the work goes through its fd, with
-        // no name to resolve for each step.
-        let handle = fh.and_then(|fh| self.handles.file(fh).ok()).filter(|h| self.stack.is_upper(h.layer));
+        // When a handle is open on the upper object (the object's copy is, once up) the work goes
+        // through its fd, with no name to resolve for each step: the caller's (`ftruncate` names
+        // it), else any (`fchown`, `fchmod`, `futimens` name none, but `tar` calls them on the
+        // file it has just made and still holds open).
+        let handle = fh
+            .and_then(|fh| self.handles.file(fh).ok())
+            .filter(|h| self.stack.is_upper(h.layer))
+            .or_else(|| self.handles.upper_of(&node));
         let at;
         let obj = match &handle {
             Some(h) => AtRef { dir: h.file.as_fd(), name: None },

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 use rustix::fs::{Mode, OFlags};
@@ -36,19 +36,42 @@ pub struct FileHandle {
 #[derive(Debug, Default)]
 pub struct HandleTable {
     files: RwLock<HashMap<u64, Arc<FileHandle>>>,
+    /// The last handle opened on each node's upper object, by node id: `chown`, `chmod` and
+    /// `utimensat` name no handle, yet a file being unpacked is open while they come.
+    upper_by_node: RwLock<HashMap<u64, Weak<FileHandle>>>,
     next: AtomicU64,
 }
 
 impl HandleTable {
-    fn insert_file(&self, h: FileHandle) -> u64 {
+    fn insert_file(&self, h: FileHandle, upper: bool) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.files.write().insert(fh, Arc::new(h));
+        let h = Arc::new(h);
+        if upper {
+            self.upper_by_node.write().insert(h.node.nodeid, Arc::downgrade(&h));
+        }
+        self.files.write().insert(fh, h);
         fh
     }
 
     /// The open file `fh`, or `EBADF`.
     pub fn file(&self, fh: u64) -> Result<Arc<FileHandle>> {
         self.files.read().get(&fh).cloned().ok_or(Errno::BADF)
+    }
+
+    /// A handle open on `node`'s upper object, if one is (the last one opened).
+    pub fn upper_of(&self, node: &Node) -> Option<Arc<FileHandle>> {
+        let h = self.upper_by_node.read().get(&node.nodeid)?.upgrade()?;
+        // A node id the kernel has let go of may name another node now.
+        std::ptr::eq(Arc::as_ptr(&h.node), node).then_some(h)
+    }
+
+    fn remove(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        let h = self.files.write().remove(&fh)?;
+        let mut by_node = self.upper_by_node.write();
+        if by_node.get(&h.node.nodeid).is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&h))) {
+            by_node.remove(&h.node.nodeid);
+        }
+        Some(h)
     }
 }
 
@@ -110,7 +133,8 @@ impl Overlay {
     pub fn add_file(&self, node: Arc<Node>, file: File, writable: bool) -> u64 {
         node.opened();
         let layer = node.src().top();
-        self.handles.insert_file(FileHandle { node, file, layer, writable })
+        let upper = self.stack.is_upper(layer);
+        self.handles.insert_file(FileHandle { node, file, layer, writable }, upper)
     }
 
     /// `read`.
@@ -205,8 +229,7 @@ impl Overlay {
 
     /// `release`.
     pub fn release(&self, fh: u64) {
-        let h = self.handles.files.write().remove(&fh);
-        if let Some(h) = h {
+        if let Some(h) = self.handles.remove(fh) {
             self.inodes.closed(&h.node);
         }
     }

@@ -578,6 +578,25 @@ fn what_strata_made_is_not_asked_for_capabilities_or_a_default_acl_until_an_xatt
     assert_eq!(mode("upper/d/b"), 0o666);
 }
 
+#[test]
+fn a_setattr_naming_no_handle_goes_through_one_open_on_the_upper_object() {
+    use super::attr::SetAttr;
+    let f = Fixture::new(1);
+    let ov = f.overlay();
+    let made = ov.create(&Ctx::ROOT, ROOT, OsStr::new("f"), NewObject::File { mode: 0o600, flags: libc::O_RDWR });
+    let made = made.unwrap();
+    let ino = made.node.ino;
+    let fh = ov.add_file(made.node, made.file.unwrap(), true);
+    // The upper file's name changes behind the mount's back, so only the open fd reaches it.
+    std::fs::rename(f.p("upper/f"), f.p("upper/g")).unwrap();
+    let attr = ov.setattr(ino, None, &SetAttr { mode: Some(0o640), ..SetAttr::default() }).unwrap();
+    assert_eq!(attr.perm, 0o640);
+    assert_eq!(std::fs::symlink_metadata(f.p("upper/g")).unwrap().mode() & 0o7777, 0o640);
+    // Once it is closed, the node is reached by its name again (gone here).
+    ov.release(fh);
+    assert_eq!(ov.setattr(ino, None, &SetAttr { mode: Some(0o600), ..SetAttr::default() }).err(), Some(Errno::NOENT));
+}
+
 /// A POSIX ACL entry (`tag`, rwx, no id) as the kernel stores it in an xattr.
 fn acl_entry(tag: u16) -> Vec<u8> {
     [tag.to_le_bytes().as_slice(), &7u16.to_le_bytes(), &u32::MAX.to_le_bytes()].concat()
