@@ -43,6 +43,9 @@ struct Args {
     /// Runs of each system.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Size of the loop ext4 made for each run, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    img_mib: u64,
     /// Write the section into benches/RESULTS.md.
     #[arg(long)]
     write_results: bool,
@@ -155,14 +158,14 @@ struct Mounted {
 }
 
 impl Mounted {
-    fn new(sys: Sys, dir: &Path, counts: &Arc<nullfs::Counts>) -> Result<Mounted> {
+    fn new(sys: Sys, dir: &Path, img_mib: u64, counts: &Arc<nullfs::Counts>) -> Result<Mounted> {
         let (img, fs, mnt) = (dir.join("ext4.img"), dir.join("fs"), dir.join("mnt"));
         let _ = Command::new("umount").arg(&mnt).output();
         let _ = Command::new("umount").arg(&fs).output();
         fs::create_dir_all(&fs)?;
         fs::create_dir_all(&mnt)?;
         if !img.exists() {
-            fs::File::create(&img)?.set_len(4 << 30)?;
+            fs::File::create(&img)?.set_len(img_mib << 20)?;
         }
         run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
         run(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&fs))?;
@@ -277,12 +280,12 @@ fn calls_into(dir: &Path, n: usize) -> Result<()> {
 struct Sample {
     untar: f64,
     calls: Vec<f64>,
-    /// The no-work filesystem's requests per untarred file, by kind.
-    requests: Vec<f64>,
+    /// The no-work filesystem's requests during the untar, by kind ([`nullfs::OPS`]).
+    requests: Vec<u64>,
 }
 
 fn one_run(sys: Sys, a: &Args, tar: &Path, counts: &Arc<nullfs::Counts>) -> Result<Sample> {
-    let m = Mounted::new(sys, &a.dir, counts)?;
+    let m = Mounted::new(sys, &a.dir, a.img_mib, counts)?;
     let into = m.fresh_dir("unpacked")?;
     let before = counts.snapshot();
     let t = Instant::now();
@@ -290,7 +293,7 @@ fn one_run(sys: Sys, a: &Args, tar: &Path, counts: &Arc<nullfs::Counts>) -> Resu
     let untar = t.elapsed().as_secs_f64();
     let after = counts.snapshot();
     let requests = match sys {
-        Sys::Null { .. } => before.iter().zip(after).map(|(b, e)| (e - b) as f64 / a.files as f64).collect(),
+        Sys::Null { .. } => before.iter().zip(after).map(|(b, e)| e - b).collect(),
         _ => Vec::new(),
     };
     let into = m.fresh_dir("calls")?;
@@ -310,17 +313,19 @@ fn fmt_time(s: f64) -> String {
     if s >= 1.0 { format!("{s:.2} s") } else { format!("{:.1} ms", s * 1e3) }
 }
 
-fn real_main(a: Args) -> Result<()> {
+/// Runs the bench; returns the no-work filesystem's requests on io_uring in its last untar.
+fn real_main(a: Args) -> Result<[u64; nullfs::OPS.len()]> {
     if let Some(dir) = &a.calls_into {
-        return calls_into(dir, a.calls);
+        calls_into(dir, a.calls)?;
+        return Ok(Default::default());
     }
     if !rustix::process::geteuid().is_root() {
         bail!("the floor bench mounts filesystems: run it as root");
     }
     if let Some(mnt) = &a.serve {
         let uring = fs::read_to_string(URING_PARAM).is_ok_and(|v| v.trim() == "Y");
-        let session = null_session(uring, mnt, &Arc::new(nullfs::Counts::default()))?;
-        return Ok(session.run()?);
+        null_session(uring, mnt, &Arc::new(nullfs::Counts::default()))?.run()?;
+        return Ok(Default::default());
     }
     let _param = UringParam::save()?;
     fs::create_dir_all(&a.dir)?;
@@ -366,20 +371,20 @@ fn real_main(a: Args) -> Result<()> {
     let null = SYSTEMS.iter().position(|s| *s == Sys::Null { uring: true }).unwrap_or(2);
     let mut asked = Vec::new();
     for (k, op) in nullfs::OPS.iter().enumerate() {
-        let per = med(null, &|s| s.requests[k]);
+        let per = med(null, &|s| s.requests[k] as f64 / a.files as f64);
         if per >= 0.01 {
             asked.push(format!("{op} {per:.2}"));
         }
     }
     let section = format!(
         "## The FUSE floor: what the kernel's requests cost by themselves\n\n\
-`cargo bench --bench floor` ({} runs of each, medians, {}Z; a fresh ext4 on a loop device under \
+`cargo bench --bench floor` ({} of each, medians, {}Z; a fresh ext4 on a loop device under \
 each run; the systems take turns). The no-work filesystem (`benches/floor/nullfs.rs`) answers \
 every request from memory — no disk, no system call — over the same FUSE session code as Strata \
 and with the same kernel options (`default_permissions`, `HANDLE_KILLPRIV_V2`, POSIX ACLs, the \
 same time to live); no FUSE filesystem can be faster on this machine. Requests it got per \
 untarred file: {}.\n\n{t}",
-        a.reps,
+        if a.reps == 1 { "1 run".to_string() } else { format!("{} runs", a.reps) },
         chrono_now(),
         asked.join(", "),
     );
@@ -401,7 +406,8 @@ untarred file: {}.\n\n{t}",
         f.sync_all()?;
         fs::rename(&part, &path)?;
     }
-    Ok(())
+    let last = samples[null].last().map(|s| s.requests.clone()).unwrap_or_default();
+    Ok(std::array::from_fn(|k| last.get(k).copied().unwrap_or(0)))
 }
 
 /// The time now, as `2026-12-08T01:23` (UTC).
@@ -409,8 +415,29 @@ fn chrono_now() -> String {
     run(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M"])).map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
+/// Under `cargo test` (no `--bench`): every system once at toy sizes in a temp dir, and the
+/// no-work filesystem must have been asked what `tar` makes the kernel ask for each file.
+fn smoke(a: Args) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("strata-floor-smoke-{}", std::process::id()));
+    let a = Args { dir: dir.clone(), files: 300, calls: 100, reps: 1, img_mib: 256, write_results: false, ..a };
+    let files = a.files as f64;
+    let r = real_main(a);
+    let _ = fs::remove_dir_all(&dir);
+    let counts = r?;
+    for (op, want) in [("CREATE", 1.0), ("SETATTR", 3.0), ("LOOKUP", 1.0)] {
+        let k = nullfs::OPS.iter().position(|o| *o == op).unwrap_or(0);
+        let got = counts[k] as f64 / files;
+        if (got - want).abs() > 0.05 {
+            bail!("the no-work filesystem got {got:.2} {op} per untarred file, not {want}");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match real_main(Args::parse()) {
+    let a = Args::parse();
+    let r = if a.bench || a.calls_into.is_some() || a.serve.is_some() { real_main(a).map(|_| ()) } else { smoke(a) };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench floor: {e:#}");
