@@ -17,13 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 /// Strata's time to live for entries and attributes.
-const TTL: Duration = Duration::from_secs(86400);
+fn ttl() -> Duration {
+    strata::fs::Config::default().ttl
+}
 
 /// The requests counted, by name, in the order a report lists them.
 pub const OPS: [&str; 14] = [
@@ -166,17 +168,7 @@ fn time(t: TimeOrNow) -> SystemTime {
 
 impl Filesystem for NullFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let wanted = InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_POSIX_ACL
-            | InitFlags::FUSE_DONT_MASK
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
-            | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO;
-        let _ = config.set_max_write(1 << 20);
-        let granted = wanted & config.capabilities();
-        let _ = config.add_capabilities(granted);
+        strata::fs::fuse::ask_kernel(config);
         Ok(())
     }
 
@@ -185,15 +177,15 @@ impl Filesystem for NullFs {
         let t = self.tree.lock().unwrap();
         let Some(p) = t.nodes.get(&parent.0) else { return reply.error(Errno::ENOENT) };
         match p.by_name.get(name) {
-            Some(pos) => reply.entry(&TTL, &t.nodes[&p.children[pos].1].attr, Generation(0)),
-            None => reply.entry(&TTL, &negative(), Generation(0)),
+            Some(pos) => reply.entry(&ttl(), &t.nodes[&p.children[pos].1].attr, Generation(0)),
+            None => reply.entry(&ttl(), &negative(), Generation(0)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.counts.add("GETATTR");
         match self.tree.lock().unwrap().nodes.get(&ino.0) {
-            Some(n) => reply.attr(&TTL, &n.attr),
+            Some(n) => reply.attr(&ttl(), &n.attr),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -241,13 +233,13 @@ impl Filesystem for NullFs {
             a.mtime = time(t);
         }
         a.ctime = SystemTime::now();
-        reply.attr(&TTL, a);
+        reply.attr(&ttl(), a);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         self.counts.add("MKDIR");
         match self.make(req, parent, name, FileType::Directory, mode & !umask) {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Ok(a) => reply.entry(&ttl(), &a, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -364,7 +356,7 @@ impl Filesystem for NullFs {
         match self.list(ino, offset) {
             Ok(entries) => {
                 for (pos, name, attr) in entries {
-                    if reply.add(attr.ino, pos, &name, &TTL, &attr, Generation(0)) {
+                    if reply.add(attr.ino, pos, &name, &ttl(), &attr, Generation(0)) {
                         break;
                     }
                 }
@@ -406,7 +398,7 @@ impl Filesystem for NullFs {
     ) {
         self.counts.add("CREATE");
         match self.make(req, parent, name, FileType::RegularFile, mode & !umask) {
-            Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
+            Ok(a) => reply.created(&ttl(), &a, Generation(0), FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => reply.error(e),
         }
     }

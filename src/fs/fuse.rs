@@ -201,27 +201,36 @@ fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
     }
 }
 
+/// What Strata asks of the kernel at INIT, besides passthrough and skipping OPENDIR (which
+/// need more than a flag). POSIX_ACL lets the kernel cache ACLs (ls asks for them on every file)
+/// and check them; HANDLE_KILLPRIV_V2: Strata clears suid/sgid on write, truncate and chown
+/// itself, which spares a GETXATTR `security.capability` on every write() (the kernel marks
+/// files that have none and stops asking); READDIRPLUS answers `ls -l` with attributes in the
+/// listing instead of one lookup each.
+pub const KERNEL_OPTIONS: InitFlags = InitFlags::FUSE_ATOMIC_O_TRUNC
+    .union(InitFlags::FUSE_PARALLEL_DIROPS)
+    .union(InitFlags::FUSE_CACHE_SYMLINKS)
+    .union(InitFlags::FUSE_EXPORT_SUPPORT)
+    .union(InitFlags::FUSE_POSIX_ACL)
+    .union(InitFlags::FUSE_DONT_MASK)
+    .union(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+    .union(InitFlags::FUSE_DO_READDIRPLUS)
+    .union(InitFlags::FUSE_READDIRPLUS_AUTO);
+
+/// Asks for [`KERNEL_OPTIONS`] (those the kernel offers) and 1 MiB writes (256 pages, the
+/// kernel's largest, which keeps each worker's request buffer small); returns what was granted.
+/// The floor bench's no-work filesystem asks the same.
+pub fn ask_kernel(config: &mut KernelConfig) -> InitFlags {
+    let _ = config.set_max_write(1 << 20);
+    let granted = KERNEL_OPTIONS & config.capabilities();
+    let _ = config.add_capabilities(granted);
+    granted
+}
+
 impl Filesystem for StrataFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // POSIX_ACL lets the kernel cache ACLs (ls asks for them on every file) and check them;
-        // HANDLE_KILLPRIV_V2: Strata clears suid/sgid on write, truncate and chown itself, which
-        // spares a GETXATTR `security.capability` on every write() (the kernel marks files that
-        // have none and stops asking);
-        // READDIRPLUS answers `ls -l` with attributes in the listing instead of one lookup each.
-        let wanted = InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_POSIX_ACL
-            | InitFlags::FUSE_DONT_MASK
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
-            | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO;
-        // 1 MiB writes (256 pages, the kernel's largest) keep each worker's request buffer small.
-        let _ = config.set_max_write(1 << 20);
-        let granted = wanted & config.capabilities();
-        let _ = config.add_capabilities(granted);
-        log::debug!("kernel capabilities used: {granted:?} (not offered: {:?})", wanted - granted);
+        let granted = ask_kernel(config);
+        log::debug!("kernel capabilities used: {granted:?} (not offered: {:?})", KERNEL_OPTIONS - granted);
         // Listings need no handle (readdir.rs): two requests fewer per directory read — and
         // none at all for one the kernel has cached (`FOPEN_CACHE_DIR` is then its default).
         self.no_opendir = config.capabilities().contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
