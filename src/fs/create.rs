@@ -150,7 +150,7 @@ impl Overlay {
         let node = self.inodes.remember(ino, kind, parent, name, src);
         {
             let mut known = node.state.lock();
-            known.made_bare = true;
+            known.no_capability = true;
             known.no_default_acl = kind == FileType::Directory && default_acl.is_none();
         }
         Ok(Created { node, st, file })

@@ -96,7 +96,7 @@ pub struct NodeState {
     /// Strata made this object and no xattr was set or removed through it since, so it has no
     /// `security.capability`: only a `setxattr` puts one on a file, and the kernel asks for it
     /// at each `chown` and at a file's first write (see `Overlay::getxattr`).
-    pub made_bare: bool,
+    pub no_capability: bool,
     /// A directory Strata made under a parent that had no default ACL, with no xattr set or
     /// removed since: it has none either (a new directory inherits its parent's).
     pub no_default_acl: bool,
@@ -119,13 +119,13 @@ impl NodeState {
         if self.src != src {
             self.src = src;
             self.xattrs = XattrsKnown::Unknown;
-            self.forget_made_bare();
+            self.xattrs_changed();
         }
     }
 
     /// An xattr of the object changed (or its source did): what Strata knew from making it goes.
-    pub fn forget_made_bare(&mut self) {
-        self.made_bare = false;
+    pub fn xattrs_changed(&mut self) {
+        self.no_capability = false;
         self.no_default_acl = false;
     }
 }
@@ -161,7 +161,7 @@ impl Node {
                 pinned: None,
                 seen_at: None,
                 xattrs: XattrsKnown::Unknown,
-                made_bare: false,
+                no_capability: false,
                 no_default_acl: false,
             }),
             copy_lock: Mutex::new(()),

@@ -72,7 +72,7 @@ impl Overlay {
             return Ok(self.layer_of(&node).into_bytes());
         }
         let disk = to_disk(key).ok_or(Errno::NODATA)?;
-        if self.lower_and_bare(&node)? || (key == CAPABILITY && node.state.lock().made_bare) {
+        if self.lower_and_bare(&node)? || (key == CAPABILITY && node.state.lock().no_capability) {
             return Err(Errno::NODATA);
         }
         let at = self.locate(&node)?;
@@ -131,7 +131,7 @@ impl Overlay {
         let disk = to_disk(key).ok_or(Errno::PERM)?;
         let node = self.inodes.get(ino)?;
         self.copy_up(&node, true)?;
-        node.state.lock().forget_made_bare();
+        node.state.lock().xattrs_changed();
         let at = self.locate(&node)?;
         xattr::set(at.dir(), at.name(), &disk, value, XattrFlags::from_bits_retain(flags as u32))
     }
@@ -146,7 +146,7 @@ impl Overlay {
             xattr::get(at.dir(), at.name(), &disk)?.ok_or(Errno::NODATA)?;
             self.copy_up(&node, true)?;
         }
-        node.state.lock().forget_made_bare();
+        node.state.lock().xattrs_changed();
         let at = self.locate(&node)?;
         xattr::remove(at.dir(), at.name(), &disk)
     }
