@@ -207,6 +207,9 @@ fn real_main(a: Args) -> Result<()> {
             let _ = std::fs::remove_dir_all(&root);
         }
     }
+    if lazy_bytes >= full_bytes {
+        bail!("the lazy start fetched {lazy_bytes} bytes, no fewer than the full pull ({full_bytes})");
+    }
     let (f, l) = (median(full), median(lazy));
     let section = format!(
         "## Lazy start-up (eStargz)\n\n`cargo bench --bench lazy` — a {} MiB image (the busybox fixture + {} files of 10 MiB \
@@ -246,7 +249,18 @@ fn real_main(a: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match real_main(Args::parse()) {
+    let mut a = Args::parse();
+    if !a.bench {
+        // Under `cargo test`: once, at a toy size, so the bench cannot rot.
+        let dir = a.dir.with_file_name("strata-bench-lazy-smoke");
+        a = Args { dir, mib: 30, reps: 1, write_results: false, ..a };
+    }
+    let smoke = (!a.bench).then(|| a.dir.clone());
+    let r = real_main(a);
+    if let Some(dir) = smoke {
+        let _ = reset_dir(&dir).and_then(|()| Ok(std::fs::remove_dir(&dir)?));
+    }
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench lazy: {e:#}");
