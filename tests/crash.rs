@@ -799,10 +799,47 @@ fn cut_during(disk: &LoopFs, root: &Path, args: &[&str], after: Duration) -> boo
     disk.cut();
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "strata {args:?} hangs after the power cut");
+        if Instant::now() > deadline {
+            let report = stuck_strata_processes();
+            let _ = child.kill();
+            panic!("strata {args:?} hangs after the power cut; its processes:\n{report}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+/// Every process running the strata binary (the writer, monitors, containers' init), each with
+/// its state, where it waits in the kernel and its kernel stack: what a hang report needs.
+fn stuck_strata_processes() -> String {
+    let mut out = String::new();
+    let strata = fs::canonicalize(common::strata()).unwrap_or_default();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let ours = fs::read_link(dir.join("exe")).is_ok_and(|exe| exe == strata);
+        if !ours {
+            continue;
+        }
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let cmd = read("cmdline").replace('\0', " ");
+        out += &format!("pid {}: {}\n", entry.file_name().to_string_lossy(), cmd.trim());
+        for task in fs::read_dir(dir.join("task")).into_iter().flatten().flatten() {
+            let t = task.path();
+            let get = |f: &str| fs::read_to_string(t.join(f)).unwrap_or_default();
+            let state =
+                get("stat").rsplit(')').next().unwrap_or("").split_whitespace().next().unwrap_or("?").to_string();
+            out += &format!(
+                "  task {} {} {state} wchan {}\n",
+                task.file_name().to_string_lossy(),
+                get("comm").trim(),
+                get("wchan")
+            );
+            for line in get("stack").lines().take(12) {
+                out += &format!("    {line}\n");
+            }
+        }
+    }
+    out
 }
 
 /// A power cut in the middle of a `pull` (from a real registry, off the cut disk) or a `build`
