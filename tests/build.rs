@@ -738,7 +738,12 @@ fn root_a_killed_build_kills_its_running_step_and_leaves_no_container() {
         assert!(Instant::now() < deadline, "the RUN step did not start in 60 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(sleeping("3607"), "the step's command is not running");
+    // `/started` shows before the shell has started `sleep`: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sleeping("3607") {
+        assert!(Instant::now() < deadline, "the step's command is not running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     build.kill().unwrap();
     build.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);

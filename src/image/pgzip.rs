@@ -41,6 +41,10 @@ pub struct ParGzEncoder<W: Write> {
     results: Receiver<(u64, io::Result<Vec<u8>>)>,
     workers: Vec<JoinHandle<()>>,
     max_in_flight: u64,
+    /// The first error met: every later call returns it. After one, the blocks in flight no
+    /// longer line up with what was written (a tar writer that failed still writes its end when
+    /// it is dropped, and waiting for the lost block would hang).
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl<W: Write> ParGzEncoder<W> {
@@ -70,7 +74,20 @@ impl<W: Write> ParGzEncoder<W> {
             results,
             workers,
             max_in_flight: 2 * threads as u64 + 1,
+            failed: None,
         })
+    }
+
+    /// Runs `step` unless an earlier step failed; remembers its failure.
+    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<T> {
+        if let Some((kind, msg)) = &self.failed {
+            return Err(io::Error::new(*kind, format!("an earlier write failed: {msg}")));
+        }
+        let r = step(self);
+        if let Err(e) = &r {
+            self.failed = Some((e.kind(), e.to_string()));
+        }
+        r
     }
 
     /// Hands the buffered block to the workers.
@@ -104,8 +121,10 @@ impl<W: Write> ParGzEncoder<W> {
 
     /// Ends the stream (final block, CRC and length) and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.submit(true)?;
-        self.drain(0)?;
+        self.guarded(|e| {
+            e.submit(true)?;
+            e.drain(0)
+        })?;
         self.jobs = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -119,16 +138,18 @@ impl<W: Write> ParGzEncoder<W> {
 
 impl<W: Write> Write for ParGzEncoder<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(BLOCK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        self.crc.update(&data[..n]);
-        self.total += n as u64;
-        if self.buf.len() == BLOCK {
-            self.submit(false)?;
-            let keep = self.max_in_flight;
-            self.drain(keep)?;
-        }
-        Ok(n)
+        self.guarded(|e| {
+            let n = data.len().min(BLOCK - e.buf.len());
+            e.buf.extend_from_slice(&data[..n]);
+            e.crc.update(&data[..n]);
+            e.total += n as u64;
+            if e.buf.len() == BLOCK {
+                e.submit(false)?;
+                let keep = e.max_in_flight;
+                e.drain(keep)?;
+            }
+            Ok(n)
+        })
     }
 
     /// Writes what is finished; a partial block stays buffered (a flush point would change the
@@ -201,6 +222,37 @@ mod tests {
         flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
         gz
+    }
+
+    /// Takes the gzip header, then fails every write.
+    struct FailsAfterHeader(usize);
+
+    impl Write for FailsAfterHeader {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.0 += 1;
+            if self.0 > 1 { Err(io::Error::from_raw_os_error(libc::EIO)) } else { Ok(data.len()) }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_a_failed_write_every_call_fails_at_once_instead_of_waiting_for_a_lost_block() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut enc = ParGzEncoder::new(FailsAfterHeader(0), Compression::fast(), 2).unwrap();
+            let block = vec![1u8; BLOCK];
+            // The first finished block's write fails, a few blocks in.
+            let first = (0..10).map(|_| enc.write_all(&block)).find(|r| r.is_err());
+            assert!(first.is_some_and(|r| r.unwrap_err().raw_os_error() == Some(libc::EIO)));
+            // What a tar writer dropped after the error does: write its end, then finish.
+            let again = enc.write_all(&block).unwrap_err();
+            assert!(again.to_string().contains("an earlier write failed"), "{again}");
+            assert!(enc.finish().is_err());
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the encoder hung after a failed write");
     }
 
     #[test]
