@@ -14,7 +14,6 @@
 mod nullfs;
 
 use std::fs;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -26,8 +25,14 @@ use clap::Parser;
 use fuser::{IoUringMode, MountOption, SessionACL};
 use rustix::fs::{Mode, OFlags, Timespec};
 
+#[path = "../common/cmd.rs"]
+mod cmd;
+#[path = "../common/results.rs"]
+mod results;
 #[path = "../common/stats.rs"]
 mod stats;
+
+use cmd::checked_output as run;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -115,14 +120,6 @@ impl Drop for UringParam {
     fn drop(&mut self) {
         let _ = fs::write(URING_PARAM, &self.0);
     }
-}
-
-fn run(c: &mut Command) -> Result<String> {
-    let out = c.output().with_context(|| format!("running {c:?}"))?;
-    if !out.status.success() {
-        bail!("{c:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The archive: `files` files of 1 KiB of text, 1000 to a directory, as `tar cf` packs them.
@@ -245,9 +242,10 @@ fn null_session(uring: bool, mnt: &Path, counts: &Arc<nullfs::Counts>) -> Result
 fn calls_into(dir: &Path, n: usize) -> Result<()> {
     let d = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
     let body = [b'x'; 1024];
-    let times =
-        [Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT }, Timespec { tv_sec: 1_796_668_976, tv_nsec: 0 }];
-    let stamps = rustix::fs::Timestamps { last_access: times[0], last_modification: times[1] };
+    let stamps = rustix::fs::Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+        last_modification: Timespec { tv_sec: 1_796_668_976, tv_nsec: 0 },
+    };
     let mut total = [Duration::ZERO; CALLS.len()];
     for i in 0..n {
         let name = format!("f{i:06}");
@@ -390,21 +388,7 @@ untarred file: {}.\n\n{t}",
     );
     println!("{section}");
     if a.write_results {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/RESULTS.md");
-        let old = fs::read_to_string(&path).unwrap_or_default();
-        let marker = "## The FUSE floor";
-        let new = match old.find(marker) {
-            Some(i) => {
-                let end = old[i + 3..].find("\n## ").map(|j| i + 3 + j + 1).unwrap_or(old.len());
-                format!("{}{section}\n{}", &old[..i], &old[end..])
-            }
-            None => format!("{}\n\n{section}", old.trim_end()),
-        };
-        let part = path.with_extension("md.part");
-        let mut f = fs::File::create(&part)?;
-        f.write_all(new.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&part, &path)?;
+        results::replace_section("## The FUSE floor", &section)?;
     }
     let last = samples[null].last().map(|s| s.requests.clone()).unwrap_or_default();
     Ok(std::array::from_fn(|k| last.get(k).copied().unwrap_or(0)))

@@ -10,6 +10,13 @@
 mod servers;
 
 /// What `servers.rs` expects beside it (the registry bench's image module).
+#[path = "../common/cmd.rs"]
+mod cmd;
+#[path = "../common/results.rs"]
+mod results;
+
+use cmd::checked_output as ok;
+
 mod image {
     pub const REF: &str = "unused";
 }
@@ -60,14 +67,6 @@ fn strata(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
     c.arg("--root").arg(root);
     c
-}
-
-fn ok(c: &mut Command) -> Result<String> {
-    let out = c.output()?;
-    if !out.status.success() {
-        bail!("{c:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A TCP proxy to `upstream` that sends at most `rate` bytes/s to clients (all connections
@@ -233,16 +232,7 @@ fn real_main(a: Args) -> Result<()> {
     );
     println!("{section}");
     if a.write_results {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/RESULTS.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let new = match old.find("## Lazy start-up (eStargz)") {
-            Some(i) => {
-                let end = old[i + 3..].find("\n## ").map(|j| i + 3 + j + 1).unwrap_or(old.len());
-                format!("{}{section}{}", &old[..i], &old[end..])
-            }
-            None => format!("{}\n{section}", old.trim_end()),
-        };
-        std::fs::write(&path, new)?;
+        results::replace_section("## Lazy start-up (eStargz)", &section)?;
     }
     drop(reg);
     Ok(())

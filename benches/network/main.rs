@@ -17,8 +17,12 @@
 //! network, saved and loaded into podman. Run as root. Under `cargo test` (no `--bench`) it
 //! checks its report code and measures nothing.
 
+#[path = "../common/cmd.rs"]
+mod cmd;
 #[path = "../common/stats.rs"]
 mod stats;
+
+use cmd::checked_output as sh;
 
 #[path = "../../tests/common/debian.rs"]
 #[allow(dead_code)]
@@ -103,14 +107,6 @@ fn table(rows: &[Row]) -> String {
         out.push_str(&format!(" {} |\n", r.verdict()));
     }
     out
-}
-
-fn sh(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("{cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The two engines, each with its own store under `dir`.
